@@ -1,0 +1,1 @@
+"""Pure SCIM protocol logic: schemas, filters, paths, PATCH, projection. No I/O."""

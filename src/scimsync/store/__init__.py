@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables, migrations, and the transactional services over them."""
