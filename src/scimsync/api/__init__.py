@@ -1,0 +1,1 @@
+"""The HTTP layer: thin endpoints over scimsync.protocol and scimsync.store."""

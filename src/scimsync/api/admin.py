@@ -1,0 +1,164 @@
+"""The admin REST API under /admin, behind admin tokens (OpenAPI at /admin/openapi.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scimsync.api.openapi import OPENAPI
+from scimsync.errors import ScimError, UsageError
+from scimsync.store import journal
+from scimsync.store.directories import Directories
+from scimsync.store.resources import Store
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class AdminApi:
+    def __init__(self, store: Store, dirs: Directories):
+        self.store = store
+        self.dirs = dirs
+
+    def endpoint(self, fn: Callable[[Request], Awaitable[Any]], status: int = 200) -> Handler:
+        async def handler(request: Request) -> Response:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            principal = self.dirs.authenticate(token.strip()) if scheme.lower() == "bearer" \
+                else None
+            if principal is None or principal.kind != "admin":
+                resp = _error(401, "an admin bearer token is required")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="scimsync-admin"'
+                return resp
+            try:
+                result = await fn(request)
+            except UsageError as exc:
+                return _error(404 if str(exc).startswith("no ") else 400, str(exc))
+            except ScimError as exc:
+                return _error(exc.status, exc.detail)
+            if result is None:
+                return Response(status_code=204)
+            return JSONResponse(result, status_code=status)
+
+        return handler
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError("the request body is not valid JSON") from exc
+        if not isinstance(body, dict):
+            raise UsageError("the request body must be a JSON object")
+        return body
+
+    async def list_directories(self, _r: Request) -> Any:
+        return {"directories": await run_in_threadpool(self.dirs.list)}
+
+    async def create_directory(self, request: Request) -> Any:
+        body = await self._body(request)
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise UsageError("name is required")
+        created = await run_in_threadpool(self.dirs.create, name)
+        return {**created, "scim_url": f"{str(request.base_url).rstrip('/')}"
+                f"{created['scim_path']}"}
+
+    async def get_directory(self, request: Request) -> Any:
+        return await run_in_threadpool(self.dirs.get, request.path_params["did"])
+
+    async def delete_directory(self, request: Request) -> Any:
+        await run_in_threadpool(self.dirs.delete, request.path_params["did"])
+        return None
+
+    async def list_tokens(self, request: Request) -> Any:
+        did = request.path_params["did"]
+        await run_in_threadpool(self.dirs.get, did)
+        return {"tokens": await run_in_threadpool(self.dirs.list_tokens, did)}
+
+    async def create_token(self, request: Request) -> Any:
+        body = await self._body(request)
+        expires = _seconds(body.get("expires_in_seconds"), "expires_in_seconds")
+        return await run_in_threadpool(
+            self.dirs.create_token, request.path_params["did"], str(body.get("name") or ""),
+            timedelta(seconds=expires) if expires else None)
+
+    async def rotate_token(self, request: Request) -> Any:
+        body = await self._body(request)
+        overlap = _seconds(body.get("overlap_seconds", 3600), "overlap_seconds")
+        return await run_in_threadpool(
+            self.dirs.rotate_token, request.path_params["did"], request.path_params["tid"],
+            timedelta(seconds=overlap or 0))
+
+    async def revoke_token(self, request: Request) -> Any:
+        await run_in_threadpool(self.dirs.revoke_token, request.path_params["did"],
+                                request.path_params["tid"])
+        return None
+
+    async def journal(self, request: Request) -> Any:
+        did = request.path_params["did"]
+        await run_in_threadpool(self.dirs.get, did)
+        after = _int_param(request, "after", 0)
+        limit = min(max(_int_param(request, "limit", 100), 1), 1000)
+
+        def read() -> list[dict[str, Any]]:
+            with self.store.read() as conn:
+                return journal.read(conn, did, after, limit)
+
+        entries = await run_in_threadpool(read)
+        return {"entries": entries, "next_after": entries[-1]["seq"] if entries else after}
+
+    async def openapi(self, _r: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    def routes(self) -> list[Route]:
+        e = self.endpoint
+        return [
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/directories", e(self.list_directories), methods=["GET"]),
+            Route("/directories", e(self.create_directory, 201), methods=["POST"]),
+            Route("/directories/{did}", e(self.get_directory), methods=["GET"]),
+            Route("/directories/{did}", e(self.delete_directory), methods=["DELETE"]),
+            Route("/directories/{did}/tokens", e(self.list_tokens), methods=["GET"]),
+            Route("/directories/{did}/tokens", e(self.create_token, 201), methods=["POST"]),
+            Route("/directories/{did}/tokens/{tid}/rotate", e(self.rotate_token, 201),
+                  methods=["POST"]),
+            Route("/directories/{did}/tokens/{tid}", e(self.revoke_token), methods=["DELETE"]),
+            Route("/directories/{did}/journal", e(self.journal), methods=["GET"]),
+        ]
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise UsageError(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _seconds(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be a non-negative integer")
+    return value

@@ -1,0 +1,91 @@
+"""The ASGI application: SCIM under /scim/v2/<directory>, admin API under /admin."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from scimsync.api.admin import AdminApi
+from scimsync.api.http import error_response
+from scimsync.api.scim import ScimApi
+from scimsync.errors import ScimError
+from scimsync.store.directories import Directories
+from scimsync.store.engine import make_engine, upgrade
+from scimsync.store.resources import Store
+
+log = logging.getLogger("scimsync.access")
+
+
+class AccessLog:
+    """One structured line per request: method, path, status, duration. Never headers
+    or bodies, so tokens and passwords cannot reach the log."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info(orjson.dumps({
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "ms": round((time.perf_counter() - start) * 1000, 2),
+            }).decode())
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """No stack traces on the wire: a SCIM error with a generic detail."""
+    logging.getLogger("scimsync").error("unhandled error on %s %s: %s", request.method,
+                                        request.url.path, type(exc).__name__, exc_info=exc)
+    return error_response(ScimError("internal server error", status=500))
+
+
+async def _health(_request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def create_app(database_url: str | None = None, engine: Engine | None = None) -> Starlette:
+    """Build the application on a database (its schema is created or upgraded)."""
+    if engine is None:
+        from scimsync.config import database_url as configured
+
+        engine = make_engine(database_url or configured())
+    upgrade(engine)
+    store = Store(engine)
+    dirs = Directories(engine)
+    scim_api = ScimApi(store, dirs)
+    admin_api = AdminApi(store, dirs)
+    app = Starlette(
+        routes=[
+            Route("/healthz", _health, methods=["GET"]),
+            Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
+            Mount("/admin", routes=admin_api.routes()),
+        ],
+        exception_handlers={Exception: _internal_error},
+    )
+    app.state.store = store
+    app.state.directories = dirs
+    app.state.engine = engine
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,210 @@
+"""POST /Bulk (RFC7644 §3.7): bulkId references, failOnErrors, size limits.
+
+All operations run in one database transaction, each inside a savepoint. Without
+failOnErrors a failed operation is rolled back alone. With failOnErrors the request
+is all or nothing: once that many operations have failed, processing stops and the
+whole transaction is rolled back, so the directory and its journal are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scimsync.api.http import read_json, scim
+from scimsync.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ScimError,
+    invalid_syntax,
+    invalid_value,
+)
+from scimsync.protocol.discovery import MAX_OPERATIONS, MAX_PAYLOAD
+from scimsync.protocol.patch import parse_request
+from scimsync.protocol.resources import BY_ENDPOINT
+from scimsync.protocol.schema import BULK_REQUEST, BULK_RESPONSE
+from scimsync.protocol.values import normalise_body
+from scimsync.store.directories import Principal
+
+if TYPE_CHECKING:
+    from scimsync.api.scim import ScimApi
+
+_BULK_REF = re.compile(r"^bulkId:(.+)$")
+
+
+class _Unresolved(Exception):
+    """An operation refers to a bulkId whose operation has not run yet."""
+
+
+class _Abort(Exception):
+    """failOnErrors was reached: roll everything back."""
+
+
+@dataclass
+class _Op:
+    index: int
+    method: str
+    path: str
+    bulk_id: str | None
+    version: str | None
+    data: Any
+
+
+class BulkApi:
+    def __init__(self, api: ScimApi):
+        self.api = api
+
+    async def post(self, request: Request, did: str, p: Principal) -> Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD:
+            raise PayloadTooLarge(f"bulk payload is larger than maxPayloadSize {MAX_PAYLOAD}")
+        body = await read_json(request, limit=MAX_PAYLOAD)
+        if not isinstance(body, dict) or BULK_REQUEST not in (body.get("schemas") or []):
+            raise invalid_syntax(f"schemas must be [{BULK_REQUEST!r}]")
+        raw_ops = body.get("Operations")
+        if not isinstance(raw_ops, list) or not raw_ops:
+            raise invalid_syntax("Operations must be a non-empty array")
+        if len(raw_ops) > MAX_OPERATIONS:
+            raise PayloadTooLarge(f"more than maxOperations {MAX_OPERATIONS} operations")
+        fail_on = body.get("failOnErrors")
+        if fail_on is not None and (not isinstance(fail_on, int) or fail_on < 1):
+            raise invalid_value("failOnErrors must be a positive integer")
+        ops = [_parse_op(i, o) for i, o in enumerate(raw_ops)]
+        base = f"{str(request.base_url).rstrip('/')}/scim/v2/{did}"
+        results = await run_in_threadpool(self._run, did, p, ops, fail_on, base)
+        return scim({"schemas": [BULK_RESPONSE], "Operations": results})
+
+    def _run(self, did: str, p: Principal, ops: list[_Op], fail_on: int | None,
+             base: str) -> list[dict[str, Any]]:
+        store = self.api.store
+        results: dict[int, dict[str, Any]] = {}
+        ids: dict[str, str] = {}
+        try:
+            with store.write() as conn:
+                pending = list(ops)
+                errors = 0
+                while pending:
+                    progressed = False
+                    deferred: list[_Op] = []
+                    for op in pending:
+                        try:
+                            data = _resolve_refs(op.data, ids)
+                            path = _resolve_refs(op.path, ids)
+                        except _Unresolved:
+                            deferred.append(op)
+                            continue
+                        progressed = True
+                        try:
+                            with conn.begin_nested():
+                                results[op.index] = self._one(conn, did, p, op, path, data,
+                                                              base, ids)
+                        except ScimError as exc:
+                            errors += 1
+                            results[op.index] = _failure(op, exc)
+                            if fail_on is not None and errors >= fail_on:
+                                raise _Abort from exc
+                    if not progressed:
+                        for op in deferred:
+                            errors += 1
+                            results[op.index] = _failure(op, ScimError(
+                                "unresolvable or circular bulkId reference", status=409,
+                                scim_type="invalidValue"))
+                        if fail_on is not None and errors >= fail_on:
+                            raise _Abort
+                        break
+                    pending = deferred
+        except _Abort:
+            for i, res in results.items():
+                if not str(res["status"]).startswith(("4", "5")):
+                    results[i] = _failure(ops[i], ScimError(
+                        "rolled back: the bulk request reached failOnErrors and nothing "
+                        "was applied", status=409))
+        return [results[i] for i in sorted(results)]
+
+    def _one(self, conn: Any, did: str, p: Principal, op: _Op, path: str, data: Any,
+             base: str, ids: dict[str, str]) -> dict[str, Any]:
+        store = self.api.store
+        parts = path.strip("/").split("/")
+        rt = BY_ENDPOINT.get(parts[0]) if parts else None
+        if rt is None or len(parts) > 2:
+            raise BadRequest(f"unsupported bulk path {path!r}", scim_type="invalidPath")
+        out: dict[str, Any] = {"method": op.method}
+        if op.bulk_id is not None:
+            out["bulkId"] = op.bulk_id
+        if op.method == "POST":
+            if len(parts) != 1:
+                raise BadRequest("POST goes to a resource endpoint", scim_type="invalidPath")
+            if op.bulk_id is None:
+                raise invalid_syntax("POST operations need a bulkId")
+            rec = store.create(did, rt, normalise_body(rt, data), p.token_id, conn)
+            ids[op.bulk_id] = rec.id
+            out.update(location=f"{base}{rt.endpoint}/{rec.id}", version=rec.etag, status="201")
+            return out
+        if len(parts) != 2:
+            raise BadRequest(f"{op.method} needs a resource id", scim_type="invalidPath")
+        rid = parts[1]
+        if op.method == "PUT":
+            rec = store.replace(did, rt, rid, normalise_body(rt, data), op.version, p.token_id,
+                                conn)
+        elif op.method == "PATCH":
+            rec = store.patch(did, rt, rid, parse_request(data), op.version, p.token_id, conn)
+        elif op.method == "DELETE":
+            store.delete(did, rt, rid, op.version, p.token_id, conn)
+            out.update(location=f"{base}{rt.endpoint}/{rid}", status="204")
+            return out
+        else:
+            raise invalid_syntax(f"unsupported bulk method {op.method}")
+        out.update(location=f"{base}{rt.endpoint}/{rec.id}", version=rec.etag, status="200")
+        return out
+
+
+def _parse_op(index: int, raw: Any) -> _Op:
+    if not isinstance(raw, dict):
+        raise invalid_syntax(f"operation {index} must be an object")
+    method = raw.get("method")
+    path = raw.get("path")
+    if not isinstance(method, str) or method.upper() not in ("POST", "PUT", "PATCH", "DELETE"):
+        raise invalid_syntax(f"operation {index} has no valid method")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise invalid_syntax(f"operation {index} has no valid path")
+    bulk_id = raw.get("bulkId")
+    version = raw.get("version")
+    return _Op(index, method.upper(), path, bulk_id if isinstance(bulk_id, str) else None,
+               version if isinstance(version, str) else None, raw.get("data"))
+
+
+def _resolve_refs(value: Any, ids: dict[str, str]) -> Any:
+    """Replace `bulkId:x` strings with the ids that earlier operations created."""
+    if isinstance(value, str):
+        if "bulkId:" not in value:
+            return value
+        m = _BULK_REF.match(value)
+        if m is not None:
+            if m.group(1) not in ids:
+                raise _Unresolved
+            return ids[m.group(1)]
+        parts = value.split("/")
+        return "/".join(_resolve_refs(part, ids) for part in parts)
+    if isinstance(value, list):
+        return [_resolve_refs(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve_refs(v, ids) for k, v in value.items()}
+    return value
+
+
+def _failure(op: _Op, exc: ScimError) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": op.method, "status": str(exc.status),
+                           "response": exc.to_scim()}
+    if op.bulk_id is not None:
+        out["bulkId"] = op.bulk_id
+    return out
+
+
+__all__ = ["BulkApi", "NotFound", "orjson"]

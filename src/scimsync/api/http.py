@@ -1,0 +1,53 @@
+"""Shared HTTP pieces: SCIM JSON responses, bounded body reading, error rendering."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scimsync.errors import PayloadTooLarge, ScimError, invalid_syntax
+
+SCIM_JSON = "application/scim+json"
+MAX_BODY = 1_048_576 + 65_536  # Bulk maxPayloadSize plus envelope headroom
+
+log = logging.getLogger("scimsync.http")
+
+
+class ScimResponse(Response):
+    media_type = SCIM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def scim(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return ScimResponse(content, status_code=status, headers=headers)
+
+
+def error_response(exc: ScimError) -> Response:
+    return ScimResponse(exc.to_scim(), status_code=exc.status)
+
+
+async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
+    """The request body as JSON; 413 past `limit` bytes, 400 invalidSyntax if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise invalid_syntax("the request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_syntax(f"the request body is not valid JSON: {exc.msg}") from exc

@@ -1,0 +1,125 @@
+"""The OpenAPI 3.1 description of the admin API (served at /admin/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {"$ref": "#/components/responses/Error"}
+_DID = {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+_TID = {"name": "tid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_DIRECTORY = {
+    "type": "object",
+    "required": ["id", "name", "created", "scim_path"],
+    "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"},
+        "created": {"type": "string", "format": "date-time"},
+        "scim_path": {"type": "string"}, "journal_seq": {"type": "integer"},
+    },
+}
+_TOKEN = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string"},
+        "directory_id": {"type": ["string", "null"]},
+        "created": {"type": "string"}, "expires_at": {"type": ["string", "null"]},
+        "revoked_at": {"type": ["string", "null"]}, "last_used_at": {"type": ["string", "null"]},
+    },
+}
+_NEW_TOKEN = {
+    "type": "object",
+    "required": ["id", "token"],
+    "properties": {"id": {"type": "string"},
+                   "token": {"type": "string", "description": "Shown once."},
+                   "expires_at": {"type": ["string", "null"]}},
+}
+_ENTRY = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"}, "directory_id": {"type": "string"},
+        "resource_type": {"type": "string"}, "resource_id": {"type": "string"},
+        "op": {"type": "string", "enum": ["created", "updated", "deactivated", "reactivated",
+                                          "deleted", "member_added", "member_removed"]},
+        "version": {"type": "integer"},
+        "changed": {"type": "array", "items": {"type": "string"}},
+        "lifecycle": {"type": ["string", "null"], "enum": ["joiner", "mover", "leaver", None]},
+        "detail": {"type": ["object", "null"]},
+        "actor": {"type": ["string", "null"]}, "at": {"type": "string"},
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "scimsync admin API", "version": "0.1.0"},
+    "servers": [{"url": "/admin"}],
+    "security": [{"adminToken": []}],
+    "components": {
+        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+        "responses": {"Error": _json({"type": "object", "properties": {
+            "error": {"type": "string"}}}, "An error")},
+    },
+    "paths": {
+        "/directories": {
+            "get": {"summary": "List directories", "responses": {
+                "200": _json({"type": "object", "properties": {
+                    "directories": {"type": "array", "items": _DIRECTORY}}}, "Directories"),
+                "401": _ERR}},
+            "post": {"summary": "Create a directory and its first token",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "required": ["name"],
+                                    "properties": {"name": {"type": "string"}}}}}},
+                     "responses": {"201": _json({"allOf": [_DIRECTORY, _NEW_TOKEN]},
+                                                "Created"), "400": _ERR, "401": _ERR}},
+        },
+        "/directories/{did}": {
+            "parameters": [_DID],
+            "get": {"summary": "Show a directory",
+                    "responses": {"200": _json(_DIRECTORY, "The directory"), "404": _ERR}},
+            "delete": {"summary": "Delete a directory and everything in it",
+                       "responses": {"204": {"description": "Deleted"}, "404": _ERR}},
+        },
+        "/directories/{did}/tokens": {
+            "parameters": [_DID],
+            "get": {"summary": "List a directory's tokens (never their secrets)",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "tokens": {"type": "array", "items": _TOKEN}}}, "Tokens"),
+                        "404": _ERR}},
+            "post": {"summary": "Create a token",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "name": {"type": "string"},
+                             "expires_in_seconds": {"type": "integer", "minimum": 0}}}}}},
+                     "responses": {"201": _json(_NEW_TOKEN, "The new token"), "404": _ERR}},
+        },
+        "/directories/{did}/tokens/{tid}/rotate": {
+            "parameters": [_DID, _TID],
+            "post": {"summary": "Issue a successor; the old token expires after the overlap",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "overlap_seconds": {"type": "integer", "minimum": 0}}}}}},
+                     "responses": {"201": _json(_NEW_TOKEN, "The new token"), "404": _ERR}},
+        },
+        "/directories/{did}/tokens/{tid}": {
+            "parameters": [_DID, _TID],
+            "delete": {"summary": "Revoke a token",
+                       "responses": {"204": {"description": "Revoked"}, "404": _ERR}},
+        },
+        "/directories/{did}/journal": {
+            "parameters": [
+                _DID,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ],
+            "get": {"summary": "Read the change journal after a sequence number",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "entries": {"type": "array", "items": _ENTRY},
+                        "next_after": {"type": "integer"}}}, "Entries"), "404": _ERR}},
+        },
+    },
+}

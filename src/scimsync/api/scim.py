@@ -1,0 +1,295 @@
+"""SCIM 2.0 endpoints under /scim/v2/<directory id> (RFC7644 §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scimsync.api.http import error_response, read_json, scim
+from scimsync.errors import (
+    BadRequest,
+    NotFound,
+    NotImplementedScim,
+    ScimError,
+    Unauthorized,
+    invalid_syntax,
+)
+from scimsync.protocol import discovery
+from scimsync.protocol.patch import parse_request
+from scimsync.protocol.projection import Projection, parse_projection
+from scimsync.protocol.query import Cursor, Query, parse_query
+from scimsync.protocol.render import render
+from scimsync.protocol.resources import BY_ENDPOINT, RESOURCE_TYPES
+from scimsync.protocol.schema import LIST_RESPONSE, ResourceType
+from scimsync.protocol.values import normalise_body
+from scimsync.store.directories import Directories, Principal
+from scimsync.store.resources import Loads, Store
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def base_url(request: Request, directory_id: str) -> str:
+    root = str(request.base_url).rstrip("/")
+    return f"{root}/scim/v2/{directory_id}"
+
+
+def loads_for(proj: Projection) -> Loads:
+    return Loads(members=proj.wants("members"), groups=proj.wants("groups"))
+
+
+class ScimApi:
+    """Binds the SCIM endpoints to a store and the directory tokens."""
+
+    def __init__(self, store: Store, dirs: Directories):
+        self.store = store
+        self.dirs = dirs
+
+    # --- plumbing -------------------------------------------------------------
+
+    def authorize(self, request: Request) -> tuple[str, Principal]:
+        """The directory in the path, if the bearer token belongs to it; else 401."""
+        directory_id = request.path_params["directory_id"]
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("a bearer token is required")
+        principal = self.dirs.authenticate(token.strip())
+        # A token of another directory gets the same answer as a bad token, so it
+        # learns nothing about which directories exist.
+        if principal is None or principal.kind != "directory" or \
+                principal.directory_id != directory_id:
+            raise Unauthorized("the bearer token is not valid for this directory")
+        return directory_id, principal
+
+    def endpoint(self, fn: Callable[[Request, str, Principal], Awaitable[Response]]) -> Handler:
+        async def handler(request: Request) -> Response:
+            try:
+                directory_id, principal = self.authorize(request)
+                return await fn(request, directory_id, principal)
+            except ScimError as exc:
+                response = error_response(exc)
+                if exc.status == 401:
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="scimsync"'
+                return response
+
+        return handler
+
+    @staticmethod
+    def rtype(request: Request) -> ResourceType:
+        rt = BY_ENDPOINT.get(request.path_params["endpoint"])
+        if rt is None:
+            raise NotFound(f"no resource endpoint /{request.path_params['endpoint']}")
+        return rt
+
+    # --- discovery ------------------------------------------------------------
+
+    async def spc(self, request: Request, did: str, _p: Principal) -> Response:
+        return scim(discovery.service_provider_config(base_url(request, did)))
+
+    async def resource_types(self, request: Request, did: str, _p: Principal) -> Response:
+        base = base_url(request, did)
+        name = request.path_params.get("name")
+        docs = [discovery.resource_type_doc(rt, base) for rt in discovery.resource_types()]
+        if name is not None:
+            for d in docs:
+                if d["id"] == name:
+                    return scim(d)
+            raise NotFound(f"no resource type {name}")
+        return scim(_list(docs, len(docs), 1))
+
+    async def schemas(self, request: Request, did: str, _p: Principal) -> Response:
+        base = base_url(request, did)
+        sid = request.path_params.get("sid")
+        docs = [discovery.schema_doc(s, base) for s in discovery.schemas()]
+        if sid is not None:
+            for d in docs:
+                if d["id"] == sid:
+                    return scim(d)
+            raise NotFound(f"no schema {sid}")
+        return scim(_list(docs, len(docs), 1))
+
+    # --- resources ------------------------------------------------------------
+
+    async def create(self, request: Request, did: str, p: Principal) -> Response:
+        rt = self.rtype(request)
+        body = await read_json(request)
+        proj = parse_projection(rt, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+        incoming = normalise_body(rt, body)
+        rec = await run_in_threadpool(self.store.create, did, rt, incoming, p.token_id)
+        doc = render(rec, base_url(request, did), proj)
+        location = f"{base_url(request, did)}{rt.endpoint}/{rec.id}"
+        return scim(doc, 201, {"Location": location, "ETag": rec.etag})
+
+    async def get(self, request: Request, did: str, _p: Principal) -> Response:
+        rt = self.rtype(request)
+        rid = request.path_params["rid"]
+        proj = parse_projection(rt, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+        rec = await run_in_threadpool(self.store.get, did, rt, rid, loads_for(proj))
+        inm = request.headers.get("if-none-match")
+        if inm is not None and (inm.strip() == "*" or rec.etag in
+                                {t.strip() for t in inm.split(",")}):
+            return Response(status_code=304, headers={"ETag": rec.etag})
+        return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
+
+    async def replace(self, request: Request, did: str, p: Principal) -> Response:
+        rt = self.rtype(request)
+        rid = request.path_params["rid"]
+        body = await read_json(request)
+        proj = parse_projection(rt, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+        incoming = normalise_body(rt, body)
+        rec = await run_in_threadpool(self.store.replace, did, rt, rid, incoming,
+                                      request.headers.get("if-match"), p.token_id)
+        return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
+
+    async def patch(self, request: Request, did: str, p: Principal) -> Response:
+        rt = self.rtype(request)
+        rid = request.path_params["rid"]
+        ops = parse_request(await read_json(request))
+        proj = parse_projection(rt, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+        rec = await run_in_threadpool(self.store.patch, did, rt, rid, ops,
+                                      request.headers.get("if-match"), p.token_id)
+        return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
+
+    async def delete(self, request: Request, did: str, p: Principal) -> Response:
+        rt = self.rtype(request)
+        rid = request.path_params["rid"]
+        await run_in_threadpool(self.store.delete, did, rt, rid,
+                                request.headers.get("if-match"), p.token_id)
+        return Response(status_code=204)
+
+    async def list(self, request: Request, did: str, _p: Principal) -> Response:
+        rt = self.rtype(request)
+        query = parse_query(dict(request.query_params))
+        return await self._query(request, did, [rt], query)
+
+    async def search(self, request: Request, did: str, _p: Principal) -> Response:
+        rt = self.rtype(request)
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise invalid_syntax("a SearchRequest must be an object")
+        return await self._query(request, did, [rt], parse_query(body, body=True))
+
+    async def root_search(self, request: Request, did: str, _p: Principal) -> Response:
+        if request.method == "GET":
+            query = parse_query(dict(request.query_params))
+        else:
+            body = await read_json(request)
+            if not isinstance(body, dict):
+                raise invalid_syntax("a SearchRequest must be an object")
+            query = parse_query(body, body=True)
+        return await self._query(request, did, list(RESOURCE_TYPES.values()), query)
+
+    async def _query(self, request: Request, did: str, rtypes: list[ResourceType],
+                     query: Query) -> Response:
+        base = base_url(request, did)
+        if len(rtypes) == 1:
+            rt = rtypes[0]
+            proj = parse_projection(rt, query.attributes, query.excluded)
+            total, recs, next_cursor = await run_in_threadpool(
+                self._page, did, rt, query, loads_for(proj))
+            docs = [render(r, base, proj) for r in recs]
+        else:
+            if query.cursor is not None:
+                raise NotImplementedScim("cursor pagination is offered per resource type")
+            total, docs = await run_in_threadpool(self._root_page, did, rtypes, query, base)
+            next_cursor = None
+        body = _list(docs, total, None if query.cursor is not None else query.start_index)
+        if next_cursor is not None:
+            body["nextCursor"] = next_cursor
+        return scim(body)
+
+    def _page(self, did: str, rt: ResourceType, q: Query,
+              loads: Loads) -> tuple[int, list[Any], str | None]:
+        if q.cursor is None:
+            total, recs = self.store.search(did, rt, q.filter, q.sort_by, q.descending,
+                                            q.start_index - 1, q.count, loads)
+            return total, recs, None
+        c = q.cursor
+        if q.sort_by:
+            total, recs = self.store.search(did, rt, q.filter, q.sort_by, q.descending,
+                                            c.offset, q.count, loads)
+            more = c.offset + len(recs) < total
+            nxt = Cursor(offset=c.offset + len(recs)).encode() if more and recs else None
+            return total, recs, nxt
+        total, recs = self.store.search(did, rt, q.filter, None, False, 0, q.count + 1, loads,
+                                        after_id=c.after_id)
+        nxt = None
+        if len(recs) > q.count:
+            recs = recs[: q.count]
+            nxt = Cursor(after_id=recs[-1].id).encode()
+        return total, recs, nxt
+
+    def _root_page(self, did: str, rtypes: list[ResourceType], q: Query,
+                   base: str) -> tuple[int, list[Any]]:
+        """A query across resource types: each type's matches in turn (RFC7644 §3.4.3)."""
+        total = 0
+        docs: list[Any] = []
+        skip = q.start_index - 1
+        want = q.count
+        usable = 0
+        last_error: BadRequest | None = None
+        for rt in rtypes:
+            try:
+                proj = parse_projection(rt, q.attributes, q.excluded)
+                n, _ = self.store.search(did, rt, q.filter, q.sort_by, q.descending, 0, 0,
+                                         loads_for(proj))
+            except BadRequest as exc:  # the filter names attributes this type lacks
+                last_error = exc
+                continue
+            usable += 1
+            total += n
+            if want > 0 and skip < n:
+                _, recs = self.store.search(did, rt, q.filter, q.sort_by, q.descending, skip,
+                                            want, loads_for(proj))
+                docs.extend(render(r, base, proj) for r in recs)
+                want -= len(recs)
+            skip = max(0, skip - n)
+        if usable == 0 and last_error is not None:
+            raise last_error
+        return total, docs
+
+    def routes(self) -> list[Route]:
+        from scimsync.api.bulk import BulkApi
+
+        bulk = BulkApi(self)
+        e = self.endpoint
+        return [
+            Route("/ServiceProviderConfig", e(self.spc), methods=["GET"]),
+            Route("/ResourceTypes", e(self.resource_types), methods=["GET"]),
+            Route("/ResourceTypes/{name}", e(self.resource_types), methods=["GET"]),
+            Route("/Schemas", e(self.schemas), methods=["GET"]),
+            Route("/Schemas/{sid}", e(self.schemas), methods=["GET"]),
+            Route("/Bulk", e(bulk.post), methods=["POST"]),
+            Route("/.search", e(self.root_search), methods=["POST"]),
+            Route("/", e(self.root_search), methods=["GET"]),
+            Route("/Me", e(_me), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/{endpoint}", e(self.list), methods=["GET"]),
+            Route("/{endpoint}", e(self.create), methods=["POST"]),
+            Route("/{endpoint}/.search", e(self.search), methods=["POST"]),
+            Route("/{endpoint}/{rid}", e(self.get), methods=["GET"]),
+            Route("/{endpoint}/{rid}", e(self.replace), methods=["PUT"]),
+            Route("/{endpoint}/{rid}", e(self.patch), methods=["PATCH"]),
+            Route("/{endpoint}/{rid}", e(self.delete), methods=["DELETE"]),
+        ]
+
+
+async def _me(_request: Request, _did: str, _p: Principal) -> Response:
+    raise NotImplementedScim("/Me is not supported: directory tokens do not represent a user")
+
+
+def _list(docs: list[Any], total: int, start_index: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"schemas": [LIST_RESPONSE], "totalResults": total,
+                            "itemsPerPage": len(docs)}
+    if start_index is not None:
+        body["startIndex"] = start_index
+    body["Resources"] = docs
+    return body

@@ -1,0 +1,97 @@
+"""List and search parameters (RFC7644 §3.4.2, §3.4.3) and cursors (RFC9865)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from scimsync.errors import BadRequest, invalid_syntax, invalid_value
+from scimsync.protocol.discovery import DEFAULT_PAGE, MAX_RESULTS
+from scimsync.protocol.filter import Filter, parse_filter
+from scimsync.protocol.schema import SEARCH_REQUEST
+
+PARAMS = ("filter", "sortBy", "sortOrder", "startIndex", "count", "cursor", "attributes",
+          "excludedAttributes")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """An opaque position: after an id (keyset, default order) or an offset (sorted)."""
+
+    after_id: str | None = None
+    offset: int = 0
+
+    def encode(self) -> str:
+        raw = {"a": self.after_id} if self.after_id is not None else {"o": self.offset}
+        return base64.urlsafe_b64encode(orjson.dumps(raw)).decode().rstrip("=")
+
+    @staticmethod
+    def decode(text: str) -> Cursor:
+        """Parse a cursor; 400 invalidCursor if it is not one of ours (RFC9865 §2.2)."""
+        if text == "":
+            return Cursor()
+        try:
+            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            if isinstance(raw, dict) and isinstance(raw.get("a"), str):
+                return Cursor(after_id=raw["a"])
+            if isinstance(raw, dict) and isinstance(raw.get("o"), int) and raw["o"] >= 0:
+                return Cursor(offset=raw["o"])
+        except (ValueError, TypeError):
+            pass
+        raise BadRequest("the cursor is not valid", scim_type="invalidCursor")
+
+
+@dataclass(frozen=True)
+class Query:
+    filter: Filter | None = None
+    sort_by: str | None = None
+    descending: bool = False
+    start_index: int = 1
+    count: int = DEFAULT_PAGE
+    cursor: Cursor | None = None
+    attributes: Any = None
+    excluded: Any = None
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise invalid_value(f"{name} must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise invalid_value(f"{name} must be an integer")
+
+
+def parse_query(params: dict[str, Any], *, body: bool = False) -> Query:
+    """Parameters from a query string or a SearchRequest body."""
+    if body:
+        schemas = params.get("schemas")
+        if not isinstance(schemas, list) or SEARCH_REQUEST not in schemas:
+            raise invalid_syntax(f"schemas must be [{SEARCH_REQUEST!r}]")
+    raw_filter = params.get("filter")
+    flt = None
+    if raw_filter is not None:
+        if not isinstance(raw_filter, str):
+            raise BadRequest("filter must be a string", scim_type="invalidFilter")
+        flt = parse_filter(raw_filter)
+    sort_by = params.get("sortBy")
+    if sort_by is not None and not isinstance(sort_by, str):
+        raise invalid_value("sortBy must be a string")
+    order = params.get("sortOrder", "ascending")
+    if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):
+        raise invalid_value("sortOrder must be ascending or descending")
+    start = max(1, _int(params.get("startIndex", 1), "startIndex"))
+    count = min(max(0, _int(params.get("count", DEFAULT_PAGE), "count")), MAX_RESULTS)
+    cursor = None
+    if "cursor" in params and params["cursor"] is not None:
+        if "startIndex" in params:
+            raise invalid_value("use either cursor or startIndex, not both")
+        if not isinstance(params["cursor"], str):
+            raise BadRequest("the cursor is not valid", scim_type="invalidCursor")
+        cursor = Cursor.decode(params["cursor"])
+    return Query(flt, sort_by or None, order.lower() == "descending", start, count, cursor,
+                 params.get("attributes"), params.get("excludedAttributes"))

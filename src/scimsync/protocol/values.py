@@ -1,0 +1,204 @@
+"""Validation and normalisation of resource bodies against their schema (RFC7643 §2, §7).
+
+Everything an IdP sends passes through `coerce`: attribute names take their canonical
+case, values their schema type, readOnly attributes are dropped, and unassigned values
+(null, [], {}) disappear, so stored documents have one shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scimsync.errors import BadRequest, invalid_syntax, invalid_value
+from scimsync.protocol import quirks
+from scimsync.protocol.schema import Attribute, ResourceType, Schema, resolve, split_urn
+from scimsync.protocol.timefmt import normalise_time
+
+Doc = dict[str, Any]
+
+
+def is_unassigned(value: Any) -> bool:
+    """RFC7643 §2.5: null, an empty array and an empty object are all 'no value'."""
+    return value is None or value == [] or value == {}
+
+
+def coerce(attr: Attribute, value: Any, where: str, *, drop_read_only: bool = True) -> Any:
+    """Check `value` against `attr` and return it in canonical form (None if unassigned)."""
+    if is_unassigned(value):
+        return None
+    if attr.multi_valued:
+        items = value if isinstance(value, list) else [value]
+        out = [coerce_single(attr, v, where, drop_read_only) for v in items]
+        out = [v for v in out if v is not None]
+        if attr.type == "complex":
+            normalise_primary(out)
+        return out or None
+    if isinstance(value, list):
+        raise invalid_value(f"{where} is single-valued but an array was given")
+    return coerce_single(attr, value, where, drop_read_only)
+
+
+def coerce_single(attr: Attribute, value: Any, where: str, drop_read_only: bool = True) -> Any:
+    """Check one value (not an array) against `attr`."""
+    if is_unassigned(value):
+        return None
+    t = attr.type
+    if t == "complex":
+        if not isinstance(value, dict):
+            raise invalid_value(f"{where} must be an object")
+        out: Doc = {}
+        for key, sub_value in value.items():
+            sub = attr.sub(key)
+            if sub is None:
+                continue  # unknown sub-attributes are ignored (RFC7644 §3.3)
+            if drop_read_only and sub.mutability == "readOnly":
+                continue
+            v = coerce(sub, sub_value, f"{where}.{sub.name}", drop_read_only=drop_read_only)
+            if v is not None:
+                out[sub.name] = v
+        return out or None
+    if t == "boolean":
+        value = quirks.boolean(value)
+        if not isinstance(value, bool):
+            raise invalid_value(f"{where} must be a boolean")
+        return value
+    if t in ("string", "reference", "binary"):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise invalid_value(f"{where} must be a string")
+        return value if isinstance(value, str) else str(value)
+    if t == "integer":
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid_value(f"{where} must be an integer")
+        return value
+    if t == "decimal":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise invalid_value(f"{where} must be a number")
+        return value
+    if t == "dateTime":
+        if not isinstance(value, str):
+            raise invalid_value(f"{where} must be a dateTime string")
+        try:
+            return normalise_time(value)
+        except ValueError as exc:
+            raise invalid_value(f"{where} is not a valid dateTime: {value!r}") from exc
+    raise invalid_value(f"{where} has unsupported type {t}")
+
+
+def normalise_primary(values: list[Any]) -> None:
+    """At most one value may be primary (RFC7643 §2.4); the last one marked wins."""
+    marked = [i for i, v in enumerate(values) if isinstance(v, dict) and v.get("primary") is True]
+    for i in marked[:-1]:
+        values[i] = {k: v for k, v in values[i].items() if k != "primary"}
+
+
+@dataclass
+class Incoming:
+    """A validated resource body: its stored document and the parts kept elsewhere."""
+
+    doc: Doc
+    members: list[Doc] | None = None
+    password_given: bool = False
+
+
+def normalise_body(rtype: ResourceType, body: Any) -> Incoming:
+    """Validate a POST/PUT body and split it into the stored document and members."""
+    if not isinstance(body, dict):
+        raise invalid_syntax("the request body must be a JSON object")
+    body = quirks.resource_body(body, rtype.schema.id)
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or rtype.schema.id.lower() not in {
+        s.lower() for s in schemas if isinstance(s, str)
+    }:
+        raise invalid_syntax(f"schemas must include {rtype.schema.id}")
+    doc: Doc = {}
+    result = Incoming(doc)
+    for key, value in body.items():
+        if key == "schemas":
+            continue
+        if ":" in key:
+            _put_urn_key(rtype, doc, key, value, result)
+            continue
+        _put(rtype, rtype.schema, doc, key, value, result)
+    finish(rtype, doc)
+    return result
+
+
+def _put_urn_key(rtype: ResourceType, doc: Doc, key: str, value: Any, result: Incoming) -> None:
+    schema, rest = split_urn(key, rtype)
+    if schema is None:
+        return  # an extension this resource type does not have: ignored
+    if rest == "":
+        if not isinstance(value, dict):
+            raise invalid_value(f"{key} must be an object")
+        for k, v in value.items():
+            _put(rtype, schema, doc, k, v, result)
+        return
+    _put(rtype, schema, doc, rest, value, result)
+
+
+def _put(
+    rtype: ResourceType, schema: Schema, doc: Doc, key: str, value: Any, result: Incoming
+) -> None:
+    rp = resolve(rtype, f"{schema.id}:{key}")
+    if rp is None:
+        return  # unknown attributes are ignored (RFC7644 §3.3)
+    attr = rp.attr
+    if attr.mutability == "readOnly":
+        return
+    if rtype.name == "Group" and attr.name == "members" and not rp.extension:
+        result.members = coerce(attr, value, "members", drop_read_only=True) or []
+        return
+    if attr.name == "password" and not rp.extension:
+        coerce(attr, value, "password")
+        result.password_given = True
+        return  # never stored: scimsync does not authenticate users
+    if attr.name == "manager" and rp.extension:
+        value = quirks.manager(value)
+    container = doc.setdefault(rp.schema.id, {}) if rp.extension and rp.schema else doc
+    if rp.sub is not None:
+        parent = container.setdefault(attr.name, {})
+        if not isinstance(parent, dict):
+            raise invalid_value(f"{attr.name} must be an object")
+        v = coerce(rp.sub, value, rp.dotted)
+        if v is None:
+            parent.pop(rp.sub.name, None)
+        else:
+            parent[rp.sub.name] = v
+        return
+    v = coerce(attr, value, rp.dotted)
+    if v is None:
+        container.pop(attr.name, None)
+    else:
+        container[attr.name] = v
+
+
+def finish(rtype: ResourceType, doc: Doc) -> None:
+    """Drop empty extensions, set `schemas`, and enforce required attributes."""
+    schemas = [rtype.schema.id]
+    for ext, _ in rtype.extensions:
+        part = doc.get(ext.id)
+        if isinstance(part, dict):
+            for k in [k for k, v in part.items() if is_unassigned(v)]:
+                del part[k]
+        if part:
+            schemas.append(ext.id)
+        else:
+            doc.pop(ext.id, None)
+    for k in [k for k, v in doc.items() if is_unassigned(v)]:
+        del doc[k]
+    doc["schemas"] = schemas
+    for attr in rtype.schema.attributes:
+        if attr.required and is_unassigned(doc.get(attr.name)):
+            raise invalid_value(f"{attr.name} is required")
+    for ext, required in rtype.extensions:
+        if required and ext.id not in doc:
+            raise invalid_value(f"extension {ext.id} is required")
+
+
+def check_string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string", scim_type="invalidValue")
+    return value

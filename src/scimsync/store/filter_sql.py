@@ -1,0 +1,319 @@
+"""Compile filter trees to parameterised SQLAlchemy expressions (RFC7644 §3.4.2.2).
+
+Values always travel as bound parameters; attribute names come from the schema, never
+from the request text. Semantics match scimsync.protocol.evaluate, which the tests use
+as the oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from scimsync.errors import invalid_filter, invalid_value
+from scimsync.protocol.evaluate import comparable, resolve_filter_path
+from scimsync.protocol.filter import And, Compare, Filter, Not, Or, Present, ValuePath
+from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType
+from scimsync.store.tables import memberships, resources
+
+R = resources.c
+M = memberships.c
+Expr = ColumnElement[Any]
+
+
+class Compiler:
+    """Compiles filters for one resource type on one SQL dialect."""
+
+    def __init__(self, rtype: ResourceType, dialect: str):
+        self.rtype = rtype
+        self.pg = dialect == "postgresql"
+
+    # --- public -------------------------------------------------------------
+
+    def compile(self, flt: Filter) -> Expr:
+        if isinstance(flt, And):
+            return and_(self.compile(flt.left), self.compile(flt.right))
+        if isinstance(flt, Or):
+            return or_(self.compile(flt.left), self.compile(flt.right))
+        if isinstance(flt, Not):
+            return not_(self.compile(flt.expr))
+        if isinstance(flt, ValuePath):
+            return self._value_path(flt)
+        rp = resolve_filter_path(self.rtype, flt.path)
+        if rp.attr.multi_valued:
+            return self._multi(rp, flt)
+        return self._single(rp, flt)
+
+    def sort_key(self, path: str) -> Expr:
+        """The expression that `sortBy=path` orders by (RFC7644 §3.4.2.3)."""
+        from scimsync.protocol.filter import parse_attr_path
+
+        rp = resolve_filter_path(self.rtype, parse_attr_path(path, invalid_value))
+        if rp.attr.multi_valued:
+            if rp.attr.name == "emails" and not rp.extension:
+                return R.email_ci
+            raise invalid_value(f"cannot sort by multi-valued attribute {rp.dotted}")
+        if rp.attr.type == "complex" and rp.sub is None:
+            raise invalid_value(f"cannot sort by complex attribute {rp.dotted}")
+        col = self._column(rp)
+        if col is not None:
+            return col
+        return self._json_scalar(rp)
+
+    # --- single-valued ------------------------------------------------------
+
+    def _column(self, rp: ResolvedPath) -> Expr | None:
+        """The indexed column holding this attribute, already lower-cased if not caseExact."""
+        if rp.extension:
+            return None
+        name = rp.attr.name if rp.sub is None else f"{rp.attr.name}.{rp.sub.name}"
+        if rp.schema is None:  # common attributes
+            return {
+                "id": R.id,
+                "externalId": R.external_id,
+                "meta.created": R.created,
+                "meta.lastModified": R.last_modified,
+                "meta.resourceType": R.type,
+            }.get(name)
+        if name == "userName" and self.rtype.name == "User":
+            return R.user_name_ci
+        if name == "displayName":
+            return R.display_name_ci
+        if name == "active" and self.rtype.name == "User":
+            return R.active
+        return None
+
+    def _json_path(self, rp: ResolvedPath) -> tuple[str, ...]:
+        parts: list[str] = []
+        if rp.extension and rp.schema is not None:
+            parts.append(rp.schema.id)
+        parts.append(rp.attr.name)
+        if rp.sub is not None:
+            parts.append(rp.sub.name)
+        return tuple(parts)
+
+    def _typed(self, expr: Any, attr: Attribute) -> Expr:
+        if attr.type == "boolean":
+            return expr.as_boolean()  # type: ignore[no-any-return]
+        if attr.type in ("integer", "decimal"):
+            return expr.as_float()  # type: ignore[no-any-return]
+        value = expr.as_string()
+        if not attr.case_exact and attr.type in ("string", "reference"):
+            return func.lower(value)
+        return value  # type: ignore[no-any-return]
+
+    def _json_scalar(self, rp: ResolvedPath) -> Expr:
+        return self._typed(R.doc[self._json_path(rp)], rp.leaf)
+
+    def _single(self, rp: ResolvedPath, flt: Compare | Present) -> Expr:
+        if rp.schema is None and rp.attr.name == "meta" and rp.sub and rp.sub.name == "version":
+            return self._version(flt)
+        col = self._column(rp)
+        if isinstance(flt, Present):
+            if col is not None:
+                return col.is_not(None)
+            return R.doc[self._json_path(rp)].as_string().is_not(None) if rp.attr.type != \
+                "complex" or rp.sub is not None else self._json_present(rp)
+        leaf = rp.leaf
+        value = comparable(leaf, flt.op, flt.value)
+        expr = col if col is not None else self._json_scalar(rp)
+        return self._compare(expr, leaf, flt.op, value)
+
+    def _json_present(self, rp: ResolvedPath) -> Expr:
+        path = self._json_path(rp)
+        if self.pg:
+            return R.doc[path].is_not(None)  # type: ignore[no-any-return]
+        return func.json_type(R.doc, _sqlite_path(path)).is_not(None)
+
+    def _version(self, flt: Compare | Present) -> Expr:
+        if isinstance(flt, Present):
+            return true()
+        if flt.op not in ("eq", "ne") or not isinstance(flt.value, str):
+            raise invalid_filter("meta.version supports eq and ne with a string")
+        digits = flt.value.removeprefix("W/").strip('"')
+        expr = R.version == int(digits) if digits.isdigit() else false()
+        return expr if flt.op == "eq" else not_(expr)
+
+    def _compare(self, expr: Expr, attr: Attribute, op: str, value: Any) -> Expr:
+        if value is None:
+            return expr.is_(None) if op == "eq" else expr.is_not(None)
+        if isinstance(value, bool):
+            if attr.type != "boolean":
+                return false() if op != "ne" else true()
+        elif isinstance(value, int | float):
+            if attr.type not in ("integer", "decimal"):
+                return false() if op != "ne" else true()
+            value = float(value)
+        elif attr.type in ("boolean", "integer", "decimal"):
+            return false() if op != "ne" else true()
+        if op == "eq":
+            return expr == value
+        if op == "ne":
+            return or_(expr != value, expr.is_(None))
+        if op == "co":
+            return expr.contains(value, autoescape=True)
+        if op == "sw":
+            return expr.startswith(value, autoescape=True)
+        if op == "ew":
+            return expr.endswith(value, autoescape=True)
+        if op == "gt":
+            return expr > value
+        if op == "ge":
+            return expr >= value
+        if op == "lt":
+            return expr < value
+        if op == "le":
+            return expr <= value
+        raise invalid_filter(f"unknown operator {op}")
+
+    # --- multi-valued -------------------------------------------------------
+
+    def _multi(self, rp: ResolvedPath, flt: Compare | Present) -> Expr:
+        """`emails.value co "x"`, `emails co "x"`, `emails pr`: any value matches."""
+        if not rp.extension and rp.schema is not None:
+            if self.rtype.name == "Group" and rp.attr.name == "members":
+                return self._membership(flt, rp.sub.name if rp.sub else "value", "members")
+            if self.rtype.name == "User" and rp.attr.name == "groups":
+                return self._membership(flt, rp.sub.name if rp.sub else "value", "groups")
+        sub = rp.sub or rp.attr.sub("value")
+        if sub is None:
+            raise invalid_filter(f"{rp.dotted} has no value sub-attribute")
+        if isinstance(flt, Present) and rp.sub is None:
+            return self._elements_exist(rp, None)
+        if isinstance(flt, Compare) and flt.op == "ne":
+            inner = Compare(flt.path, "eq", flt.value)
+            return not_(self._elements_exist(rp, lambda e: self._element_term(e, sub, inner)))
+        return self._elements_exist(rp, lambda e: self._element_term(e, sub, flt))
+
+    def _element_term(self, e: Any, sub: Attribute, flt: Compare | Present) -> Expr:
+        expr = self._typed(self._element_field(e, sub.name), sub)
+        if isinstance(flt, Present):
+            return expr.is_not(None)
+        return self._compare(expr, sub, flt.op, comparable(sub, flt.op, flt.value))
+
+    def _element_field(self, e: Any, name: str) -> Any:
+        return e.c.value[name]
+
+    def _elements_exist(self, rp: ResolvedPath, term: Any) -> Expr:
+        path = self._json_path(rp)
+        if self.pg:
+            elements = func.jsonb_array_elements(
+                func.coalesce(R.doc[path], cast(literal("[]"), R.doc.type))
+            ).table_valued(_json_column("value", self.pg)).alias("e")
+        else:
+            elements = func.json_each(R.doc, _sqlite_path(path)).table_valued(
+                _json_column("value", self.pg)
+            ).alias("e")
+        stmt = select(literal(1)).select_from(elements)
+        if term is not None:
+            stmt = stmt.where(term(elements))
+        return exists(stmt)
+
+    def _value_path(self, flt: ValuePath) -> Expr:
+        rp = resolve_filter_path(self.rtype, flt.path)
+        if not rp.attr.multi_valued or rp.attr.type != "complex":
+            raise invalid_filter(f"{rp.dotted} is not a multi-valued complex attribute")
+        if not rp.extension and self.rtype.name == "Group" and rp.attr.name == "members":
+            return self._membership_filter(flt.filter, "members")
+        if not rp.extension and self.rtype.name == "User" and rp.attr.name == "groups":
+            return self._membership_filter(flt.filter, "groups")
+        return self._elements_exist(rp, lambda e: self._element_filter(e, rp.attr, flt.filter))
+
+    def _element_filter(self, e: Any, parent: Attribute, flt: Filter) -> Expr:
+        if isinstance(flt, And):
+            return and_(self._element_filter(e, parent, flt.left),
+                        self._element_filter(e, parent, flt.right))
+        if isinstance(flt, Or):
+            return or_(self._element_filter(e, parent, flt.left),
+                       self._element_filter(e, parent, flt.right))
+        if isinstance(flt, Not):
+            return not_(self._element_filter(e, parent, flt.expr))
+        if isinstance(flt, Compare | Present):
+            if flt.path.urn is not None or flt.path.sub is not None:
+                raise invalid_filter(f"{flt.path} is not a sub-attribute of {parent.name}")
+            sub = parent.sub(flt.path.attr)
+            if sub is None:
+                raise invalid_filter(f"{parent.name} has no sub-attribute {flt.path.attr}")
+            return self._element_term(e, sub, flt)
+        raise invalid_filter("value filters cannot nest")
+
+    # --- memberships (stored relationally) -----------------------------------
+
+    def _membership(self, flt: Compare | Present, sub: str, kind: str) -> Expr:
+        if isinstance(flt, Compare) and flt.op == "ne":
+            return not_(self._membership(Compare(flt.path, "eq", flt.value), sub, kind))
+        return self._membership_where(kind, lambda other: self._member_term(flt, sub, other))
+
+    def _membership_filter(self, flt: Filter, kind: str) -> Expr:
+        return self._membership_where(kind, lambda other: self._member_tree(flt, other))
+
+    def _member_tree(self, flt: Filter, other: Any) -> Expr:
+        if isinstance(flt, And):
+            return and_(self._member_tree(flt.left, other), self._member_tree(flt.right, other))
+        if isinstance(flt, Or):
+            return or_(self._member_tree(flt.left, other), self._member_tree(flt.right, other))
+        if isinstance(flt, Not):
+            return not_(self._member_tree(flt.expr, other))
+        if isinstance(flt, Compare | Present):
+            if flt.path.urn is not None or flt.path.sub is not None:
+                raise invalid_filter(f"{flt.path} is not a member sub-attribute")
+            return self._member_term(flt, flt.path.attr, other)
+        raise invalid_filter("value filters cannot nest")
+
+    def _membership_where(self, kind: str, term: Any) -> Expr:
+        other = resources.alias("o")
+        if kind == "members":
+            own, theirs = M.group_id, M.member_id
+        else:
+            own, theirs = M.member_id, M.group_id
+        stmt = (
+            select(literal(1))
+            .select_from(memberships.join(other, other.c.id == theirs))
+            .where(own == R.id, term(other))
+        )
+        return exists(stmt)
+
+    def _member_term(self, flt: Compare | Present, sub: str, other: Any) -> Expr:
+        lsub = sub.lower()
+        if lsub == "value":
+            attr, expr = Attribute("value", case_exact=True), other.c.id
+        elif lsub == "type":
+            attr, expr = Attribute("type", case_exact=False), func.lower(other.c.type)
+        elif lsub == "display":
+            attr, expr = Attribute("display"), other.c.display_name_ci
+        else:
+            raise invalid_filter(f"unknown member sub-attribute {sub}")
+        if isinstance(flt, Present):
+            return expr.is_not(None)
+        return self._compare(expr, attr, flt.op, comparable(attr, flt.op, flt.value))
+
+
+def _json_column(name: str, pg: bool) -> Any:
+    from sqlalchemy import JSON, column
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return column(name, JSONB() if pg else JSON())
+
+
+def _sqlite_path(parts: tuple[str, ...]) -> str:
+    return "$" + "".join('."' + p.replace('"', '\\"') + '"' for p in parts)
+
+
+__all__ = ["Boolean", "Compiler", "Float", "KeyedColumnElement", "String"]
