@@ -263,11 +263,11 @@ class ScimApi:
         bulk = BulkApi(self)
         e = self.endpoint
         return [
-            Route("/ServiceProviderConfig", e(self.spc), methods=["GET"]),
-            Route("/ResourceTypes", e(self.resource_types), methods=["GET"]),
-            Route("/ResourceTypes/{name}", e(self.resource_types), methods=["GET"]),
-            Route("/Schemas", e(self.schemas), methods=["GET"]),
-            Route("/Schemas/{sid}", e(self.schemas), methods=["GET"]),
+            Route("/ServiceProviderConfig", e(_get_only(self.spc)), methods=ALL),
+            Route("/ResourceTypes", e(_get_only(self.resource_types)), methods=ALL),
+            Route("/ResourceTypes/{name}", e(_get_only(self.resource_types)), methods=ALL),
+            Route("/Schemas", e(_get_only(self.schemas)), methods=ALL),
+            Route("/Schemas/{sid}", e(_get_only(self.schemas)), methods=ALL),
             Route("/Bulk", e(bulk.post), methods=["POST"]),
             Route("/.search", e(self.root_search), methods=["POST"]),
             Route("/", e(self.root_search), methods=["GET"]),
@@ -280,6 +280,21 @@ class ScimApi:
             Route("/{endpoint}/{rid}", e(self.patch), methods=["PATCH"]),
             Route("/{endpoint}/{rid}", e(self.delete), methods=["DELETE"]),
         ]
+
+
+ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+Endpoint = Callable[[Request, str, Principal], Awaitable[Response]]
+
+
+def _get_only(fn: Endpoint) -> Endpoint:
+    """Discovery endpoints are read-only: other methods get 405 (RFC7644 §4)."""
+
+    async def handler(request: Request, did: str, p: Principal) -> Response:
+        if request.method != "GET":
+            raise ScimError(f"{request.method} is not allowed here", status=405)
+        return await fn(request, did, p)
+
+    return handler
 
 
 async def _me(_request: Request, _did: str, _p: Principal) -> Response:

@@ -17,7 +17,7 @@ from scimsync.protocol.filter import (
     Present,
     ValuePath,
 )
-from scimsync.protocol.schema import Attribute, ResourceType, ResolvedPath, resolve
+from scimsync.protocol.schema import CORE_USER, Attribute, ResourceType, ResolvedPath, resolve
 from scimsync.protocol.timefmt import normalise_time
 from scimsync.protocol.values import is_unassigned
 
@@ -99,6 +99,9 @@ def _scalars(rp: ResolvedPath, doc: dict[str, Any]) -> list[Any]:
         container = doc.get(rp.schema.id) or {}
     value = container.get(rp.attr.name)
     if is_unassigned(value):
+        # A User without `active` is active (RFC7643 §4.1.1 leaves the default to us).
+        if rp.attr.name == "active" and rp.schema is not None and rp.schema.id == CORE_USER:
+            return [True]
         return []
     items = value if isinstance(value, list) else [value]
     multi_complex = rp.attr.type == "complex" and rp.attr.multi_valued

@@ -82,6 +82,9 @@ def apply_patch(rtype: ResourceType, doc: Doc, operations: list[dict[str, Any]])
             raise invalid_path("path must be a string")
         if op != "remove" and not has_value:
             raise invalid_syntax(f"{op} needs a value")
+        if ext := rtype.extension(path.strip()):
+            _extension(rtype, result, op, ext.id, value)
+            continue
         _apply(rtype, result, op, parse_patch_path(path), value, has_value, explicit=True)
     finish(rtype, result.doc)
     return result
@@ -99,10 +102,28 @@ def _pathless(rtype: ResourceType, result: PatchResult, op: str, value: Doc) -> 
             if not isinstance(v, dict):
                 raise invalid_value(f"{key} must be an object")
             for sub_key, sub_v in v.items():
+                if sub_key == "schemas":
+                    continue
                 pp = parse_patch_path(f"{ext.id}:{sub_key}")
                 _apply(rtype, result, op, pp, sub_v, True, explicit=False)
             continue
         _apply(rtype, result, op, parse_patch_path(key), v, True, explicit=False)
+
+
+def _extension(rtype: ResourceType, result: PatchResult, op: str, urn: str, value: Any) -> None:
+    """A path that is a whole extension schema URN (RFC7644 §3.10)."""
+    if op == "remove":
+        result.doc.pop(urn, None)
+        return
+    if not isinstance(value, dict):
+        raise invalid_value(f"{urn} must be an object")
+    if op == "replace":
+        result.doc.pop(urn, None)
+    for key, sub_v in value.items():
+        if key == "schemas":
+            continue
+        _apply(rtype, result, "add" if op == "replace" else op,
+               parse_patch_path(f"{urn}:{key}"), sub_v, True, explicit=False)
 
 
 def _resolve(rtype: ResourceType, pp: PatchPath) -> ResolvedPath:

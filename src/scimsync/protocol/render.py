@@ -17,7 +17,8 @@ def _refs(base: str, items: list[Member], kind: str) -> list[dict[str, Any]]:
     for m in items:
         target = m.type if kind == "members" else "Group"
         entry: dict[str, Any] = {"value": m.value}
-        if m.display is not None:
+        # Group.members has no display in RFC7643 §8.7.1; User.groups does.
+        if m.display is not None and kind == "groups":
             entry["display"] = m.display
         entry["type"] = m.type
         entry["$ref"] = f"{base}/{ENDPOINTS.get(target, target + 's')}/{m.value}"

@@ -30,7 +30,7 @@ def _multi(name: str, description: str, *, value_type: str = "string",
     )
 
 
-_REF = A("$ref", "reference", reference_types=("User", "Group"), mutability="readOnly")
+_REF = A("$ref", "reference", reference_types=("User", "Group"), mutability="immutable")
 
 USER_SCHEMA = Schema(
     CORE_USER, "User", "User Account",
@@ -105,7 +105,6 @@ GROUP_SCHEMA = Schema(
           sub_attributes=(
               A("value", mutability="immutable", case_exact=True),
               _REF,
-              A("display", mutability="readOnly"),
               A("type", canonical_values=("User", "Group"), mutability="immutable"),
           )),
     ),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, insert, select
 
 from scimsync.errors import invalid_value
 from scimsync.protocol.filter import Filter
@@ -117,22 +117,16 @@ def matching(conn: Connection, group_id: str, flt: Filter) -> list[str]:
 
 
 def load_members(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[Member]]:
-    """Members of these groups with their display names, in a stable order."""
+    """Members of these groups, in a stable order (one indexed scan per group)."""
     out: dict[str, list[Member]] = {g: [] for g in group_ids}
-    if not group_ids:
-        return out
-    display = func.coalesce(
-        R.doc["displayName"].as_string(), R.user_name
-    )
     for chunk in _chunks(list(group_ids)):
         stmt = (
-            select(M.group_id, M.member_id, M.member_type, display)
-            .select_from(memberships.join(resources, R.id == M.member_id))
+            select(M.group_id, M.member_id, M.member_type)
             .where(M.group_id.in_(chunk))
             .order_by(M.group_id, M.member_id)
         )
-        for g, mid, mtype, disp in conn.execute(stmt):
-            out[g].append(Member(mid, mtype, disp))
+        for g, mid, mtype in conn.execute(stmt):
+            out[g].append(Member(mid, mtype))
     return out
 
 

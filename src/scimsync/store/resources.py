@@ -151,7 +151,7 @@ class Store:
         row = self._row(conn, directory_id, rtype, rid, lock=True)
         _check_etag(row, if_match)
         result = apply_patch(rtype, row.doc, operations)
-        new_doc = _defaults(rtype, result.doc) if rtype.name == "User" else result.doc
+        new_doc = result.doc
         return self._commit_change(conn, directory_id, rtype, row, new_doc, result.members,
                                    actor)
 
@@ -287,7 +287,7 @@ class Store:
 
 
 def _defaults(rtype: ResourceType, doc: Doc) -> Doc:
-    """Users are active unless they say otherwise, so `active` always has a value."""
+    """A new or replaced User is active unless it says otherwise."""
     if rtype.name == "User" and "active" not in doc:
         return {**doc, "active": True}
     return doc
