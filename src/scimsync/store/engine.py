@@ -62,6 +62,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # LIKE must respect caseExact attributes; case-insensitive ones are lower()ed.
+        cur.execute("PRAGMA case_sensitive_like=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 

@@ -163,10 +163,16 @@ class Compiler:
             value = float(value)
         elif attr.type in ("boolean", "integer", "decimal"):
             return false() if op != "ne" else true()
-        if op == "eq":
-            return expr == value
         if op == "ne":
             return or_(expr != value, expr.is_(None))
+        # `x IS NOT NULL AND ...` keeps comparisons two-valued, so NOT(...) over an
+        # absent attribute is true, as in the evaluator (SQL NULL would make it unknown).
+        return and_(expr.is_not(None), self._operator(expr, op, value))
+
+    @staticmethod
+    def _operator(expr: Expr, op: str, value: Any) -> Expr:
+        if op == "eq":
+            return expr == value
         if op == "co":
             return expr.contains(value, autoescape=True)
         if op == "sw":
@@ -212,7 +218,7 @@ class Compiler:
         return e.c.value[name]
 
     def _elements_exist(self, rp: ResolvedPath, term: Any) -> Expr:
-        path = self._json_path(rp)
+        path = self._json_path(ResolvedPath(rp.schema, rp.attr, None, rp.extension))
         if self.pg:
             elements = func.jsonb_array_elements(
                 func.coalesce(R.doc[path], cast(literal("[]"), R.doc.type))
