@@ -281,7 +281,7 @@ def _filtered(container: Doc, op: str, pp: PatchPath, rp: ResolvedPath, value: A
             if item.get("primary") is True:
                 items = [_unprimary(x) for x in items]
         items[i] = item
-    _store(container, attr.name, items)
+    _store(container, attr.name, [x for x in items if not is_unassigned(x)])
 
 
 def _equality_seed(flt: Filter) -> dict[str, Any] | None:

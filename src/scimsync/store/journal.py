@@ -93,7 +93,8 @@ def read(
     )
     if resource_id is not None:
         stmt = stmt.where(journal.c.resource_id == resource_id)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    # Column keys are str subclasses (quoted_name), which JSON encoders reject.
+    return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(stmt)]
 
 
 def changed_paths(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
