@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -61,6 +62,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(ScimError("internal server error", status=500))
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405) in the SCIM namespace are SCIM errors too."""
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "error")
+    if request.url.path.startswith("/scim/"):
+        return error_response(ScimError(str(detail), status=status))
+    return Response(orjson.dumps({"error": str(detail)}), status_code=status,
+                    media_type="application/json")
+
+
 async def _health(_request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -82,7 +93,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None) ->
             Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
             Mount("/admin", routes=admin_api.routes()),
         ],
-        exception_handlers={Exception: _internal_error},
+        exception_handlers={Exception: _internal_error, HTTPException: _http_error},
     )
     app.state.store = store
     app.state.directories = dirs

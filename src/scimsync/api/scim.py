@@ -231,30 +231,33 @@ class ScimApi:
     def _root_page(self, did: str, rtypes: list[ResourceType], q: Query,
                    base: str) -> tuple[int, list[Any]]:
         """A query across resource types: each type's matches in turn (RFC7644 §3.4.3)."""
+        from scimsync.store.filter_sql import Compiler
+
+        if q.filter is not None:
+            errors: list[BadRequest] = []
+            for rt in rtypes:
+                try:
+                    Compiler(rt, self.store.engine.dialect.name).compile(q.filter)
+                except BadRequest as exc:
+                    errors.append(exc)
+            if len(errors) == len(rtypes):
+                raise errors[0]
         total = 0
         docs: list[Any] = []
         skip = q.start_index - 1
         want = q.count
-        usable = 0
-        last_error: BadRequest | None = None
         for rt in rtypes:
-            try:
-                proj = parse_projection(rt, q.attributes, q.excluded)
-                n, _ = self.store.search(did, rt, q.filter, q.sort_by, q.descending, 0, 0,
-                                         loads_for(proj))
-            except BadRequest as exc:  # the filter names attributes this type lacks
-                last_error = exc
-                continue
-            usable += 1
+            proj = _lenient_projection(rt, q.attributes, q.excluded)
+            n, _ = self.store.search(did, rt, q.filter, None, False, 0, 0, loads_for(proj),
+                                     lenient=True)
             total += n
             if want > 0 and skip < n:
-                _, recs = self.store.search(did, rt, q.filter, q.sort_by, q.descending, skip,
-                                            want, loads_for(proj))
+                sort = q.sort_by if q.sort_by and _sortable(rt, q.sort_by) else None
+                _, recs = self.store.search(did, rt, q.filter, sort, q.descending, skip, want,
+                                            loads_for(proj), lenient=True)
                 docs.extend(render(r, base, proj) for r in recs)
                 want -= len(recs)
             skip = max(0, skip - n)
-        if usable == 0 and last_error is not None:
-            raise last_error
         return total, docs
 
     def routes(self) -> list[Route]:
@@ -280,6 +283,29 @@ class ScimApi:
             Route("/{endpoint}/{rid}", e(self.patch), methods=["PATCH"]),
             Route("/{endpoint}/{rid}", e(self.delete), methods=["DELETE"]),
         ]
+
+
+def _lenient_projection(rt: ResourceType, attributes: Any, excluded: Any) -> Projection:
+    """A projection that ignores paths this resource type does not have."""
+    from scimsync.protocol.schema import resolve, split_urn
+
+    def keep(v: Any) -> Any:
+        if v is None:
+            return None
+        parts = v if isinstance(v, list) else str(v).split(",")
+        return [p for p in parts if isinstance(p, str) and (
+            resolve(rt, p.strip()) is not None or split_urn(p.strip(), rt)[0] is not None)]
+
+    kept = keep(attributes)
+    if attributes is not None and not kept:
+        return Projection(include=frozenset({"id"}))
+    return parse_projection(rt, kept, keep(excluded))
+
+
+def _sortable(rt: ResourceType, path: str) -> bool:
+    from scimsync.protocol.schema import resolve
+
+    return resolve(rt, path) is not None
 
 
 ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]

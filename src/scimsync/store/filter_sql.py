@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from scimsync.errors import invalid_filter, invalid_value
 from scimsync.protocol.evaluate import comparable, resolve_filter_path
 from scimsync.protocol.filter import And, Compare, Filter, Not, Or, Present, ValuePath
-from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType
+from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType, resolve
 from scimsync.store.tables import memberships, resources
 
 R = resources.c
@@ -41,9 +41,11 @@ Expr = ColumnElement[Any]
 class Compiler:
     """Compiles filters for one resource type on one SQL dialect."""
 
-    def __init__(self, rtype: ResourceType, dialect: str):
+    def __init__(self, rtype: ResourceType, dialect: str, lenient: bool = False):
         self.rtype = rtype
         self.pg = dialect == "postgresql"
+        # Root searches span types: an attribute a type lacks is simply absent there.
+        self.lenient = lenient
 
     # --- public -------------------------------------------------------------
 
@@ -54,6 +56,8 @@ class Compiler:
             return or_(self.compile(flt.left), self.compile(flt.right))
         if isinstance(flt, Not):
             return not_(self.compile(flt.expr))
+        if self.lenient and resolve(self.rtype, flt.path.full_attr, flt.path.sub) is None:
+            return true() if isinstance(flt, Compare) and flt.op == "ne" else false()
         if isinstance(flt, ValuePath):
             return self._value_path(flt)
         rp = resolve_filter_path(self.rtype, flt.path)

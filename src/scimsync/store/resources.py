@@ -261,9 +261,10 @@ class Store:
 
     def search(self, directory_id: str, rtype: ResourceType, flt: Filter | None,
                sort_by: str | None, descending: bool, offset: int, count: int,
-               loads: Loads, after_id: str | None = None) -> tuple[int, list[Record]]:
+               loads: Loads, after_id: str | None = None,
+               lenient: bool = False) -> tuple[int, list[Record]]:
         """Filtered, sorted page of resources and the total number that match."""
-        compiler = Compiler(rtype, self.engine.dialect.name)
+        compiler = Compiler(rtype, self.engine.dialect.name, lenient)
         where = [R.directory_id == directory_id, R.type == rtype.name]
         if flt is not None:
             where.append(compiler.compile(flt))
