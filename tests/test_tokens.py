@@ -1,0 +1,123 @@
+"""Directory and admin tokens: hashed, prefixed, rotated with overlap, revoked, expiring."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from conftest import Scim
+from scimsync.store import directories as dir_module
+from scimsync.store.directories import Directories
+from scimsync.store.tables import tokens
+
+
+def test_tokens_are_prefixed_random_and_stored_only_as_hash(
+        engine: Engine, directories: Directories) -> None:
+    d = directories.create("hash-check")
+    token = d["token"]
+    assert token.startswith("scs_d")
+    assert len(token) > 50
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(tokens).where(tokens.c.directory_id == d["id"])).all()
+    assert len(rows) == 1
+    stored = " ".join(str(v) for v in rows[0])
+    assert token not in stored and token.split("_", 2)[2] not in stored
+    assert directories.create("other")["token"] != token
+
+
+def test_list_never_shows_secrets(directories: Directories) -> None:
+    d = directories.create("listing")
+    listed = directories.list_tokens(d["id"])
+    assert [t["id"] for t in listed] == [d["token_id"]]
+    assert "token" not in listed[0] and "secret_hash" not in listed[0]
+
+
+def test_rotation_keeps_both_valid_during_overlap(scim: Scim,
+                                                  directories: Directories) -> None:
+    new = directories.rotate_token(scim.directory_id, scim.token_id, timedelta(hours=1))
+    assert new["previous_token_id"] == scim.token_id
+    assert scim.get("/Users").status_code == 200
+    r = scim.http.get(f"{scim.base}/Users", headers={"Authorization": f"Bearer {new['token']}"})
+    assert r.status_code == 200
+
+
+def test_rotation_with_zero_overlap_retires_old_token(scim: Scim,
+                                                      directories: Directories) -> None:
+    new = directories.rotate_token(scim.directory_id, scim.token_id, timedelta(0))
+    time.sleep(0.01)
+    assert scim.get("/Users").status_code == 401
+    r = scim.http.get(f"{scim.base}/Users", headers={"Authorization": f"Bearer {new['token']}"})
+    assert r.status_code == 200
+
+
+def test_revocation_through_the_admin_api_is_immediate(scim: Scim,
+                                                       directories: Directories) -> None:
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'rev')['token']}"}
+    assert scim.get("/Users").status_code == 200
+    r = scim.http.delete(f"/admin/directories/{scim.directory_id}/tokens/{scim.token_id}",
+                         headers=admin)
+    assert r.status_code == 204
+    assert scim.get("/Users").status_code == 401
+
+
+def test_revocation_reaches_other_processes_within_the_cache_window(
+        scim: Scim, engine: Engine) -> None:
+    assert scim.get("/Users").status_code == 200
+    Directories(engine).revoke_token(scim.directory_id, scim.token_id)  # "another process"
+    time.sleep(dir_module.CACHE_SECONDS + 0.1)
+    assert scim.get("/Users").status_code == 401
+
+
+def test_expiry(scim: Scim, directories: Directories) -> None:
+    short = directories.create_token(scim.directory_id, "short", timedelta(seconds=1))
+    headers = {"Authorization": f"Bearer {short['token']}"}
+    assert scim.http.get(f"{scim.base}/Users", headers=headers).status_code == 200
+    time.sleep(1.1)
+    assert scim.http.get(f"{scim.base}/Users", headers=headers).status_code == 401
+
+
+def test_admin_token_is_not_a_directory_token(scim: Scim, directories: Directories) -> None:
+    admin = directories.create_token(None, "ops")
+    r = scim.http.get(f"{scim.base}/Users", headers={"Authorization": f"Bearer {admin['token']}"})
+    assert r.status_code == 401
+    r = scim.http.get("/admin/directories", headers=scim.headers())
+    assert r.status_code == 401
+
+
+def test_admin_api_directory_and_token_lifecycle(client: object,
+                                                 directories: Directories) -> None:
+    http = client
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'api')['token']}"}
+    r = http.post("/admin/directories", json={"name": "via-api"}, headers=admin)  # type: ignore[attr-defined]
+    assert r.status_code == 201
+    d = r.json()
+    assert d["scim_path"] == f"/scim/v2/{d['id']}" and d["token"].startswith("scs_")
+    assert d["scim_url"].endswith(d["scim_path"])
+    listed = http.get("/admin/directories", headers=admin).json()["directories"]  # type: ignore[attr-defined]
+    assert d["id"] in {x["id"] for x in listed}
+    t = http.post(f"/admin/directories/{d['id']}/tokens", json={"name": "okta",  # type: ignore[attr-defined]
+                  "expires_in_seconds": 3600}, headers=admin)
+    assert t.status_code == 201 and t.json()["expires_at"]
+    rot = http.post(f"/admin/directories/{d['id']}/tokens/{t.json()['id']}/rotate",  # type: ignore[attr-defined]
+                    json={"overlap_seconds": 60}, headers=admin)
+    assert rot.status_code == 201
+    names = [x["name"] for x in http.get(f"/admin/directories/{d['id']}/tokens",  # type: ignore[attr-defined]
+                                         headers=admin).json()["tokens"]]
+    assert names.count("okta") == 2
+    assert http.delete(f"/admin/directories/{d['id']}/tokens/{rot.json()['id']}",  # type: ignore[attr-defined]
+                       headers=admin).status_code == 204
+    assert http.get("/admin/directories/nope", headers=admin).status_code == 404  # type: ignore[attr-defined]
+    assert http.post("/admin/directories", content=b"{", headers=admin).status_code == 400  # type: ignore[attr-defined]
+    assert http.delete(f"/admin/directories/{d['id']}", headers=admin).status_code == 204  # type: ignore[attr-defined]
+    r = http.get(f"/scim/v2/{d['id']}/Users", headers={"Authorization": f"Bearer {d['token']}"})  # type: ignore[attr-defined]
+    assert r.status_code == 401
+
+
+def test_openapi_document_describes_admin_api(client: object) -> None:
+    doc = client.get("/admin/openapi.json").json()  # type: ignore[attr-defined]
+    assert doc["openapi"].startswith("3.")
+    assert "/directories/{did}/tokens/{tid}/rotate" in doc["paths"]
+    assert "/directories/{did}/journal" in doc["paths"]
