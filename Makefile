@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(VENV)/bin/scimsync migrate
 	$(VENV)/bin/scimsync serve $(ARGS)
 
-## Run the whole test suite (SQLite and PostgreSQL).
-test: $(STAMP)
+## Run the whole test suite (lint, types, then pytest on SQLite and PostgreSQL).
+test: $(STAMP) lint
 	bash scripts/ensure-postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
 

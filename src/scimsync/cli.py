@@ -149,7 +149,7 @@ def directories_create(name: str, as_json: bool, database: str | None) -> None:
 @database_option
 def directories_list(as_json: bool, database: str | None) -> None:
     """List directories."""
-    _run(lambda: _emit(_dirs(database).list(), as_json,
+    _run(lambda: _emit(_dirs(database).list_all(), as_json,
                        ["id", "name", "created", "scim_path", "journal_seq"]))
 
 
@@ -186,7 +186,9 @@ def directories_delete(directory_id: str, yes: bool, database: str | None) -> No
 
 def _token_commands(group: click.Group, admin: bool) -> None:
     """create/list/rotate/revoke for directory tokens or admin tokens."""
-    scope_arg = (lambda f: f) if admin else click.argument("directory_id")
+    def scope_arg(fn: F) -> F:
+        return fn if admin else click.argument("directory_id")(fn)
+
     cols = ["id", "name", "created", "expires_at", "revoked_at", "last_used_at"]
 
     @group.command("create")

@@ -72,7 +72,7 @@ class AdminApi:
         return body
 
     async def list_directories(self, _r: Request) -> Any:
-        return {"directories": await run_in_threadpool(self.dirs.list)}
+        return {"directories": await run_in_threadpool(self.dirs.list_all)}
 
     async def create_directory(self, request: Request) -> Any:
         body = await self._body(request)

@@ -166,7 +166,7 @@ class ScimApi:
                                 request.headers.get("if-match"), p.token_id)
         return Response(status_code=204)
 
-    async def list(self, request: Request, did: str, _p: Principal) -> Response:
+    async def list_resources(self, request: Request, did: str, _p: Principal) -> Response:
         rt = self.rtype(request)
         query = parse_query(dict(request.query_params))
         return await self._query(request, did, [rt], query)
@@ -275,7 +275,7 @@ class ScimApi:
             Route("/.search", e(self.root_search), methods=["POST"]),
             Route("/", e(self.root_search), methods=["GET"]),
             Route("/Me", e(_me), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-            Route("/{endpoint}", e(self.list), methods=["GET"]),
+            Route("/{endpoint}", e(self.list_resources), methods=["GET"]),
             Route("/{endpoint}", e(self.create), methods=["POST"]),
             Route("/{endpoint}/.search", e(self.search), methods=["POST"]),
             Route("/{endpoint}/{rid}", e(self.get), methods=["GET"]),

@@ -17,7 +17,7 @@ from scimsync.protocol.filter import (
     Present,
     ValuePath,
 )
-from scimsync.protocol.schema import CORE_USER, Attribute, ResourceType, ResolvedPath, resolve
+from scimsync.protocol.schema import CORE_USER, Attribute, ResolvedPath, ResourceType, resolve
 from scimsync.protocol.timefmt import normalise_time
 from scimsync.protocol.values import is_unassigned
 

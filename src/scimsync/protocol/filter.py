@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from scimsync.errors import BadRequest, invalid_filter, invalid_path
 
@@ -75,7 +75,7 @@ class ValuePath:
     filter: Filter
 
 
-Filter = Union[Compare, Present, And, Or, Not, ValuePath]
+Filter = Compare | Present | And | Or | Not | ValuePath
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ _TOKEN = re.compile(
 
 
 class _Parser:
-    def __init__(self, text: str, error: type[BadRequest] | None = None, path_mode: bool = False):
+    def __init__(self, text: str, path_mode: bool = False):
         self.text = text
         self.pos = 0
         self.nodes = 0

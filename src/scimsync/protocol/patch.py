@@ -21,7 +21,7 @@ from scimsync.errors import (
 from scimsync.protocol import quirks
 from scimsync.protocol.evaluate import check_element_filter, element_matches
 from scimsync.protocol.filter import And, Compare, Filter, PatchPath, parse_patch_path
-from scimsync.protocol.schema import PATCH_OP, ResourceType, ResolvedPath, resolve
+from scimsync.protocol.schema import PATCH_OP, ResolvedPath, ResourceType, resolve
 from scimsync.protocol.values import Doc, coerce, coerce_single, finish, is_unassigned
 
 MAX_OPERATIONS = 1000
@@ -232,10 +232,7 @@ def _sub(container: Doc, op: str, rp: ResolvedPath, value: Any) -> None:
     if not isinstance(parent, dict):
         parent = {}
     old = parent.get(rp.sub.name)
-    if op == "remove":
-        new = None
-    else:
-        new = coerce(rp.sub, value, rp.dotted)
+    new = None if op == "remove" else coerce(rp.sub, value, rp.dotted)
     _check_immutable(rp, old, new)
     if new is None:
         parent.pop(rp.sub.name, None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from scimsync.protocol.projection import Projection, project
+from scimsync.protocol.record import Member, Record
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.protocol.values import Doc
-from scimsync.protocol.record import Member, Record
 
 ENDPOINTS = {"User": "Users", "Group": "Groups"}
 

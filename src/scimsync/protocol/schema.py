@@ -155,7 +155,7 @@ class ResolvedPath:
 
 
 def split_urn(path: str, rtype: ResourceType) -> tuple[Schema | None, str]:
-    """Split a URN-prefixed attribute path into its extension schema and the rest (RFC7644 §3.10)."""
+    """Split a URN-prefixed path into its schema and the rest (RFC7644 §3.10)."""
     lpath = path.lower()
     for s in (rtype.schema, *(s for s, _ in rtype.extensions)):
         lid = s.id.lower()

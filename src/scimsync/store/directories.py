@@ -69,7 +69,7 @@ class Directories:
             raise UsageError(f"no directory {directory_id}")
         return _directory_view(row)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list_all(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(directories).order_by(D.created, D.id)).all()
         return [_directory_view(r) for r in rows]
@@ -143,6 +143,7 @@ class Directories:
         key = security.hash_secret(bearer)
         clock = time.monotonic()
         cached = self._cache.get(key)
+        principal: Principal | None
         if cached is not None and cached[1] > clock:
             principal = cached[0]
         else:

@@ -10,10 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
-    Float,
-    String,
     and_,
     cast,
     exists,
@@ -25,7 +22,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.sql.elements import KeyedColumnElement
 
 from scimsync.errors import invalid_filter, invalid_value
 from scimsync.protocol.evaluate import comparable, resolve_filter_path
@@ -143,7 +139,7 @@ class Compiler:
     def _json_present(self, rp: ResolvedPath) -> Expr:
         path = self._json_path(rp)
         if self.pg:
-            return R.doc[path].is_not(None)  # type: ignore[no-any-return]
+            return R.doc[path].is_not(None)
         return func.json_type(R.doc, _sqlite_path(path)).is_not(None)
 
     def _version(self, flt: Compare | Present) -> Expr:
@@ -175,23 +171,26 @@ class Compiler:
 
     @staticmethod
     def _operator(expr: Expr, op: str, value: Any) -> Expr:
+        result: Expr
         if op == "eq":
-            return expr == value
-        if op == "co":
-            return expr.contains(value, autoescape=True)
-        if op == "sw":
-            return expr.startswith(value, autoescape=True)
-        if op == "ew":
-            return expr.endswith(value, autoescape=True)
-        if op == "gt":
-            return expr > value
-        if op == "ge":
-            return expr >= value
-        if op == "lt":
-            return expr < value
-        if op == "le":
-            return expr <= value
-        raise invalid_filter(f"unknown operator {op}")
+            result = expr == value
+        elif op == "co":
+            result = expr.contains(value, autoescape=True)
+        elif op == "sw":
+            result = expr.startswith(value, autoescape=True)
+        elif op == "ew":
+            result = expr.endswith(value, autoescape=True)
+        elif op == "gt":
+            result = expr > value
+        elif op == "ge":
+            result = expr >= value
+        elif op == "lt":
+            result = expr < value
+        elif op == "le":
+            result = expr <= value
+        else:
+            raise invalid_filter(f"unknown operator {op}")
+        return result
 
     # --- multi-valued -------------------------------------------------------
 
@@ -311,7 +310,8 @@ class Compiler:
         else:
             raise invalid_filter(f"unknown member sub-attribute {sub}")
         if isinstance(flt, Present):
-            return expr.is_not(None)
+            present: Expr = expr.is_not(None)
+            return present
         return self._compare(expr, attr, flt.op, comparable(attr, flt.op, flt.value))
 
 
@@ -325,5 +325,3 @@ def _json_column(name: str, pg: bool) -> Any:
 def _sqlite_path(parts: tuple[str, ...]) -> str:
     return "$" + "".join('."' + p.replace('"', '\\"') + '"' for p in parts)
 
-
-__all__ = ["Boolean", "Compiler", "Float", "KeyedColumnElement", "String"]

@@ -23,7 +23,7 @@ from scimsync.store import journal, members
 from scimsync.store.filter_sql import Compiler
 from scimsync.store.journal import Entry
 from scimsync.store.records import Record, indexed_columns
-from scimsync.store.tables import resources
+from scimsync.store.tables import memberships, resources
 
 R = resources.c
 ROW_COLUMNS = (R.id, R.type, R.doc, R.created, R.last_modified, R.version)
@@ -58,7 +58,7 @@ class Store:
     # --- reads --------------------------------------------------------------
 
     def _row(self, conn: Connection, directory_id: str, rtype: ResourceType, rid: str,
-             lock: bool = False) -> Row[Any]:
+             lock: bool = False) -> Row[*tuple[Any, ...]]:
         stmt = select(*ROW_COLUMNS).where(
             R.directory_id == directory_id, R.type == rtype.name, R.id == rid
         )
@@ -70,7 +70,7 @@ class Store:
         return row
 
     @staticmethod
-    def _record(row: Row[Any]) -> Record:
+    def _record(row: Row[*tuple[Any, ...]]) -> Record:
         return Record(row.id, row.type, row.doc, row.created, row.last_modified, row.version)
 
     def _attach(self, conn: Connection, records: list[Record], loads: Loads) -> None:
@@ -156,7 +156,7 @@ class Store:
                                    actor)
 
     def _commit_change(self, conn: Connection, directory_id: str, rtype: ResourceType,
-                       row: Row[Any], new_doc: Doc, changes: list[MemberChange],
+                       row: Row[*tuple[Any, ...]], new_doc: Doc, changes: list[MemberChange],
                        actor: str | None) -> Record:
         rid = row.id
         added, removed = self._apply_members(conn, directory_id, rid, changes)
@@ -252,8 +252,8 @@ class Store:
                 ).scalar_one()
                 entries.append(Entry("Group", gid, "member_removed", version, ["members"],
                                      "mover", {"removed": [rid]}))
-        conn.execute(delete(members.memberships).where(
-            (members.M.member_id == rid) | (members.M.group_id == rid)))
+        conn.execute(delete(memberships).where(
+            (memberships.c.member_id == rid) | (memberships.c.group_id == rid)))
         conn.execute(delete(resources).where(R.id == rid))
         journal.append(conn, directory_id, entries, actor)
 
@@ -304,7 +304,7 @@ def _entry(rtype: ResourceType, rid: str, op: str, version: int, changed: list[s
     return Entry(rtype.name, rid, op, version, changed, lifecycle)
 
 
-def _check_etag(row: Row[Any], if_match: str | None) -> None:
+def _check_etag(row: Row[*tuple[Any, ...]], if_match: str | None) -> None:
     """If-Match against meta.version (RFC7644 §3.14): 412 when it does not match."""
     if if_match is None:
         return
