@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
 from scimsync.errors import ScimError, UsageError
 from scimsync.store import journal
@@ -72,51 +72,51 @@ class AdminApi:
         return body
 
     async def list_directories(self, _r: Request) -> Any:
-        return {"directories": await run_in_threadpool(self.dirs.list_all)}
+        return {"directories": await run_db(self.dirs.list_all)}
 
     async def create_directory(self, request: Request) -> Any:
         body = await self._body(request)
         name = body.get("name")
         if not isinstance(name, str):
             raise UsageError("name is required")
-        created = await run_in_threadpool(self.dirs.create, name)
+        created = await run_db(self.dirs.create, name)
         return {**created, "scim_url": f"{str(request.base_url).rstrip('/')}"
                 f"{created['scim_path']}"}
 
     async def get_directory(self, request: Request) -> Any:
-        return await run_in_threadpool(self.dirs.get, request.path_params["did"])
+        return await run_db(self.dirs.get, request.path_params["did"])
 
     async def delete_directory(self, request: Request) -> Any:
-        await run_in_threadpool(self.dirs.delete, request.path_params["did"])
+        await run_db(self.dirs.delete, request.path_params["did"])
         return None
 
     async def list_tokens(self, request: Request) -> Any:
         did = request.path_params["did"]
-        await run_in_threadpool(self.dirs.get, did)
-        return {"tokens": await run_in_threadpool(self.dirs.list_tokens, did)}
+        await run_db(self.dirs.get, did)
+        return {"tokens": await run_db(self.dirs.list_tokens, did)}
 
     async def create_token(self, request: Request) -> Any:
         body = await self._body(request)
         expires = _seconds(body.get("expires_in_seconds"), "expires_in_seconds")
-        return await run_in_threadpool(
+        return await run_db(
             self.dirs.create_token, request.path_params["did"], str(body.get("name") or ""),
             timedelta(seconds=expires) if expires else None)
 
     async def rotate_token(self, request: Request) -> Any:
         body = await self._body(request)
         overlap = _seconds(body.get("overlap_seconds", 3600), "overlap_seconds")
-        return await run_in_threadpool(
+        return await run_db(
             self.dirs.rotate_token, request.path_params["did"], request.path_params["tid"],
             timedelta(seconds=overlap or 0))
 
     async def revoke_token(self, request: Request) -> Any:
-        await run_in_threadpool(self.dirs.revoke_token, request.path_params["did"],
+        await run_db(self.dirs.revoke_token, request.path_params["did"],
                                 request.path_params["tid"])
         return None
 
     async def journal(self, request: Request) -> Any:
         did = request.path_params["did"]
-        await run_in_threadpool(self.dirs.get, did)
+        await run_db(self.dirs.get, did)
         after = _int_param(request, "after", 0)
         limit = min(max(_int_param(request, "limit", 100), 1), 1000)
 
@@ -124,7 +124,7 @@ class AdminApi:
             with self.store.read() as conn:
                 return journal.read(conn, did, after, limit)
 
-        entries = await run_in_threadpool(read)
+        entries = await run_db(read)
         return {"entries": entries, "next_after": entries[-1]["seq"] if entries else after}
 
     async def openapi(self, _r: Request) -> Response:

@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scimsync.api.admin import AdminApi
-from scimsync.api.http import error_response
+from scimsync.api.http import DatabaseCalls, error_response
 from scimsync.api.scim import ScimApi
 from scimsync.errors import ScimError
 from scimsync.store.directories import Directories
@@ -83,6 +83,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None) ->
 
         engine = make_engine(database_url or configured())
     upgrade(engine)
+    DatabaseCalls.configure(engine.dialect.name)
     store = Store(engine)
     dirs = Directories(engine)
     scim_api = ScimApi(store, dirs)

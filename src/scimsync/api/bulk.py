@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scimsync.api.http import read_json, scim
+from scimsync.api.http import read_json, run_db, scim
 from scimsync.errors import (
     BadRequest,
     NotFound,
@@ -32,10 +31,12 @@ from scimsync.protocol.resources import BY_ENDPOINT
 from scimsync.protocol.schema import BULK_REQUEST, BULK_RESPONSE
 from scimsync.protocol.values import normalise_body
 from scimsync.store.directories import Principal
+from scimsync.store.resources import Loads
 
 if TYPE_CHECKING:
     from scimsync.api.scim import ScimApi
 
+NO_LOADS = Loads(members=False, groups=False)  # Bulk responses carry no resources
 _BULK_REF = re.compile(r"^bulkId:(.+)$")
 
 
@@ -78,7 +79,7 @@ class BulkApi:
             raise invalid_value("failOnErrors must be a positive integer")
         ops = [_parse_op(i, o) for i, o in enumerate(raw_ops)]
         base = f"{str(request.base_url).rstrip('/')}/scim/v2/{did}"
-        results = await run_in_threadpool(self._run, did, p, ops, fail_on, base)
+        results = await run_db(self._run, did, p, ops, fail_on, base)
         return scim({"schemas": [BULK_RESPONSE], "Operations": results})
 
     def _run(self, did: str, p: Principal, ops: list[_Op], fail_on: int | None,
@@ -143,7 +144,7 @@ class BulkApi:
                 raise BadRequest("POST goes to a resource endpoint", scim_type="invalidPath")
             if op.bulk_id is None:
                 raise invalid_syntax("POST operations need a bulkId")
-            rec = store.create(did, rt, normalise_body(rt, data), p.token_id, conn)
+            rec = store.create(did, rt, normalise_body(rt, data), p.token_id, conn, NO_LOADS)
             ids[op.bulk_id] = rec.id
             out.update(location=f"{base}{rt.endpoint}/{rec.id}", version=rec.etag, status="201")
             return out
@@ -152,9 +153,10 @@ class BulkApi:
         rid = parts[1]
         if op.method == "PUT":
             rec = store.replace(did, rt, rid, normalise_body(rt, data), op.version, p.token_id,
-                                conn)
+                                conn, NO_LOADS)
         elif op.method == "PATCH":
-            rec = store.patch(did, rt, rid, parse_request(data), op.version, p.token_id, conn)
+            rec = store.patch(did, rt, rid, parse_request(data), op.version, p.token_id, conn,
+                              NO_LOADS)
         elif op.method == "DELETE":
             store.delete(did, rt, rid, op.version, p.token_id, conn)
             out.update(location=f"{base}{rt.endpoint}/{rid}", status="204")

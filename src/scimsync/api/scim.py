@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scimsync.api.http import error_response, read_json, scim
+from scimsync.api.http import error_response, read_json, run_db, scim
 from scimsync.errors import (
     BadRequest,
     NotFound,
@@ -121,7 +120,8 @@ class ScimApi:
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
         incoming = normalise_body(rt, body)
-        rec = await run_in_threadpool(self.store.create, did, rt, incoming, p.token_id)
+        rec = await run_db(self.store.create, did, rt, incoming, p.token_id, None,
+                           loads_for(proj))
         doc = render(rec, base_url(request, did), proj)
         location = f"{base_url(request, did)}{rt.endpoint}/{rec.id}"
         return scim(doc, 201, {"Location": location, "ETag": rec.etag})
@@ -131,7 +131,7 @@ class ScimApi:
         rid = request.path_params["rid"]
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
-        rec = await run_in_threadpool(self.store.get, did, rt, rid, loads_for(proj))
+        rec = await run_db(self.store.get, did, rt, rid, loads_for(proj))
         inm = request.headers.get("if-none-match")
         if inm is not None and (inm.strip() == "*" or rec.etag in
                                 {t.strip() for t in inm.split(",")}):
@@ -145,8 +145,8 @@ class ScimApi:
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
         incoming = normalise_body(rt, body)
-        rec = await run_in_threadpool(self.store.replace, did, rt, rid, incoming,
-                                      request.headers.get("if-match"), p.token_id)
+        rec = await run_db(self.store.replace, did, rt, rid, incoming,
+                           request.headers.get("if-match"), p.token_id, None, loads_for(proj))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
     async def patch(self, request: Request, did: str, p: Principal) -> Response:
@@ -155,14 +155,14 @@ class ScimApi:
         ops = parse_request(await read_json(request))
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
-        rec = await run_in_threadpool(self.store.patch, did, rt, rid, ops,
-                                      request.headers.get("if-match"), p.token_id)
+        rec = await run_db(self.store.patch, did, rt, rid, ops,
+                           request.headers.get("if-match"), p.token_id, None, loads_for(proj))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
     async def delete(self, request: Request, did: str, p: Principal) -> Response:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
-        await run_in_threadpool(self.store.delete, did, rt, rid,
+        await run_db(self.store.delete, did, rt, rid,
                                 request.headers.get("if-match"), p.token_id)
         return Response(status_code=204)
 
@@ -194,13 +194,13 @@ class ScimApi:
         if len(rtypes) == 1:
             rt = rtypes[0]
             proj = parse_projection(rt, query.attributes, query.excluded)
-            total, recs, next_cursor = await run_in_threadpool(
+            total, recs, next_cursor = await run_db(
                 self._page, did, rt, query, loads_for(proj))
             docs = [render(r, base, proj) for r in recs]
         else:
             if query.cursor is not None:
                 raise NotImplementedScim("cursor pagination is offered per resource type")
-            total, docs = await run_in_threadpool(self._root_page, did, rtypes, query, base)
+            total, docs = await run_db(self._root_page, did, rtypes, query, base)
             next_cursor = None
         body = _list(docs, total, None if query.cursor is not None else query.start_index)
         if next_cursor is not None:

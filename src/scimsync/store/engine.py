@@ -38,6 +38,10 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
+            # Enough connections for every thread that may run a query at once: an
+            # overflow connection is opened and closed per request, which is slow.
+            pool_size=kwargs.pop("pool_size", 48),
+            max_overflow=kwargs.pop("max_overflow", 16),
             **kwargs,
         )
         _configure_sqlite(engine)
@@ -71,9 +75,10 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front: a deferred transaction that later
         # upgrades to a writer can fail with SQLITE_BUSY instead of waiting.
-        if conn.get_execution_options().get("write", False):
+        options = conn.get_execution_options()
+        if options.get("write", False):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        elif not options.get("autocommit", False):
             conn.exec_driver_sql("BEGIN")
 
 

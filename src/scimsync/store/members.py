@@ -8,18 +8,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select
+from sqlalchemy import Connection, select
 
 from scimsync.errors import invalid_value
 from scimsync.protocol.filter import Filter
+from scimsync.protocol.record import Member
 from scimsync.protocol.resources import GROUP
+from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler
-from scimsync.store.records import Member
 from scimsync.store.tables import memberships, resources
 
 CHUNK = 500
 M = memberships.c
-R = resources.c
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -46,12 +46,8 @@ def resolve_members(
     found: dict[str, str] = {}
     ids = list(wanted)
     for chunk in _chunks(ids):
-        rows = conn.execute(
-            select(R.id, R.type).where(
-                R.directory_id == directory_id, R.id.in_(chunk), R.type.in_(("User", "Group"))
-            )
-        )
-        found.update({r.id: r.type for r in rows})
+        found.update((r[0], r[1]) for r in conn.execute(
+            sql.RESOLVE_MEMBERS, {"d": directory_id, "ids": chunk}))
     missing = [i for i in ids if i not in found]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -65,11 +61,7 @@ def resolve_members(
 def existing(conn: Connection, group_id: str, ids: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for chunk in _chunks(ids):
-        out.update(
-            conn.execute(
-                select(M.member_id).where(M.group_id == group_id, M.member_id.in_(chunk))
-            ).scalars()
-        )
+        out.update(conn.execute(sql.EXISTING_MEMBERS, {"g": group_id, "ids": chunk}).scalars())
     return out
 
 
@@ -79,14 +71,11 @@ def add(conn: Connection, directory_id: str, group_id: str, found: dict[str, str
     present = existing(conn, group_id, ids)
     new = [i for i in ids if i not in present]
     if new:
-        conn.execute(
-            insert(memberships),
-            [
-                {"group_id": group_id, "member_id": i, "directory_id": directory_id,
-                 "member_type": found[i]}
-                for i in new
-            ],
-        )
+        conn.execute(sql.INSERT_MEMBERS, [
+            {"group_id": group_id, "member_id": i, "directory_id": directory_id,
+             "member_type": found[i]}
+            for i in new
+        ])
     return new
 
 
@@ -95,19 +84,19 @@ def remove(conn: Connection, group_id: str, ids: Sequence[str]) -> list[str]:
     present = existing(conn, group_id, ids)
     gone = [i for i in ids if i in present]
     for chunk in _chunks(gone):
-        conn.execute(delete(memberships).where(M.group_id == group_id, M.member_id.in_(chunk)))
+        conn.execute(sql.DELETE_MEMBERS, {"g": group_id, "ids": chunk})
     return gone
 
 
 def all_ids(conn: Connection, group_id: str) -> list[str]:
-    return list(conn.execute(select(M.member_id).where(M.group_id == group_id)).scalars())
+    return list(conn.execute(sql.ALL_MEMBER_IDS, {"g": group_id}).scalars())
 
 
 def matching(conn: Connection, group_id: str, flt: Filter) -> list[str]:
     """Member ids that a `members[...]` value filter selects."""
     compiler = Compiler(GROUP, conn.dialect.name)
     other = resources.alias("o")
-    term = compiler._member_tree(flt, other)
+    term = compiler.member_filter(flt, other)
     stmt = (
         select(M.member_id)
         .select_from(memberships.join(other, other.c.id == M.member_id))
@@ -120,12 +109,7 @@ def load_members(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[M
     """Members of these groups, in a stable order (one indexed scan per group)."""
     out: dict[str, list[Member]] = {g: [] for g in group_ids}
     for chunk in _chunks(list(group_ids)):
-        stmt = (
-            select(M.group_id, M.member_id, M.member_type)
-            .where(M.group_id.in_(chunk))
-            .order_by(M.group_id, M.member_id)
-        )
-        for g, mid, mtype in conn.execute(stmt):
+        for g, mid, mtype in conn.execute(sql.MEMBERS_OF_GROUPS, {"gids": chunk}):
             out[g].append(Member(mid, mtype))
     return out
 
@@ -133,42 +117,11 @@ def load_members(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[M
 def load_groups(conn: Connection, user_ids: Sequence[str]) -> dict[str, list[Member]]:
     """Groups each user belongs to: direct and, through nested groups, indirect."""
     out: dict[str, list[Member]] = {u: [] for u in user_ids}
-    if not user_ids:
-        return out
     for chunk in _chunks(list(user_ids)):
-        direct = conn.execute(
-            select(M.member_id, M.group_id, R.doc["displayName"].as_string())
-            .select_from(memberships.join(resources, R.id == M.group_id))
-            .where(M.member_id.in_(chunk))
-            .order_by(M.member_id, M.group_id)
-        ).all()
-        for uid, gid, disp in direct:
-            out[uid].append(Member(gid, "direct", disp))
-    _add_indirect(conn, out)
+        for uid, gid, depth, display in conn.execute(sql.GROUPS_OF_USERS, {"uids": chunk}):
+            out[uid].append(Member(gid, "direct" if depth == 0 else "indirect", display))
     return out
 
 
-def _add_indirect(conn: Connection, out: dict[str, list[Member]]) -> None:
-    """Follow groups that are members of groups, breadth first, each group once."""
-    for uid, groups in out.items():
-        seen = {g.value for g in groups}
-        frontier = list(seen)
-        depth = 0
-        while frontier and depth < 16:
-            depth += 1
-            rows = conn.execute(
-                select(M.group_id, R.doc["displayName"].as_string())
-                .select_from(memberships.join(resources, R.id == M.group_id))
-                .where(and_(M.member_id.in_(frontier[:CHUNK])))
-            ).all()
-            frontier = []
-            for gid, disp in rows:
-                if gid not in seen:
-                    seen.add(gid)
-                    frontier.append(gid)
-                    groups.append(Member(gid, "indirect", disp))
-        out[uid] = groups
-
-
 def groups_of(conn: Connection, member_id: str) -> list[str]:
-    return list(conn.execute(select(M.group_id).where(M.member_id == member_id)).scalars())
+    return list(conn.execute(sql.GROUPS_OF_MEMBER, {"m": member_id}).scalars())

@@ -4,29 +4,33 @@ transaction together with its journal entries (DESIGN.md: Inbound, Invariants).
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
-from scimsync.errors import Conflict, NotFound, PreconditionFailed, ScimError, invalid_value
+from scimsync.errors import Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
 from scimsync.store import journal, members
-from scimsync.store.filter_sql import Compiler
+from scimsync.store import statements as sql
+from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
 from scimsync.store.records import Record, indexed_columns
-from scimsync.store.tables import memberships, resources
+from scimsync.store.tables import resources
 
 R = resources.c
-ROW_COLUMNS = (R.id, R.type, R.doc, R.created, R.last_modified, R.version)
+StoredRow = Row[*tuple[Any, ...]]
+SEARCH_CACHE_SIZE = 512
 
 
 @dataclass
@@ -37,12 +41,23 @@ class Loads:
     groups: bool = True
 
 
+@dataclass
+class _Search:
+    """The count and page statements for one filter shape, and how to bind them."""
+
+    count: Select[Any]
+    page: Select[Any]
+    compiler: Compiler | None
+
+
 class Store:
     """Transactional access to one database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self.pg = engine.dialect.name == "postgresql"
+        self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()
+        self._searches_lock = threading.Lock()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -52,25 +67,23 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        """A connection for reads; each statement sees a committed snapshot."""
+        with self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT", autocommit=True) as conn:
             yield conn
 
     # --- reads --------------------------------------------------------------
 
     def _row(self, conn: Connection, directory_id: str, rtype: ResourceType, rid: str,
-             lock: bool = False) -> Row[*tuple[Any, ...]]:
-        stmt = select(*ROW_COLUMNS).where(
-            R.directory_id == directory_id, R.type == rtype.name, R.id == rid
-        )
-        if lock and self.pg:
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
+             lock: bool = False) -> StoredRow:
+        stmt = sql.ROW_LOCKED if lock and self.pg else sql.ROW
+        row = conn.execute(stmt, {"d": directory_id, "t": rtype.name, "rid": rid}).first()
         if row is None:
             raise NotFound(f"{rtype.name} {rid} not found")
         return row
 
     @staticmethod
-    def _record(row: Row[*tuple[Any, ...]]) -> Record:
+    def _record(row: StoredRow) -> Record:
         return Record(row.id, row.type, row.doc, row.created, row.last_modified, row.version)
 
     def _attach(self, conn: Connection, records: list[Record], loads: Loads) -> None:
@@ -90,31 +103,28 @@ class Store:
     def get(self, directory_id: str, rtype: ResourceType, rid: str,
             loads: Loads | None = None) -> Record:
         with self.read() as conn:
-            return self._get(conn, directory_id, rtype, rid, loads or Loads())
-
-    def _get(self, conn: Connection, directory_id: str, rtype: ResourceType, rid: str,
-             loads: Loads) -> Record:
-        rec = self._record(self._row(conn, directory_id, rtype, rid))
-        self._attach(conn, [rec], loads)
-        return rec
+            rec = self._record(self._row(conn, directory_id, rtype, rid))
+            self._attach(conn, [rec], loads or Loads())
+            return rec
 
     # --- writes -------------------------------------------------------------
 
     def create(self, directory_id: str, rtype: ResourceType, incoming: Incoming,
-               actor: str | None, conn: Connection | None = None) -> Record:
+               actor: str | None, conn: Connection | None = None,
+               loads: Loads | None = None) -> Record:
         """Create a resource (RFC7644 §3.3); members are checked to exist first."""
         if conn is None:
             with self.write() as c:
-                return self.create(directory_id, rtype, incoming, actor, c)
+                return self.create(directory_id, rtype, incoming, actor, c, loads)
         doc = _defaults(rtype, incoming.doc)
         rid = str(uuid.uuid4())
         ts = now()
-        values = {
-            "id": rid, "directory_id": directory_id, "type": rtype.name, "created": ts,
-            "last_modified": ts, "version": 1, "doc": doc, **indexed_columns(rtype.name, doc),
-        }
-        with _uniqueness(conn, directory_id, rtype, doc):
-            conn.execute(insert(resources).values(**values))
+        cols = indexed_columns(rtype.name, doc)
+        self._check_unique(conn, directory_id, rtype, rid, doc, cols)
+        with _uniqueness():
+            conn.execute(sql.INSERT_RESOURCE, {
+                "id": rid, "directory_id": directory_id, "type": rtype.name, "created": ts,
+                "last_modified": ts, "version": 1, "doc": doc, **cols})
         entries = [_entry(rtype, rid, "created", 1, sorted(k for k in doc if k != "schemas"),
                           doc)]
         if incoming.members:
@@ -124,59 +134,70 @@ class Store:
                 entries.append(Entry(rtype.name, rid, "member_added", 1, ["members"], "mover",
                                      {"added": added}))
         journal.append(conn, directory_id, entries, actor)
-        return self._get(conn, directory_id, rtype, rid, Loads())
+        rec = Record(rid, rtype.name, doc, ts, ts, 1)
+        self._attach(conn, [rec], loads or Loads())
+        return rec
 
     def replace(self, directory_id: str, rtype: ResourceType, rid: str, incoming: Incoming,
                 if_match: str | None, actor: str | None,
-                conn: Connection | None = None) -> Record:
+                conn: Connection | None = None, loads: Loads | None = None) -> Record:
         """Replace a resource (RFC7644 §3.5.1); immutable attributes must not change."""
         if conn is None:
             with self.write() as c:
-                return self.replace(directory_id, rtype, rid, incoming, if_match, actor, c)
+                return self.replace(directory_id, rtype, rid, incoming, if_match, actor, c,
+                                    loads)
         row = self._row(conn, directory_id, rtype, rid, lock=True)
         _check_etag(row, if_match)
         new_doc = _defaults(rtype, incoming.doc)
         changes: list[MemberChange] = []
         if rtype.name == "Group":
             changes.append(MemberChange("replace", tuple(incoming.members or ())))
-        return self._commit_change(conn, directory_id, rtype, row, new_doc, changes, actor)
+        return self._commit_change(conn, directory_id, rtype, row, new_doc, changes, actor,
+                                   loads or Loads())
 
     def patch(self, directory_id: str, rtype: ResourceType, rid: str,
               operations: list[dict[str, Any]], if_match: str | None, actor: str | None,
-              conn: Connection | None = None) -> Record:
+              conn: Connection | None = None, loads: Loads | None = None) -> Record:
         """Apply a PATCH atomically (RFC7644 §3.5.2)."""
         if conn is None:
             with self.write() as c:
-                return self.patch(directory_id, rtype, rid, operations, if_match, actor, c)
+                return self.patch(directory_id, rtype, rid, operations, if_match, actor, c,
+                                  loads)
         row = self._row(conn, directory_id, rtype, rid, lock=True)
         _check_etag(row, if_match)
         result = apply_patch(rtype, row.doc, operations)
-        new_doc = result.doc
-        return self._commit_change(conn, directory_id, rtype, row, new_doc, result.members,
-                                   actor)
+        return self._commit_change(conn, directory_id, rtype, row, result.doc, result.members,
+                                   actor, loads or Loads())
 
     def _commit_change(self, conn: Connection, directory_id: str, rtype: ResourceType,
-                       row: Row[*tuple[Any, ...]], new_doc: Doc, changes: list[MemberChange],
-                       actor: str | None) -> Record:
+                       row: StoredRow, new_doc: Doc, changes: list[MemberChange],
+                       actor: str | None, loads: Loads) -> Record:
         rid = row.id
         added, removed = self._apply_members(conn, directory_id, rid, changes)
         changed = journal.changed_paths(row.doc, new_doc)
         if not changed and not added and not removed:
-            return self._get(conn, directory_id, rtype, rid, Loads())
+            rec = self._record(row)
+            self._attach(conn, [rec], loads)
+            return rec
         version = row.version + 1
-        values: dict[str, Any] = {"version": version, "last_modified": now()}
+        ts = now()
+        values: dict[str, Any] = {"rid": rid, "version": version, "last_modified": ts}
+        doc = row.doc
         if changed:
-            values.update(doc=new_doc, **indexed_columns(rtype.name, new_doc))
-        with _uniqueness(conn, directory_id, rtype, new_doc):
-            conn.execute(update(resources).where(R.id == rid).values(**values))
+            cols = indexed_columns(rtype.name, new_doc)
+            self._check_unique(conn, directory_id, rtype, rid, new_doc, cols)
+            values.update(doc=new_doc, **cols)
+            doc = new_doc
+        with _uniqueness():
+            conn.execute(sql.UPDATE_RESOURCE, values)
         entries: list[Entry] = []
         if changed:
             op = "updated"
             if rtype.name == "User":
-                was, now_active = row.doc.get("active", True), new_doc.get("active", True)
-                if was and not now_active:
+                was, is_now = row.doc.get("active", True), new_doc.get("active", True)
+                if was and not is_now:
                     op = "deactivated"
-                elif now_active and not was:
+                elif is_now and not was:
                     op = "reactivated"
             entries.append(_entry(rtype, rid, op, version, changed, new_doc))
         if removed:
@@ -186,7 +207,23 @@ class Store:
             entries.append(Entry(rtype.name, rid, "member_added", version, ["members"],
                                  "mover", {"added": added}))
         journal.append(conn, directory_id, entries, actor)
-        return self._get(conn, directory_id, rtype, rid, Loads())
+        rec = Record(rid, rtype.name, doc, row.created, ts, version)
+        self._attach(conn, [rec], loads)
+        return rec
+
+    def _check_unique(self, conn: Connection, directory_id: str, rtype: ResourceType,
+                      rid: str, doc: Doc, cols: dict[str, Any]) -> None:
+        """409 uniqueness if another resource holds this userName or externalId."""
+        if cols["user_name_ci"] is None and cols["external_id"] is None:
+            return
+        taken = conn.execute(sql.TAKEN, {"d": directory_id, "t": rtype.name, "rid": rid,
+                                         "un": cols["user_name_ci"],
+                                         "ext": cols["external_id"]}).first()
+        if taken is None:
+            return
+        if cols["user_name_ci"] is not None and taken[0] == cols["user_name_ci"]:
+            raise Conflict(f"userName {doc.get('userName')!r} is already taken")
+        raise Conflict(f"externalId {doc.get('externalId')!r} is already taken")
 
     def _apply_members(self, conn: Connection, directory_id: str, group_id: str,
                        changes: list[MemberChange]) -> tuple[list[str], list[str]]:
@@ -241,48 +278,65 @@ class Store:
         entries = [Entry(rtype.name, rid, "deleted", row.version + 1, [],
                          "leaver" if rtype.name == "User" else None)]
         # The groups this resource belonged to change too: journal them.
-        affected = members.groups_of(conn, rid)
-        if affected:
-            ts = now()
-            for gid in affected:
-                version = conn.execute(
-                    update(resources).where(R.id == gid)
-                    .values(version=R.version + 1, last_modified=ts)
-                    .returning(R.version)
-                ).scalar_one()
-                entries.append(Entry("Group", gid, "member_removed", version, ["members"],
-                                     "mover", {"removed": [rid]}))
-        conn.execute(delete(memberships).where(
-            (memberships.c.member_id == rid) | (memberships.c.group_id == rid)))
-        conn.execute(delete(resources).where(R.id == rid))
+        ts = now()
+        for gid in members.groups_of(conn, rid):
+            version = conn.execute(sql.BUMP_VERSION, {"rid": gid, "ts": ts}).scalar_one()
+            entries.append(Entry("Group", gid, "member_removed", version, ["members"],
+                                 "mover", {"removed": [rid]}))
+        conn.execute(sql.DELETE_MEMBERSHIPS_OF, {"rid": rid})
+        conn.execute(sql.DELETE_RESOURCE, {"rid": rid})
         journal.append(conn, directory_id, entries, actor)
 
     # --- search -------------------------------------------------------------
+
+    def _search_statements(self, rtype: ResourceType, flt: Filter | None, sort_by: str | None,
+                           descending: bool, keyset: bool, lenient: bool) -> _Search:
+        key = (rtype.name, shape(flt) if flt is not None else None,
+               sort_by.lower() if sort_by else None, descending, keyset, lenient)
+        with self._searches_lock:
+            found = self._searches.get(key)
+            if found is not None:
+                self._searches.move_to_end(key)
+                return found
+        compiler = Compiler(rtype, self.engine.dialect.name, lenient)
+        where = [R.directory_id == bindparam("d"), R.type == rtype.name]
+        if flt is not None:
+            where.append(compiler.compile(flt))
+        count = select(func.count()).select_from(resources).where(*where)
+        page = select(*sql.ROW_COLUMNS).where(*where)
+        if sort_by:
+            skey = compiler.sort_key(sort_by)
+            page = page.order_by(skey.desc() if descending else skey.asc(), R.id)
+        else:
+            if keyset:
+                page = page.where(R.id > bindparam("after"))
+            page = page.order_by(R.id)
+        page = page.offset(bindparam("offset")).limit(bindparam("limit"))
+        built = _Search(count, page, compiler if flt is not None else None)
+        with self._searches_lock:
+            self._searches[key] = built
+            while len(self._searches) > SEARCH_CACHE_SIZE:
+                self._searches.popitem(last=False)
+        return built
 
     def search(self, directory_id: str, rtype: ResourceType, flt: Filter | None,
                sort_by: str | None, descending: bool, offset: int, count: int,
                loads: Loads, after_id: str | None = None,
                lenient: bool = False) -> tuple[int, list[Record]]:
         """Filtered, sorted page of resources and the total number that match."""
-        compiler = Compiler(rtype, self.engine.dialect.name, lenient)
-        where = [R.directory_id == directory_id, R.type == rtype.name]
-        if flt is not None:
-            where.append(compiler.compile(flt))
+        keyset = after_id is not None and not sort_by
+        stmts = self._search_statements(rtype, flt, sort_by, descending, keyset, lenient)
+        params: dict[str, Any] = {"d": directory_id}
+        if stmts.compiler is not None and flt is not None:
+            params.update(stmts.compiler.bind(flt))
         with self.read() as conn:
-            total = conn.execute(select(func.count()).select_from(resources).where(*where)
-                                 ).scalar_one()
+            total = conn.execute(stmts.count, params).scalar_one()
             if count <= 0:
                 return int(total), []
-            stmt = select(*ROW_COLUMNS).where(*where)
-            if sort_by:
-                key = compiler.sort_key(sort_by)
-                stmt = stmt.order_by(key.desc() if descending else key.asc(), R.id)
-            else:
-                if after_id is not None:
-                    stmt = stmt.where(R.id > after_id)
-                stmt = stmt.order_by(R.id)
-            stmt = stmt.offset(offset).limit(count) if offset else stmt.limit(count)
-            records = [self._record(r) for r in conn.execute(stmt)]
+            params.update(offset=offset, limit=count)
+            if keyset:
+                params["after"] = after_id
+            records = [self._record(r) for r in conn.execute(stmts.page, params)]
             self._attach(conn, records, loads)
             return int(total), records
 
@@ -304,7 +358,7 @@ def _entry(rtype: ResourceType, rid: str, op: str, version: int, changed: list[s
     return Entry(rtype.name, rid, op, version, changed, lifecycle)
 
 
-def _check_etag(row: Row[*tuple[Any, ...]], if_match: str | None) -> None:
+def _check_etag(row: StoredRow, if_match: str | None) -> None:
     """If-Match against meta.version (RFC7644 §3.14): 412 when it does not match."""
     if if_match is None:
         return
@@ -317,22 +371,9 @@ def _check_etag(row: Row[*tuple[Any, ...]], if_match: str | None) -> None:
 
 
 @contextmanager
-def _uniqueness(conn: Connection, directory_id: str, rtype: ResourceType,
-                doc: Doc) -> Iterator[None]:
-    """Turn a unique-index violation into 409 uniqueness (RFC7644 §3.3)."""
+def _uniqueness() -> Iterator[None]:
+    """A unique-index violation that slipped past the pre-check (a concurrent writer)."""
     try:
-        with conn.begin_nested():
-            yield
+        yield
     except IntegrityError as exc:
-        if rtype.name == "User" and isinstance(doc.get("userName"), str):
-            taken = conn.execute(select(R.id).where(
-                R.directory_id == directory_id, R.type == rtype.name,
-                R.user_name_ci == doc["userName"].lower())).first()
-            if taken is not None:
-                raise Conflict(f"userName {doc['userName']!r} is already taken") from exc
-        if isinstance(doc.get("externalId"), str):
-            raise Conflict(f"externalId {doc['externalId']!r} is already taken") from exc
-        raise ScimError("the change conflicts with stored data", status=409) from exc
-
-
-__all__ = ["Loads", "Store", "invalid_value"]
+        raise Conflict("userName or externalId is already taken") from exc
