@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from scimsync.errors import Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
+from scimsync.protocol.record import Member
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
@@ -25,12 +26,14 @@ from scimsync.store import journal, members
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
+from scimsync.store.lean import Lean, json_value
 from scimsync.store.records import Record, indexed_columns
 from scimsync.store.tables import resources
 
 R = resources.c
 StoredRow = Row[*tuple[Any, ...]]
 SEARCH_CACHE_SIZE = 512
+LEAN_ATTACH_MAX = 8  # up to this many results, derived parts load one by one
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.pg = engine.dialect.name == "postgresql"
+        self.lean = Lean(engine)
         self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()
         self._searches_lock = threading.Lock()
 
@@ -102,10 +106,28 @@ class Store:
 
     def get(self, directory_id: str, rtype: ResourceType, rid: str,
             loads: Loads | None = None) -> Record:
-        with self.read() as conn:
-            rec = self._record(self._row(conn, directory_id, rtype, rid))
-            self._attach(conn, [rec], loads or Loads())
+        """One resource by id, with its members or groups if `loads` asks (lean path)."""
+        loads = loads or Loads()
+        lean = self.lean
+        with lean.cursor() as cur:
+            row = lean.one(cur, sql.ROW, {"d": directory_id, "t": rtype.name, "rid": rid})
+            if row is None:
+                raise NotFound(f"{rtype.name} {rid} not found")
+            rec = _lean_record(row)
+            self._attach_lean(cur, rec, loads)
             return rec
+
+    def _attach_lean(self, cur: Any, rec: Record, loads: Loads) -> None:
+        """Members or groups of one record through the lean path."""
+        lean = self.lean
+        if rec.type == "User" and loads.groups:
+            rec.groups = [
+                Member(gid, "direct" if depth == 0 else "indirect", display)
+                for gid, depth, display in lean.all(cur, sql.GROUPS_OF_USER, {"uid": rec.id})
+            ]
+        elif rec.type == "Group" and loads.members:
+            rec.members = [Member(mid, mtype) for mid, mtype in
+                           lean.all(cur, sql.MEMBERS_OF_GROUP, {"g": rec.id})]
 
     # --- writes -------------------------------------------------------------
 
@@ -329,16 +351,28 @@ class Store:
         params: dict[str, Any] = {"d": directory_id}
         if stmts.compiler is not None and flt is not None:
             params.update(stmts.compiler.bind(flt))
-        with self.read() as conn:
-            total = conn.execute(stmts.count, params).scalar_one()
-            if count <= 0:
+        lean = self.lean
+        with lean.cursor() as cur:
+            total = lean.one(cur, stmts.count, params)[0]
+            if count <= 0 or total == 0:
                 return int(total), []
             params.update(offset=offset, limit=count)
             if keyset:
                 params["after"] = after_id
-            records = [self._record(r) for r in conn.execute(stmts.page, params)]
-            self._attach(conn, records, loads)
-            return int(total), records
+            records = [_lean_record(r) for r in lean.all(cur, stmts.page, params)]
+            if len(records) <= LEAN_ATTACH_MAX:
+                for rec in records:
+                    self._attach_lean(cur, rec, loads)
+                return int(total), records
+        if loads.members or loads.groups:
+            with self.read() as conn:
+                self._attach(conn, records, loads)
+        return int(total), records
+
+
+def _lean_record(row: Any) -> Record:
+    rid, rtype, doc, created, modified, version = row
+    return Record(rid, rtype, json_value(doc), created, modified, version)
 
 
 def _defaults(rtype: ResourceType, doc: Doc) -> Doc:

@@ -107,3 +107,28 @@ def _groups_of_users() -> Select[Any]:
 
 
 GROUPS_OF_USERS = _groups_of_users()
+
+
+def _groups_of_user() -> Select[Any]:
+    """The same for one user, without an expanding parameter (the lean path's GET)."""
+    m2 = memberships.alias("m2")
+    base = (
+        select(M.group_id.label("gid"), literal(0).label("depth"))
+        .where(M.member_id == bindparam("uid"))
+        .cte("g", recursive=True)
+    )
+    step = select(m2.c.group_id, base.c.depth + 1).where(
+        m2.c.member_id == base.c.gid, base.c.depth < 16)
+    tree = base.union(step)
+    return (
+        select(tree.c.gid, func.min(tree.c.depth), R.doc["displayName"].as_string())
+        .join(resources, R.id == tree.c.gid)
+        .group_by(tree.c.gid, R.id)
+        .order_by(func.min(tree.c.depth), tree.c.gid)
+    )
+
+
+GROUPS_OF_USER = _groups_of_user()
+MEMBERS_OF_GROUP = (
+    select(M.member_id, M.member_type).where(M.group_id == bindparam("g")).order_by(M.member_id)
+)
