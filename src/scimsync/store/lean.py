@@ -11,7 +11,7 @@ Connection API: they are dominated by the commit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,9 @@ class Prepared:
         self.compiled = compiled
         self.sql = compiled.string
         self.names = self.compiled.positiontup  # None for named paramstyles (psycopg)
-        self.processors = self.compiled._bind_processors
+        # Value converters SQLAlchemy would apply (JSON paths on SQLite, for instance).
+        self.processors: dict[str, Callable[[Any], Any]] = {
+            k: v for k, v in compiled._bind_processors.items() if callable(v)}
 
     def args(self, values: dict[str, Any]) -> Any:
         params: dict[str, Any] = dict(self.compiled.construct_params(values))
