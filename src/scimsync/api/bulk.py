@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scimsync.api.http import read_json, run_db, scim
+from scimsync.api.http import read_json, run_write, scim
 from scimsync.errors import (
     BadRequest,
     NotFound,
@@ -31,6 +31,7 @@ from scimsync.protocol.resources import BY_ENDPOINT
 from scimsync.protocol.schema import BULK_REQUEST, BULK_RESPONSE
 from scimsync.protocol.values import normalise_body
 from scimsync.store.directories import Principal
+from scimsync.store.lean import LeanConnection
 from scimsync.store.resources import Loads
 
 if TYPE_CHECKING:
@@ -79,16 +80,17 @@ class BulkApi:
             raise invalid_value("failOnErrors must be a positive integer")
         ops = [_parse_op(i, o) for i, o in enumerate(raw_ops)]
         base = f"{str(request.base_url).rstrip('/')}/scim/v2/{did}"
-        results = await run_db(self._run, did, p, ops, fail_on, base)
+        results = await run_write(self.api.store,
+                                  lambda conn: self._run(conn, did, p, ops, fail_on, base))
         return scim({"schemas": [BULK_RESPONSE], "Operations": results})
 
-    def _run(self, did: str, p: Principal, ops: list[_Op], fail_on: int | None,
-             base: str) -> list[dict[str, Any]]:
-        store = self.api.store
+    def _run(self, conn: LeanConnection, did: str, p: Principal, ops: list[_Op],
+             fail_on: int | None, base: str) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         ids: dict[str, str] = {}
         try:
-            with store.write() as conn:
+            # One savepoint around everything: reaching failOnErrors undoes it all.
+            with conn.begin_nested():
                 pending = list(ops)
                 errors = 0
                 while pending:
@@ -129,7 +131,7 @@ class BulkApi:
                         "was applied", status=409))
         return [results[i] for i in sorted(results)]
 
-    def _one(self, conn: Any, did: str, p: Principal, op: _Op, path: str, data: Any,
+    def _one(self, conn: LeanConnection, did: str, p: Principal, op: _Op, path: str, data: Any,
              base: str, ids: dict[str, str]) -> dict[str, Any]:
         store = self.api.store
         parts = path.strip("/").split("/")

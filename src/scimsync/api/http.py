@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scimsync.errors import PayloadTooLarge, ScimError, invalid_syntax
+from scimsync.store.lean import LeanConnection
+from scimsync.store.resources import Store
 
 SCIM_JSON = "application/scim+json"
 MAX_BODY = 1_048_576 + 65_536  # Bulk maxPayloadSize plus envelope headroom
@@ -82,3 +85,10 @@ async def run_db(fn: Callable[..., T], *args: Any) -> T:
     if DatabaseCalls.inline:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
+
+
+async def run_write(store: Store, fn: Callable[[LeanConnection], T]) -> T:
+    """Run a write: queued for group commit on SQLite, in the thread pool otherwise."""
+    if store.writer is not None:
+        return await asyncio.wrap_future(store.writer.submit(fn))
+    return await run_in_threadpool(store.transact, fn)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scimsync.api.http import error_response, read_json, run_db, scim
+from scimsync.api.http import error_response, read_json, run_db, run_write, scim
 from scimsync.errors import (
     BadRequest,
     NotFound,
@@ -120,8 +120,9 @@ class ScimApi:
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
         incoming = normalise_body(rt, body)
-        rec = await run_db(self.store.create, did, rt, incoming, p.token_id, None,
-                           loads_for(proj))
+        loads = loads_for(proj)
+        rec = await run_write(self.store, lambda c: self.store.create(
+            did, rt, incoming, p.token_id, c, loads))
         doc = render(rec, base_url(request, did), proj)
         location = f"{base_url(request, did)}{rt.endpoint}/{rec.id}"
         return scim(doc, 201, {"Location": location, "ETag": rec.etag})
@@ -145,8 +146,9 @@ class ScimApi:
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
         incoming = normalise_body(rt, body)
-        rec = await run_db(self.store.replace, did, rt, rid, incoming,
-                           request.headers.get("if-match"), p.token_id, None, loads_for(proj))
+        if_match, loads = request.headers.get("if-match"), loads_for(proj)
+        rec = await run_write(self.store, lambda c: self.store.replace(
+            did, rt, rid, incoming, if_match, p.token_id, c, loads))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
     async def patch(self, request: Request, did: str, p: Principal) -> Response:
@@ -155,15 +157,17 @@ class ScimApi:
         ops = parse_request(await read_json(request))
         proj = parse_projection(rt, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
-        rec = await run_db(self.store.patch, did, rt, rid, ops,
-                           request.headers.get("if-match"), p.token_id, None, loads_for(proj))
+        if_match, loads = request.headers.get("if-match"), loads_for(proj)
+        rec = await run_write(self.store, lambda c: self.store.patch(
+            did, rt, rid, ops, if_match, p.token_id, c, loads))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
     async def delete(self, request: Request, did: str, p: Principal) -> Response:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
-        await run_db(self.store.delete, did, rt, rid,
-                                request.headers.get("if-match"), p.token_id)
+        if_match = request.headers.get("if-match")
+        await run_write(self.store, lambda c: self.store.delete(
+            did, rt, rid, if_match, p.token_id, c))
         return Response(status_code=204)
 
     async def list_resources(self, request: Request, did: str, _p: Principal) -> Response:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from scimsync.protocol.timefmt import now
-from scimsync.store.tables import directories, journal
+from scimsync.store import statements as sql
+from scimsync.store.lean import LeanConnection
+from scimsync.store.tables import journal
 
 OPS = (
     "created", "updated", "deactivated", "reactivated", "deleted",
@@ -42,7 +44,7 @@ class Entry:
     detail: dict[str, Any] | None = None
 
 
-def append(conn: Connection, directory_id: str, entries: list[Entry], actor: str | None) -> int:
+def append(conn: LeanConnection, directory_id: str, entries: list[Entry], actor: str | None) -> int:
     """Append entries in order; returns the last sequence number (0 if nothing appended).
 
     Bumping `directories.journal_seq` row-locks the directory until commit, so within a
@@ -50,16 +52,11 @@ def append(conn: Connection, directory_id: str, entries: list[Entry], actor: str
     """
     if not entries:
         return 0
-    last = conn.execute(
-        update(directories)
-        .where(directories.c.id == directory_id)
-        .values(journal_seq=directories.c.journal_seq + len(entries))
-        .returning(directories.c.journal_seq)
-    ).scalar_one()
+    last = conn.execute(sql.NEXT_SEQ, {"did": directory_id, "n": len(entries)}).scalar_one()
     first = last - len(entries) + 1
     at = now()
     conn.execute(
-        insert(journal),
+        sql.INSERT_JOURNAL,
         [
             {
                 "directory_id": directory_id,

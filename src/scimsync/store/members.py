@@ -16,10 +16,12 @@ from scimsync.protocol.record import Member
 from scimsync.protocol.resources import GROUP
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler
+from scimsync.store.lean import LeanConnection
 from scimsync.store.tables import memberships, resources
 
 CHUNK = 500
 M = memberships.c
+Conn = Connection | LeanConnection
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -28,7 +30,7 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def resolve_members(
-    conn: Connection, directory_id: str, group_id: str, values: Iterable[dict[str, Any]]
+    conn: Conn, directory_id: str, group_id: str, values: Iterable[dict[str, Any]]
 ) -> dict[str, str]:
     """Check that each member exists in this directory; returns {member id: type}.
 
@@ -58,14 +60,14 @@ def resolve_members(
     return found
 
 
-def existing(conn: Connection, group_id: str, ids: Sequence[str]) -> set[str]:
+def existing(conn: Conn, group_id: str, ids: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for chunk in _chunks(ids):
         out.update(conn.execute(sql.EXISTING_MEMBERS, {"g": group_id, "ids": chunk}).scalars())
     return out
 
 
-def add(conn: Connection, directory_id: str, group_id: str, found: dict[str, str]) -> list[str]:
+def add(conn: Conn, directory_id: str, group_id: str, found: dict[str, str]) -> list[str]:
     """Add members not already present; returns the ids added."""
     ids = list(found)
     present = existing(conn, group_id, ids)
@@ -79,7 +81,7 @@ def add(conn: Connection, directory_id: str, group_id: str, found: dict[str, str
     return new
 
 
-def remove(conn: Connection, group_id: str, ids: Sequence[str]) -> list[str]:
+def remove(conn: Conn, group_id: str, ids: Sequence[str]) -> list[str]:
     """Remove these members where present; returns the ids removed."""
     present = existing(conn, group_id, ids)
     gone = [i for i in ids if i in present]
@@ -88,11 +90,11 @@ def remove(conn: Connection, group_id: str, ids: Sequence[str]) -> list[str]:
     return gone
 
 
-def all_ids(conn: Connection, group_id: str) -> list[str]:
+def all_ids(conn: Conn, group_id: str) -> list[str]:
     return list(conn.execute(sql.ALL_MEMBER_IDS, {"g": group_id}).scalars())
 
 
-def matching(conn: Connection, group_id: str, flt: Filter) -> list[str]:
+def matching(conn: LeanConnection, group_id: str, flt: Filter) -> list[str]:
     """Member ids that a `members[...]` value filter selects."""
     compiler = Compiler(GROUP, conn.dialect.name)
     other = resources.alias("o")
@@ -102,10 +104,10 @@ def matching(conn: Connection, group_id: str, flt: Filter) -> list[str]:
         .select_from(memberships.join(other, other.c.id == M.member_id))
         .where(M.group_id == group_id, term)
     )
-    return list(conn.execute(stmt).scalars())
+    return list(conn.execute(stmt, static=False).scalars())
 
 
-def load_members(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[Member]]:
+def load_members(conn: Conn, group_ids: Sequence[str]) -> dict[str, list[Member]]:
     """Members of these groups, in a stable order (one indexed scan per group)."""
     out: dict[str, list[Member]] = {g: [] for g in group_ids}
     for chunk in _chunks(list(group_ids)):
@@ -114,7 +116,7 @@ def load_members(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[M
     return out
 
 
-def load_groups(conn: Connection, user_ids: Sequence[str]) -> dict[str, list[Member]]:
+def load_groups(conn: Conn, user_ids: Sequence[str]) -> dict[str, list[Member]]:
     """Groups each user belongs to: direct and, through nested groups, indirect."""
     out: dict[str, list[Member]] = {u: [] for u in user_ids}
     for chunk in _chunks(list(user_ids)):
@@ -123,5 +125,5 @@ def load_groups(conn: Connection, user_ids: Sequence[str]) -> dict[str, list[Mem
     return out
 
 
-def groups_of(conn: Connection, member_id: str) -> list[str]:
+def groups_of(conn: Conn, member_id: str) -> list[str]:
     return list(conn.execute(sql.GROUPS_OF_MEMBER, {"m": member_id}).scalars())

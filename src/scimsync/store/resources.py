@@ -7,12 +7,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, select
+from sqlalchemy import Connection, Engine, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from scimsync.errors import Conflict, NotFound, PreconditionFailed
@@ -26,12 +26,13 @@ from scimsync.store import journal, members
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
-from scimsync.store.lean import Lean, json_value
+from scimsync.store.lean import Lean, LeanConnection, json_value
 from scimsync.store.records import Record, indexed_columns
 from scimsync.store.tables import resources
+from scimsync.store.writer import Writer
 
 R = resources.c
-StoredRow = Row[*tuple[Any, ...]]
+T = TypeVar("T")
 SEARCH_CACHE_SIZE = 512
 LEAN_ATTACH_MAX = 8  # up to this many results, derived parts load one by one
 
@@ -42,6 +43,18 @@ class Loads:
 
     members: bool = True
     groups: bool = True
+
+
+@dataclass
+class StoredRow:
+    """A resource row as read inside a write transaction."""
+
+    id: str
+    type: str
+    doc: Doc
+    created: str
+    last_modified: str
+    version: int
 
 
 @dataclass
@@ -56,18 +69,27 @@ class _Search:
 class Store:
     """Transactional access to one database (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, group_commit: bool | None = None):
         self.engine = engine
         self.pg = engine.dialect.name == "postgresql"
         self.lean = Lean(engine)
+        if group_commit is None:
+            group_commit = engine.dialect.name == "sqlite"
+        # SQLite: one writer thread commits queued writes together (see writer.py).
+        self.writer = Writer(self.lean) if group_commit else None
         self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()
         self._searches_lock = threading.Lock()
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+    def write(self) -> Iterator[LeanConnection]:
+        """A write transaction of its own (BEGIN IMMEDIATE on SQLite)."""
+        with self.lean.transaction() as conn:
             yield conn
+
+    def transact(self, fn: Callable[[LeanConnection], T]) -> T:
+        """Run `fn` in a write transaction of its own and commit."""
+        with self.write() as conn:
+            return fn(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -78,19 +100,20 @@ class Store:
 
     # --- reads --------------------------------------------------------------
 
-    def _row(self, conn: Connection, directory_id: str, rtype: ResourceType, rid: str,
+    def _row(self, conn: LeanConnection, directory_id: str, rtype: ResourceType, rid: str,
              lock: bool = False) -> StoredRow:
         stmt = sql.ROW_LOCKED if lock and self.pg else sql.ROW
         row = conn.execute(stmt, {"d": directory_id, "t": rtype.name, "rid": rid}).first()
         if row is None:
             raise NotFound(f"{rtype.name} {rid} not found")
-        return row
+        rid_, type_, doc, created, modified, version = row
+        return StoredRow(rid_, type_, json_value(doc), created, modified, version)
 
     @staticmethod
     def _record(row: StoredRow) -> Record:
         return Record(row.id, row.type, row.doc, row.created, row.last_modified, row.version)
 
-    def _attach(self, conn: Connection, records: list[Record], loads: Loads) -> None:
+    def _attach(self, conn: members.Conn, records: list[Record], loads: Loads) -> None:
         groups = [r.id for r in records if r.type == "Group"]
         users = [r.id for r in records if r.type == "User"]
         if loads.members and groups:
@@ -132,7 +155,7 @@ class Store:
     # --- writes -------------------------------------------------------------
 
     def create(self, directory_id: str, rtype: ResourceType, incoming: Incoming,
-               actor: str | None, conn: Connection | None = None,
+               actor: str | None, conn: LeanConnection | None = None,
                loads: Loads | None = None) -> Record:
         """Create a resource (RFC7644 §3.3); members are checked to exist first."""
         if conn is None:
@@ -157,12 +180,16 @@ class Store:
                                      {"added": added}))
         journal.append(conn, directory_id, entries, actor)
         rec = Record(rid, rtype.name, doc, ts, ts, 1)
-        self._attach(conn, [rec], loads or Loads())
+        loads = loads or Loads()
+        if rtype.name == "User":
+            rec.groups = [] if loads.groups else None  # nothing can contain it yet
+        else:
+            self._attach(conn, [rec], loads)
         return rec
 
     def replace(self, directory_id: str, rtype: ResourceType, rid: str, incoming: Incoming,
                 if_match: str | None, actor: str | None,
-                conn: Connection | None = None, loads: Loads | None = None) -> Record:
+                conn: LeanConnection | None = None, loads: Loads | None = None) -> Record:
         """Replace a resource (RFC7644 §3.5.1); immutable attributes must not change."""
         if conn is None:
             with self.write() as c:
@@ -179,7 +206,7 @@ class Store:
 
     def patch(self, directory_id: str, rtype: ResourceType, rid: str,
               operations: list[dict[str, Any]], if_match: str | None, actor: str | None,
-              conn: Connection | None = None, loads: Loads | None = None) -> Record:
+              conn: LeanConnection | None = None, loads: Loads | None = None) -> Record:
         """Apply a PATCH atomically (RFC7644 §3.5.2)."""
         if conn is None:
             with self.write() as c:
@@ -191,7 +218,7 @@ class Store:
         return self._commit_change(conn, directory_id, rtype, row, result.doc, result.members,
                                    actor, loads or Loads())
 
-    def _commit_change(self, conn: Connection, directory_id: str, rtype: ResourceType,
+    def _commit_change(self, conn: LeanConnection, directory_id: str, rtype: ResourceType,
                        row: StoredRow, new_doc: Doc, changes: list[MemberChange],
                        actor: str | None, loads: Loads) -> Record:
         rid = row.id
@@ -233,7 +260,7 @@ class Store:
         self._attach(conn, [rec], loads)
         return rec
 
-    def _check_unique(self, conn: Connection, directory_id: str, rtype: ResourceType,
+    def _check_unique(self, conn: LeanConnection, directory_id: str, rtype: ResourceType,
                       rid: str, doc: Doc, cols: dict[str, Any]) -> None:
         """409 uniqueness if another resource holds this userName or externalId."""
         if cols["user_name_ci"] is None and cols["external_id"] is None:
@@ -247,7 +274,7 @@ class Store:
             raise Conflict(f"userName {doc.get('userName')!r} is already taken")
         raise Conflict(f"externalId {doc.get('externalId')!r} is already taken")
 
-    def _apply_members(self, conn: Connection, directory_id: str, group_id: str,
+    def _apply_members(self, conn: LeanConnection, directory_id: str, group_id: str,
                        changes: list[MemberChange]) -> tuple[list[str], list[str]]:
         """Apply membership changes in request order; returns the net (added, removed)."""
         added: dict[str, None] = {}
@@ -289,7 +316,7 @@ class Store:
         return list(added), list(removed)
 
     def delete(self, directory_id: str, rtype: ResourceType, rid: str, if_match: str | None,
-               actor: str | None, conn: Connection | None = None) -> None:
+               actor: str | None, conn: LeanConnection | None = None) -> None:
         """Delete a resource and its memberships (RFC7644 §3.6)."""
         if conn is None:
             with self.write() as c:
