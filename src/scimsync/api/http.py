@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -90,5 +89,5 @@ async def run_db(fn: Callable[..., T], *args: Any) -> T:
 async def run_write(store: Store, fn: Callable[[LeanConnection], T]) -> T:
     """Run a write: queued for group commit on SQLite, in the thread pool otherwise."""
     if store.writer is not None:
-        return await asyncio.wrap_future(store.writer.submit(fn))
+        return await store.writer.run(fn)
     return await run_in_threadpool(store.transact, fn)

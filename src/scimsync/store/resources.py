@@ -29,7 +29,7 @@ from scimsync.store.journal import Entry
 from scimsync.store.lean import Lean, LeanConnection, json_value
 from scimsync.store.records import Record, indexed_columns
 from scimsync.store.tables import resources
-from scimsync.store.writer import Writer
+from scimsync.store.writer import GroupCommit
 
 R = resources.c
 T = TypeVar("T")
@@ -75,8 +75,8 @@ class Store:
         self.lean = Lean(engine)
         if group_commit is None:
             group_commit = engine.dialect.name == "sqlite"
-        # SQLite: one writer thread commits queued writes together (see writer.py).
-        self.writer = Writer(self.lean) if group_commit else None
+        # SQLite: writes commit in groups on the event loop (see writer.py).
+        self.writer = GroupCommit(self.lean, self.transact) if group_commit else None
         self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()
         self._searches_lock = threading.Lock()
 
