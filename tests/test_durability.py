@@ -51,6 +51,39 @@ def test_concurrent_writes_with_failures_in_the_same_group(
     assert seqs == list(range(1, 151))
 
 
+def _write_until_killed(proc: subprocess.Popen[bytes], base: str, token: str,
+                        tag: str) -> list[str]:
+    """Eight clients create users; the server is SIGKILLed after a second."""
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(worker: int) -> None:
+        with httpx2.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
+            i = 0
+            while not stop.is_set():
+                name = f"{tag}-w{worker}-{i}"
+                i += 1
+                try:
+                    status = _create(http, base, name)
+                except httpx2.TransportError:
+                    return
+                if status == 201:
+                    with lock:
+                        acknowledged.append(name)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    return acknowledged
+
+
 def test_killed_server_loses_no_acknowledged_write(tmp_path: Path, engine: Engine) -> None:
     """SIGKILL the server while clients write; every 201 must survive with its entry."""
     url = engine.url.render_as_string(hide_password=False)
@@ -71,34 +104,7 @@ def test_killed_server_loses_no_acknowledged_write(tmp_path: Path, engine: Engin
             except httpx2.TransportError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-        acknowledged: list[str] = []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def writer(worker: int, round_: int = round_) -> None:
-            with httpx2.Client(headers={"Authorization": f"Bearer {d['token']}"},
-                               timeout=5) as http:
-                i = 0
-                while not stop.is_set():
-                    name = f"r{round_}-w{worker}-{i}"
-                    i += 1
-                    try:
-                        status = _create(http, base, name)
-                    except httpx2.TransportError:
-                        return
-                    if status == 201:
-                        with lock:
-                            acknowledged.append(name)
-
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        stop.set()
-        for t in threads:
-            t.join()
+        acknowledged = _write_until_killed(proc, base, d["token"], f"r{round_}")
         assert len(acknowledged) > 20
         with engine.connect() as conn:
             stored = set(conn.execute(sa.select(resources.c.user_name).where(
