@@ -126,3 +126,28 @@ def test_unknown_endpoint_is_scim_404(scim: Scim) -> None:
     r = scim.get("/Users/x/y/z")
     assert r.status_code == 404
     assert r.json()["status"] == "404"
+
+
+def test_password_in_a_url_filter_is_sensitive(scim: Scim) -> None:
+    r = scim.get('/Users?filter=password eq "hunter2"')
+    assert r.status_code == 403
+    assert r.json()["scimType"] == "sensitive"
+    r = scim.post("/Users/.search", {"schemas": [SEARCH], "filter": 'password eq "x"'})
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidFilter"
+
+
+def test_other_protocol_versions_are_invalid_vers(scim: Scim) -> None:
+    r = scim.http.get(f"/scim/v1/{scim.directory_id}/Users", headers=scim.headers())
+    assert r.status_code == 400
+    assert r.json()["scimType"] == "invalidVers"
+
+
+def test_unindexed_sort_of_too_many_results_is_too_many(
+        scim: Scim, people: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    from scimsync.store import resources
+
+    monkeypatch.setattr(resources, "UNINDEXED_SORT_LIMIT", 5)
+    r = scim.get("/Users?sortBy=title")
+    assert r.status_code == 400 and r.json()["scimType"] == "tooMany"
+    assert scim.get("/Users?sortBy=userName").status_code == 200
+    assert scim.get('/Users?sortBy=title&filter=title eq "T0"').status_code == 200

@@ -72,6 +72,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                     media_type="application/json")
 
 
+async def _other_version(request: Request) -> Response:
+    """RFC7644 §3.13: only /v2 exists."""
+    return error_response(ScimError(
+        f"SCIM protocol version {request.path_params['version']} is not supported; use v2",
+        status=400, scim_type="invalidVers"))
+
+
 async def _health(_request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -92,6 +99,8 @@ def create_app(database_url: str | None = None, engine: Engine | None = None) ->
         routes=[
             Route("/healthz", _health, methods=["GET"]),
             Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
+            Route("/scim/{version:str}/{rest:path}", _other_version,
+                  methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Mount("/admin", routes=admin_api.routes()),
         ],
         exception_handlers={Exception: _internal_error, HTTPException: _http_error},

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from scimsync.errors import BadRequest, invalid_syntax, invalid_value
+from scimsync.errors import BadRequest, ScimError, invalid_syntax, invalid_value
 from scimsync.protocol.discovery import DEFAULT_PAGE, MAX_RESULTS
 from scimsync.protocol.filter import Filter, parse_filter
 from scimsync.protocol.schema import SEARCH_REQUEST
@@ -66,6 +66,18 @@ def _int(value: Any, name: str) -> int:
     raise invalid_value(f"{name} must be an integer")
 
 
+def _mentions_password(flt: Filter) -> bool:
+    from scimsync.protocol.filter import And, Not, Or, ValuePath
+
+    if isinstance(flt, And | Or):
+        return _mentions_password(flt.left) or _mentions_password(flt.right)
+    if isinstance(flt, Not):
+        return _mentions_password(flt.expr)
+    if isinstance(flt, ValuePath):
+        return flt.path.attr.lower() == "password"
+    return flt.path.attr.lower() == "password"
+
+
 def parse_query(params: dict[str, Any], *, body: bool = False) -> Query:
     """Parameters from a query string or a SearchRequest body."""
     if body:
@@ -78,6 +90,12 @@ def parse_query(params: dict[str, Any], *, body: bool = False) -> Query:
         if not isinstance(raw_filter, str):
             raise BadRequest("filter must be a string", scim_type="invalidFilter")
         flt = parse_filter(raw_filter)
+        if _mentions_password(flt):
+            if not body:
+                # RFC7644 §3.12 `sensitive`: secrets must not travel in a request URI.
+                raise ScimError("a filter on password must not be sent in a URL",
+                                status=403, scim_type="sensitive")
+            raise BadRequest("password cannot be filtered on", scim_type="invalidFilter")
     sort_by = params.get("sortBy")
     if sort_by is not None and not isinstance(sort_by, str):
         raise invalid_value("sortBy must be a string")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
-from scimsync.errors import Conflict, NotFound, PreconditionFailed
+from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
 from scimsync.protocol.record import Member
@@ -34,6 +34,9 @@ from scimsync.store.writer import GroupCommit
 R = resources.c
 T = TypeVar("T")
 SEARCH_CACHE_SIZE = 512
+# Sorting by an attribute without an index means sorting every match in the database:
+# past this many matches the request is refused with tooMany (RFC7644 §3.12).
+UNINDEXED_SORT_LIMIT = 50_000
 LEAN_ATTACH_MAX = 8  # up to this many results, derived parts load one by one
 
 
@@ -64,6 +67,7 @@ class _Search:
     count: Select[Any]
     page: Select[Any]
     compiler: Compiler | None
+    indexed_sort: bool = True
 
 
 class Store:
@@ -353,15 +357,19 @@ class Store:
             where.append(compiler.compile(flt))
         count = select(func.count()).select_from(resources).where(*where)
         page = select(*sql.ROW_COLUMNS).where(*where)
+        indexed = True
         if sort_by:
             skey = compiler.sort_key(sort_by)
+            indexed = any(skey is c for c in (R.id, R.external_id, R.user_name_ci,
+                                              R.display_name_ci, R.email_ci, R.active,
+                                              R.created, R.last_modified))
             page = page.order_by(skey.desc() if descending else skey.asc(), R.id)
         else:
             if keyset:
                 page = page.where(R.id > bindparam("after"))
             page = page.order_by(R.id)
         page = page.offset(bindparam("offset")).limit(bindparam("limit"))
-        built = _Search(count, page, compiler if flt is not None else None)
+        built = _Search(count, page, compiler if flt is not None else None, indexed)
         with self._searches_lock:
             self._searches[key] = built
             while len(self._searches) > SEARCH_CACHE_SIZE:
@@ -383,6 +391,10 @@ class Store:
             total = lean.one(cur, stmts.count, params)[0]
             if count <= 0 or total == 0:
                 return int(total), []
+            if not stmts.indexed_sort and total > UNINDEXED_SORT_LIMIT:
+                raise BadRequest(f"sorting {total} results by {sort_by} is too costly: "
+                                 "narrow the filter or sort by an indexed attribute",
+                                 scim_type="tooMany")
             params.update(offset=offset, limit=count)
             if keyset:
                 params["after"] = after_id
