@@ -151,3 +151,21 @@ def test_unindexed_sort_of_too_many_results_is_too_many(
     assert r.status_code == 400 and r.json()["scimType"] == "tooMany"
     assert scim.get("/Users?sortBy=userName").status_code == 200
     assert scim.get('/Users?sortBy=title&filter=title eq "T0"').status_code == 200
+
+
+def test_compiled_filters_are_cached_per_shape_and_bounded(
+        scim: Scim, app: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scimsync.store import resources
+
+    store = app.state.store  # type: ignore[attr-defined]
+    monkeypatch.setattr(resources, "SEARCH_CACHE_SIZE", 4)
+    scim.user("cached", title="x")
+    constants = len(store.lean._prepared)
+    for value in ("a", "b", "cached"):  # one shape, three values
+        r = scim.get(f'/Users?filter=userName eq "{value}"').json()
+        assert r["totalResults"] == (1 if value == "cached" else 0)
+    shapes = [f'title eq "x" and nickName pr{" or title pr" * i}' for i in range(10)]
+    for text in shapes:
+        assert scim.get(f"/Users?filter={text}").status_code == 200
+    assert len(store._searches) <= 4
+    assert len(store.lean._prepared) == constants

@@ -89,7 +89,9 @@ class Lean:
 
     def prepared(self, stmt: ClauseElement, params: Params | None = None,
                  static: bool = True) -> Prepared:
-        """The compiled form of `stmt`; `static` ones (kept for the process) are cached."""
+        """The compiled form of `stmt`; `static` ones (module constants, kept for the
+        life of the process) are cached. Statements made per request are not: their
+        number is up to clients."""
         keys = None
         if getattr(stmt, "is_dml", False) and not getattr(stmt, "is_delete", False) and params:
             keys = tuple(sorted(params))
@@ -127,13 +129,15 @@ class Lean:
             raw.rollback()
             raw.close()
 
-    def all(self, cur: Any, stmt: ClauseElement, values: Params) -> list[Any]:
-        sql, args = self.prepared(stmt).render(values)
+    def all(self, cur: Any, stmt: ClauseElement | Prepared, values: Params) -> list[Any]:
+        p = stmt if isinstance(stmt, Prepared) else self.prepared(stmt)
+        sql, args = p.render(values)
         cur.execute(sql, args)
         return list(cur.fetchall())
 
-    def one(self, cur: Any, stmt: ClauseElement, values: Params) -> Any:
-        sql, args = self.prepared(stmt).render(values)
+    def one(self, cur: Any, stmt: ClauseElement | Prepared, values: Params) -> Any:
+        p = stmt if isinstance(stmt, Prepared) else self.prepared(stmt)
+        sql, args = p.render(values)
         cur.execute(sql, args)
         return cur.fetchone()
 

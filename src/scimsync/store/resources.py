@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
@@ -26,7 +26,7 @@ from scimsync.store import journal, members
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
-from scimsync.store.lean import Lean, LeanConnection, json_value
+from scimsync.store.lean import Lean, LeanConnection, Prepared, json_value
 from scimsync.store.records import Record, indexed_columns
 from scimsync.store.tables import resources
 from scimsync.store.writer import GroupCommit
@@ -64,8 +64,8 @@ class StoredRow:
 class _Search:
     """The count and page statements for one filter shape, and how to bind them."""
 
-    count: Select[Any]
-    page: Select[Any]
+    count: Prepared
+    page: Prepared
     compiler: Compiler | None
     indexed_sort: bool = True
 
@@ -369,7 +369,9 @@ class Store:
                 page = page.where(R.id > bindparam("after"))
             page = page.order_by(R.id)
         page = page.offset(bindparam("offset")).limit(bindparam("limit"))
-        built = _Search(count, page, compiler if flt is not None else None, indexed)
+        # Compiled here and owned by the bounded cache, not by Lean's cache of constants.
+        built = _Search(Prepared(count, self.engine), Prepared(page, self.engine),
+                        compiler if flt is not None else None, indexed)
         with self._searches_lock:
             self._searches[key] = built
             while len(self._searches) > SEARCH_CACHE_SIZE:
