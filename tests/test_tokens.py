@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -121,3 +122,22 @@ def test_openapi_document_describes_admin_api(client: object) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/directories/{did}/tokens/{tid}/rotate" in doc["paths"]
     assert "/directories/{did}/journal" in doc["paths"]
+
+
+def test_admin_tokens_through_the_api(client: object, directories: Directories) -> None:
+    http: Any = client
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'root')['token']}"}
+    t = http.post("/admin/admin-tokens", json={"name": "ci"}, headers=admin)
+    assert t.status_code == 201 and t.json()["kind"] == "admin"
+    mine = {"Authorization": f"Bearer {t.json()['token']}"}
+    assert http.get("/admin/directories", headers=mine).status_code == 200
+    names = [x["name"] for x in http.get("/admin/admin-tokens", headers=admin).json()["tokens"]]
+    assert "ci" in names
+    rot = http.post(f"/admin/admin-tokens/{t.json()['id']}/rotate",
+                    json={"overlap_seconds": 0}, headers=admin)
+    assert rot.status_code == 201
+    assert http.get("/admin/directories", headers=mine).status_code == 401
+    assert http.delete(f"/admin/admin-tokens/{rot.json()['id']}",
+                       headers=admin).status_code == 204
+    assert http.get("/admin/directories", headers={
+        "Authorization": f"Bearer {rot.json()['token']}"}).status_code == 401

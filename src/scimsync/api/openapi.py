@@ -109,6 +109,30 @@ OPENAPI: dict[str, Any] = {
             "delete": {"summary": "Revoke a token",
                        "responses": {"204": {"description": "Revoked"}, "404": _ERR}},
         },
+        "/admin-tokens": {
+            "get": {"summary": "List admin tokens (never their secrets)",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "tokens": {"type": "array", "items": _TOKEN}}}, "Tokens")}},
+            "post": {"summary": "Create an admin token",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "name": {"type": "string"},
+                             "expires_in_seconds": {"type": "integer", "minimum": 0}}}}}},
+                     "responses": {"201": _json(_NEW_TOKEN, "The new token")}},
+        },
+        "/admin-tokens/{tid}/rotate": {
+            "parameters": [_TID],
+            "post": {"summary": "Issue a successor admin token",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "overlap_seconds": {"type": "integer", "minimum": 0}}}}}},
+                     "responses": {"201": _json(_NEW_TOKEN, "The new token"), "404": _ERR}},
+        },
+        "/admin-tokens/{tid}": {
+            "parameters": [_TID],
+            "delete": {"summary": "Revoke an admin token",
+                       "responses": {"204": {"description": "Revoked"}, "404": _ERR}},
+        },
         "/directories/{did}/journal": {
             "parameters": [
                 _DID,
