@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -57,8 +58,8 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"server at {url} did not start")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB."""
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process and its children."""
     total = 0
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -66,7 +67,7 @@ def rss_mb(pid: int) -> float:
         pids += [int(p) for p in children.read_text().split()]
     for p in pids:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 total += int(line.split()[1])
     return total / 1024
 
@@ -112,7 +113,7 @@ def start_scimsync(workdir: Path, workers: int, database: str | None) -> Server:
 
 def start_peer(workdir: Path) -> Server:
     port = free_port()
-    token = "peer-bench-token"
+    token = secrets.token_urlsafe(16)
     log = (workdir / "peer.log").open("w")
     exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
     assert exe, "scim2-server is not installed (make install)"
@@ -261,8 +262,10 @@ def bench_one(kind: str, users: int, args: argparse.Namespace) -> dict[str, Any]
             print(f"  {phase:<11} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms  "
                   f"p99 {r['p99_ms']:8.2f} ms")
         result["latency_ms"] = latencies(server, fx, args.samples)
-        result["rss_mb"] = round(rss_mb(server.proc.pid), 1)
-        print(f"  latencies: {result['latency_ms']}  rss {result['rss_mb']} MB")
+        result["rss_mb"] = round(rss_mb(server.proc.pid, "VmRSS"), 1)
+        result["peak_rss_mb"] = round(rss_mb(server.proc.pid), 1)
+        print(f"  latencies: {result['latency_ms']}  rss {result['rss_mb']} MB "
+              f"(peak {result['peak_rss_mb']} MB)")
         return result
     finally:
         server.stop()
