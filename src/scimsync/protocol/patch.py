@@ -7,9 +7,10 @@ group costs time proportional to the change, not to the group.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from scimsync.errors import (
     invalid_path,
@@ -63,7 +64,8 @@ def parse_request(body: Any) -> list[dict[str, Any]]:
 
 def apply_patch(rtype: ResourceType, doc: Doc, operations: list[dict[str, Any]]) -> PatchResult:
     """Apply PATCH operations to a copy of `doc`, all or nothing (RFC7644 §3.5.2)."""
-    result = PatchResult(copy.deepcopy(doc))
+    # A JSON round trip copies a JSON document several times faster than deepcopy.
+    result = PatchResult(orjson.loads(orjson.dumps(doc)))
     for raw in operations:
         op = quirks.patch_op(raw.get("op"))
         if op not in ("add", "remove", "replace"):

@@ -28,7 +28,7 @@ _POSTCOMPILE = "__[POSTCOMPILE_{}]"
 class Prepared:
     """One statement compiled for one dialect (and one set of inserted columns)."""
 
-    __slots__ = ("compiled", "expanding", "named", "names", "processors", "sql")
+    __slots__ = ("compiled", "defaults", "expanding", "named", "names", "processors", "sql")
 
     def __init__(self, stmt: ClauseElement, engine: Engine,
                  column_keys: Sequence[str] | None = None):
@@ -43,10 +43,12 @@ class Prepared:
         # Value converters SQLAlchemy would apply (JSON documents and paths, say).
         self.processors: dict[str, Callable[[Any], Any]] = {
             k: v for k, v in compiled._bind_processors.items() if callable(v)}
+        # Values the statement carries itself (literals, JSON paths), resolved once.
+        self.defaults: Params = dict(compiled.construct_params({}, _check=False))
 
     def render(self, values: Params) -> tuple[str, Any]:
         """The SQL text and DBAPI parameters for these values."""
-        params: Params = dict(self.compiled.construct_params(values, _check=False))
+        params: Params = {**self.defaults, **values}
         for name, process in self.processors.items():
             value = params.get(name)
             if value is not None:

@@ -118,6 +118,9 @@ class Store:
         return Record(row.id, row.type, row.doc, row.created, row.last_modified, row.version)
 
     def _attach(self, conn: members.Conn, records: list[Record], loads: Loads) -> None:
+        if len(records) == 1 and isinstance(conn, LeanConnection):
+            self._attach_one(conn, records[0], loads)
+            return
         groups = [r.id for r in records if r.type == "Group"]
         users = [r.id for r in records if r.type == "User"]
         if loads.members and groups:
@@ -144,17 +147,13 @@ class Store:
             self._attach_lean(cur, rec, loads)
             return rec
 
+    def _attach_one(self, conn: LeanConnection, rec: Record, loads: Loads) -> None:
+        """Members or groups of one record inside a write transaction."""
+        _derive(rec, loads, lambda stmt, params: conn.execute(stmt, params).all())
+
     def _attach_lean(self, cur: Any, rec: Record, loads: Loads) -> None:
-        """Members or groups of one record through the lean path."""
-        lean = self.lean
-        if rec.type == "User" and loads.groups:
-            rec.groups = [
-                Member(gid, "direct" if depth == 0 else "indirect", display)
-                for gid, depth, display in lean.all(cur, sql.GROUPS_OF_USER, {"uid": rec.id})
-            ]
-        elif rec.type == "Group" and loads.members:
-            rec.members = [Member(mid, mtype) for mid, mtype in
-                           lean.all(cur, sql.MEMBERS_OF_GROUP, {"g": rec.id})]
+        """Members or groups of one record through the lean read path."""
+        _derive(rec, loads, lambda stmt, params: self.lean.all(cur, stmt, params))
 
     # --- writes -------------------------------------------------------------
 
@@ -238,7 +237,10 @@ class Store:
         doc = row.doc
         if changed:
             cols = indexed_columns(rtype.name, new_doc)
-            self._check_unique(conn, directory_id, rtype, rid, new_doc, cols)
+            old = indexed_columns(rtype.name, row.doc)
+            if (cols["user_name_ci"], cols["external_id"]) != (old["user_name_ci"],
+                                                               old["external_id"]):
+                self._check_unique(conn, directory_id, rtype, rid, new_doc, cols)
             values.update(doc=new_doc, **cols)
             doc = new_doc
         with _uniqueness():
@@ -409,6 +411,16 @@ class Store:
             with self.read() as conn:
                 self._attach(conn, records, loads)
         return int(total), records
+
+
+def _derive(rec: Record, loads: Loads, rows: Callable[[Any, dict[str, Any]], list[Any]]) -> None:
+    """Fill a record's groups (User) or members (Group) if the response needs them."""
+    if rec.type == "User" and loads.groups:
+        rec.groups = [Member(gid, "direct" if depth == 0 else "indirect", display)
+                      for gid, depth, display in rows(sql.GROUPS_OF_USER, {"uid": rec.id})]
+    elif rec.type == "Group" and loads.members:
+        rec.members = [Member(mid, mtype)
+                       for mid, mtype in rows(sql.MEMBERS_OF_GROUP, {"g": rec.id})]
 
 
 def _lean_record(row: Any) -> Record:
