@@ -148,3 +148,15 @@ def test_groups_is_read_only_on_users(scim: Scim) -> None:
 def test_user_with_schemas_of_group_is_rejected(scim: Scim) -> None:
     r = scim.post("/Groups", {"schemas": [USER], "displayName": "x"})
     assert r.status_code == 400
+
+
+def test_put_with_a_bad_member_changes_nothing(scim: Scim) -> None:
+    u = scim.user("kept")
+    g = scim.group("before", [u["id"]])
+    r = scim.put(f"/Groups/{g['id']}", {"schemas": [GROUP], "displayName": "after",
+                                         "members": [{"value": "missing"}]})
+    assert r.status_code == 400
+    after = scim.get(f"/Groups/{g['id']}").json()
+    assert after["displayName"] == "before"
+    assert [m["value"] for m in after["members"]] == [u["id"]]
+    assert after["meta"]["version"] == g["meta"]["version"]
