@@ -90,47 +90,32 @@ class AdminApi:
         await run_db(self.dirs.delete, request.path_params["did"])
         return None
 
+    # Token handlers serve both scopes: /directories/{did}/tokens and /admin-tokens
+    # (no `did`: admin tokens).
+
     async def list_tokens(self, request: Request) -> Any:
-        did = request.path_params["did"]
-        await run_db(self.dirs.get, did)
+        did = request.path_params.get("did")
+        if did is not None:
+            await run_db(self.dirs.get, did)
         return {"tokens": await run_db(self.dirs.list_tokens, did)}
 
     async def create_token(self, request: Request) -> Any:
         body = await self._body(request)
         expires = _seconds(body.get("expires_in_seconds"), "expires_in_seconds")
         return await run_db(
-            self.dirs.create_token, request.path_params["did"], str(body.get("name") or ""),
-            timedelta(seconds=expires) if expires else None)
+            self.dirs.create_token, request.path_params.get("did"),
+            str(body.get("name") or ""), timedelta(seconds=expires) if expires else None)
 
     async def rotate_token(self, request: Request) -> Any:
         body = await self._body(request)
         overlap = _seconds(body.get("overlap_seconds", 3600), "overlap_seconds")
         return await run_db(
-            self.dirs.rotate_token, request.path_params["did"], request.path_params["tid"],
+            self.dirs.rotate_token, request.path_params.get("did"), request.path_params["tid"],
             timedelta(seconds=overlap or 0))
 
     async def revoke_token(self, request: Request) -> Any:
-        await run_db(self.dirs.revoke_token, request.path_params["did"],
-                                request.path_params["tid"])
-        return None
-
-    async def list_admin_tokens(self, _r: Request) -> Any:
-        return {"tokens": await run_db(self.dirs.list_tokens, None)}
-
-    async def create_admin_token(self, request: Request) -> Any:
-        body = await self._body(request)
-        expires = _seconds(body.get("expires_in_seconds"), "expires_in_seconds")
-        return await run_db(self.dirs.create_token, None, str(body.get("name") or ""),
-                            timedelta(seconds=expires) if expires else None)
-
-    async def rotate_admin_token(self, request: Request) -> Any:
-        body = await self._body(request)
-        overlap = _seconds(body.get("overlap_seconds", 3600), "overlap_seconds")
-        return await run_db(self.dirs.rotate_token, None, request.path_params["tid"],
-                            timedelta(seconds=overlap or 0))
-
-    async def revoke_admin_token(self, request: Request) -> Any:
-        await run_db(self.dirs.revoke_token, None, request.path_params["tid"])
+        await run_db(self.dirs.revoke_token, request.path_params.get("did"),
+                     request.path_params["tid"])
         return None
 
     async def journal(self, request: Request) -> Any:
@@ -163,11 +148,10 @@ class AdminApi:
                   methods=["POST"]),
             Route("/directories/{did}/tokens/{tid}", e(self.revoke_token), methods=["DELETE"]),
             Route("/directories/{did}/journal", e(self.journal), methods=["GET"]),
-            Route("/admin-tokens", e(self.list_admin_tokens), methods=["GET"]),
-            Route("/admin-tokens", e(self.create_admin_token, 201), methods=["POST"]),
-            Route("/admin-tokens/{tid}/rotate", e(self.rotate_admin_token, 201),
-                  methods=["POST"]),
-            Route("/admin-tokens/{tid}", e(self.revoke_admin_token), methods=["DELETE"]),
+            Route("/admin-tokens", e(self.list_tokens), methods=["GET"]),
+            Route("/admin-tokens", e(self.create_token, 201), methods=["POST"]),
+            Route("/admin-tokens/{tid}/rotate", e(self.rotate_token, 201), methods=["POST"]),
+            Route("/admin-tokens/{tid}", e(self.revoke_token), methods=["DELETE"]),
         ]
 
 

@@ -92,25 +92,13 @@ class ScimApi:
 
     async def resource_types(self, request: Request, did: str, _p: Principal) -> Response:
         base = base_url(request, did)
-        name = request.path_params.get("name")
         docs = [discovery.resource_type_doc(rt, base) for rt in discovery.resource_types()]
-        if name is not None:
-            for d in docs:
-                if d["id"] == name:
-                    return scim(d)
-            raise NotFound(f"no resource type {name}")
-        return scim(_list(docs, len(docs), 1))
+        return _one_or_all(docs, request.path_params.get("name"), "resource type")
 
     async def schemas(self, request: Request, did: str, _p: Principal) -> Response:
         base = base_url(request, did)
-        sid = request.path_params.get("sid")
         docs = [discovery.schema_doc(s, base) for s in discovery.schemas()]
-        if sid is not None:
-            for d in docs:
-                if d["id"] == sid:
-                    return scim(d)
-            raise NotFound(f"no schema {sid}")
-        return scim(_list(docs, len(docs), 1))
+        return _one_or_all(docs, request.path_params.get("sid"), "schema")
 
     # --- resources ------------------------------------------------------------
 
@@ -329,6 +317,16 @@ def _get_only(fn: Endpoint) -> Endpoint:
 
 async def _me(_request: Request, _did: str, _p: Principal) -> Response:
     raise NotImplementedScim("/Me is not supported: directory tokens do not represent a user")
+
+
+def _one_or_all(docs: list[dict[str, Any]], wanted: str | None, what: str) -> Response:
+    """A discovery collection as a ListResponse, or the one member asked for by id."""
+    if wanted is None:
+        return scim(_list(docs, len(docs), 1))
+    for d in docs:
+        if d["id"] == wanted:
+            return scim(d)
+    raise NotFound(f"no {what} {wanted}")
 
 
 def _list(docs: list[Any], total: int, start_index: int | None) -> dict[str, Any]:
