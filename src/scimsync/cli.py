@@ -87,9 +87,11 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=int,
               help="HTTP worker processes (use PostgreSQL, or SQLite on one machine).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--no-worker", is_flag=True, help="Do not embed a provisioning worker.")
 @database_option
-def serve(host: str, port: int, workers: int, log_level: str, database: str | None) -> None:
-    """Run the SCIM API and the admin API."""
+def serve(host: str, port: int, workers: int, log_level: str, no_worker: bool,
+          database: str | None) -> None:
+    """Run the SCIM API, the admin API and (unless --no-worker) a provisioning worker."""
     import os
 
     import uvicorn
@@ -100,6 +102,7 @@ def serve(host: str, port: int, workers: int, log_level: str, database: str | No
     url = database_url(database)
     _engine(url).dispose()
     os.environ["SCIMSYNC_DATABASE_URL"] = url
+    os.environ["SCIMSYNC_EMBEDDED_WORKER"] = "0" if no_worker else "1"
     uvicorn.run("scimsync.api.asgi:app", host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False, log_config=None)
 
@@ -310,6 +313,14 @@ def journal_cmd(directory_id: str, after: int, limit: int, follow: bool, as_json
 
     _run(go)
 
+
+def _load_commands() -> None:
+    from scimsync import cli_targets  # registers its commands on `main`
+
+    del cli_targets
+
+
+_load_commands()
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from scimsync.errors import ScimError
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
 from scimsync.store.resources import Store
+from scimsync.targets.worker import Worker
 
 log = logging.getLogger("scimsync.access")
 
@@ -83,8 +86,10 @@ async def _health(_request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(database_url: str | None = None, engine: Engine | None = None) -> Starlette:
-    """Build the application on a database (its schema is created or upgraded)."""
+def create_app(database_url: str | None = None, engine: Engine | None = None,
+               worker: bool = False) -> Starlette:
+    """Build the application on a database (its schema is created or upgraded);
+    with `worker`, an embedded provisioning worker runs while the app is up."""
     if engine is None:
         from scimsync.config import database_url as configured
 
@@ -95,7 +100,22 @@ def create_app(database_url: str | None = None, engine: Engine | None = None) ->
     dirs = Directories(engine)
     scim_api = ScimApi(store, dirs)
     admin_api = AdminApi(store, dirs)
+    embedded = Worker(engine) if worker else None
+    if embedded is not None:
+        store.after_write.append(embedded.wake)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if embedded is not None:
+            embedded.start()
+        try:
+            yield
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/healthz", _health, methods=["GET"]),
             Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
@@ -108,5 +128,6 @@ def create_app(database_url: str | None = None, engine: Engine | None = None) ->
     app.state.store = store
     app.state.directories = dirs
     app.state.engine = engine
+    app.state.worker = embedded
     app.add_middleware(AccessLog)
     return app

@@ -89,5 +89,9 @@ async def run_db(fn: Callable[..., T], *args: Any) -> T:
 async def run_write(store: Store, fn: Callable[[LeanConnection], T]) -> T:
     """Run a write: queued for group commit on SQLite, in the thread pool otherwise."""
     if store.writer is not None:
-        return await store.writer.run(fn)
-    return await run_in_threadpool(store.transact, fn)
+        result = await store.writer.run(fn)
+    else:
+        result = await run_in_threadpool(store.transact, fn)
+    for notify in store.after_write:
+        notify()
+    return result

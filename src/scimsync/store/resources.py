@@ -81,6 +81,8 @@ class Store:
             group_commit = engine.dialect.name == "sqlite"
         # SQLite: writes commit in groups on the event loop (see writer.py).
         self.writer = GroupCommit(self.lean, self.transact) if group_commit else None
+        # Called after a write commits (the embedded worker wakes up).
+        self.after_write: list[Callable[[], None]] = []
         self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()
         self._searches_lock = threading.Lock()
 

@@ -13,6 +13,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -114,4 +116,85 @@ journal = Table(
     Index("ix_journal_resource", "directory_id", "resource_id"),
 )
 
-__all__ = ["directories", "journal", "memberships", "metadata", "resources", "tokens"]
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("directory_id", String(36), ForeignKey("directories.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),  # "scim" or "webhook"
+    Column("config", Doc, nullable=False),  # never secrets
+    Column("secret", Text, nullable=True),  # encrypted credentials (scimsync.crypto)
+    Column("status", String(16), nullable=False),  # active, paused, quarantined
+    Column("cursor", BigInteger, nullable=False, default=0),  # last journal seq handled
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("retry_at", String(32), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", String(32), nullable=True),
+    Column("created", String(32), nullable=False),
+    Column("updated", String(32), nullable=False),
+    UniqueConstraint("directory_id", "name", name="ux_targets_name"),
+)
+
+# What the hub knows of each resource in a target: the remote id and the state it
+# last applied there (DESIGN.md: links).
+links = Table(
+    "links",
+    metadata,
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("resource_id", String(36), primary_key=True),
+    Column("resource_type", String(32), nullable=False),
+    Column("remote_id", String(255), nullable=True),
+    Column("applied_hash", String(64), nullable=True),
+    Column("applied", Doc, nullable=True),
+    Column("state", String(16), nullable=False),  # provisioned, deprovisioned
+    Column("updated", String(32), nullable=False),
+    Index("ix_links_remote", "target_id", "remote_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(36), nullable=False),
+    Column("action", String(24), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("lifecycle", String(16), nullable=True),
+    Column("changed_at", String(32), nullable=False),
+    Column("applied_at", String(32), nullable=False),
+    Column("lag_ms", Integer, nullable=False),
+    Column("detail", Text, nullable=True),
+    Index("ix_deliveries_target", "target_id", "id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(36), nullable=False),
+    Column("action", String(24), nullable=False),
+    Column("request", Doc, nullable=True),
+    Column("response", Doc, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open, retried, discarded
+    Column("created", String(32), nullable=False),
+    Column("retried", String(32), nullable=True),
+    Index("ix_dead_letters_target", "target_id", "status"),
+)
+
+__all__ = [
+    "dead_letters", "deliveries", "directories", "journal", "links", "memberships", "metadata",
+    "resources", "targets", "tokens",
+]

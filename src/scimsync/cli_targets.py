@@ -1,0 +1,278 @@
+"""CLI for outbound provisioning: targets, apply, plan, sync, worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from scimsync.cli import _emit, _engine, _run, console, database_option, main
+from scimsync.errors import UsageError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _targets(database: str | None) -> Any:
+    from scimsync.targets.store import Targets
+
+    return Targets(_engine(database))
+
+
+def _secret(env: str | None, what: str) -> str | None:
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise UsageError(f"{what}: environment variable {env} is empty or unset")
+    return value
+
+
+@main.group()
+def targets() -> None:
+    """Downstream applications a directory provisions."""
+
+
+@targets.command("add")
+@click.argument("directory")
+@click.argument("name")
+@click.option("--kind", default="scim", show_default=True, type=click.Choice(["scim"]))
+@click.option("--url", required=True, help="The application's SCIM base URL.")
+@click.option("--bearer-token-env", metavar="VAR", help="Read a bearer token from $VAR.")
+@click.option("--basic-user", help="Basic auth user name (password from --basic-password-env).")
+@click.option("--basic-password-env", metavar="VAR")
+@click.option("--deprovision", type=click.Choice(["deactivate", "delete"]),
+              default="deactivate", show_default=True)
+@click.option("--no-patch", is_flag=True, help="The app takes only full PUTs.")
+@click.option("--no-groups", is_flag=True, help="Do not push groups.")
+@click.option("--match", default="externalId,userName", show_default=True,
+              help="How existing accounts are found, in order (externalId, userName, email).")
+@click.option("--scope-group", multiple=True, help="Provision only members of this group.")
+@click.option("--scope-filter", help="Provision only users matching this SCIM filter.")
+@click.option("--rate-limit", type=float, default=0.0, help="Requests per second (0: none).")
+@click.option("--paused", is_flag=True, help="Create the target paused.")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def targets_add(directory: str, name: str, kind: str, url: str, bearer_token_env: str | None,
+                basic_user: str | None, basic_password_env: str | None, deprovision: str,
+                no_patch: bool, no_groups: bool, match: str, scope_group: tuple[str, ...],
+                scope_filter: str | None, rate_limit: float, paused: bool, as_json: bool,
+                database: str | None) -> None:
+    """Add a SCIM application as a target of DIRECTORY (id or name)."""
+
+    def go() -> None:
+        auth: dict[str, Any] = {"type": "none"}
+        if bearer_token_env:
+            auth = {"type": "bearer", "token": _secret(bearer_token_env, "bearer token")}
+        elif basic_user:
+            auth = {"type": "basic", "username": basic_user,
+                    "password": _secret(basic_password_env, "basic password")}
+        settings = {
+            "url": url, "auth": auth,
+            "profile": {"patch": not no_patch, "groups": not no_groups,
+                        "deprovision": deprovision, "rate_limit": rate_limit,
+                        "match": [m.strip() for m in match.split(",") if m.strip()]},
+            "scope": {"groups": list(scope_group), "filter": scope_filter},
+        }
+        t = _targets(database).add(directory, name, kind, settings,
+                                   "paused" if paused else "active")
+        _emit(t, as_json, ["id", "name", "kind", "status", "directory_id"], "target added")
+
+    _run(go)
+
+
+@targets.command("list")
+@click.option("--directory", help="Only this directory's targets.")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def targets_list(directory: str | None, as_json: bool, database: str | None) -> None:
+    """List targets."""
+    _run(lambda: _emit(_targets(database).list(directory), as_json,
+                       ["id", "name", "kind", "status", "cursor", "failures", "last_error"]))
+
+
+def _status_command(verb: str, status: str) -> None:
+    @targets.command(verb)
+    @click.argument("target")
+    @click.option("--directory", help="The directory, if the name is not unique.")
+    @click.option("--json", "as_json", is_flag=True)
+    @database_option
+    def command(target: str, directory: str | None, as_json: bool, database: str | None) -> None:
+        t = status
+        _run(lambda: _emit(_targets(database).set_status(target, t, directory), as_json,
+                           ["id", "name", "status"]))
+
+    command.__doc__ = f"Set a target's status to {status}."
+
+
+_status_command("pause", "paused")
+_status_command("resume", "active")
+
+
+@targets.command("show")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def targets_show(target: str, directory: str | None, as_json: bool,
+                 database: str | None) -> None:
+    """Show a target (never its credentials)."""
+    _run(lambda: _emit(_targets(database).show(target, directory), as_json))
+
+
+@targets.command("remove")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--yes", is_flag=True)
+@database_option
+def targets_remove(target: str, directory: str | None, yes: bool, database: str | None) -> None:
+    """Remove a target and what the hub knows of it (the application is not touched)."""
+
+    def go() -> None:
+        t = _targets(database)
+        shown = t.show(target, directory)
+        if not yes:
+            click.confirm(f"remove target {shown['name']} ({shown['id']})?", abort=True)
+        t.remove(shown["id"])
+        click.echo(f"removed target {shown['id']}")
+
+    _run(go)
+
+
+def _expand(value: Any) -> Any:
+    """${VAR} in a configuration file reads the environment (secrets stay out of git)."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in os.environ:
+                raise UsageError(f"environment variable {m.group(1)} is not set")
+            return os.environ[m.group(1)]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value
+
+
+@main.command("apply")
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def apply_cmd(path: str, as_json: bool, database: str | None) -> None:
+    """Create or update the targets a YAML file declares (idempotent)."""
+
+    def go() -> None:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("targets", []), list):
+            raise UsageError(f"{path} must be a mapping with a `targets` list")
+        t = _targets(database)
+        done = []
+        for i, raw in enumerate(doc.get("targets", [])):
+            if not isinstance(raw, dict) or not {"directory", "name"} <= set(raw):
+                raise UsageError(f"targets[{i}] needs directory and name")
+            spec = _expand(dict(raw))
+            directory, name = spec.pop("directory"), spec.pop("name")
+            kind = spec.pop("kind", "scim")
+            status = "paused" if spec.pop("paused", False) else "active"
+            existing = [x for x in t.list(directory) if x["name"] == name]
+            if existing:
+                t.update(existing[0]["id"], spec)
+                done.append({"name": name, "directory": directory, "result": "updated"})
+            else:
+                t.add(directory, name, kind, spec, status)
+                done.append({"name": name, "directory": directory, "result": "created"})
+        _emit(done, as_json, ["directory", "name", "result"])
+
+    _run(go)
+
+
+def _show_actions(result: Any, as_json: bool) -> None:
+    if as_json:
+        _emit({"processed": result.processed, "error": result.error,
+               "actions": result.actions}, True)
+        return
+    if result.actions:
+        _emit(result.actions, False, ["resource_type", "resource_id", "action", "outcome",
+                                      "detail"])
+    else:
+        console.print("nothing to change")
+    if result.error:
+        click.echo(f"stopped: {result.error}", err=True)
+
+
+@main.command("plan")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def plan_cmd(target: str, directory: str | None, as_json: bool, database: str | None) -> None:
+    """Show what a full reconciliation of TARGET would change, changing nothing."""
+
+    def go() -> None:
+        from scimsync.targets.engine import Reconciler, Work
+        from scimsync.targets.store import Targets
+
+        engine = _engine(database)
+        t = Targets(engine).show(target, directory)
+        from sqlalchemy import select
+
+        from scimsync.store.tables import resources
+
+        with engine.connect() as conn:
+            rows = conn.execute(select(resources.c.type, resources.c.id).where(
+                resources.c.directory_id == t["directory_id"]).order_by(
+                resources.c.type.desc(), resources.c.id)).all()
+        result = Reconciler(engine).run(t["id"], dry_run=True,
+                                        only=[Work(r[0], r[1]) for r in rows])
+        _show_actions(result, as_json)
+
+    _run(go)
+
+
+@main.command("sync")
+@click.argument("target")
+@click.option("--user", "user_id", required=True, help="The user's id in the directory.")
+@click.option("--directory")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def sync_cmd(target: str, user_id: str, directory: str | None, as_json: bool,
+             database: str | None) -> None:
+    """Provision one user to TARGET now, and show each step."""
+
+    def go() -> None:
+        from scimsync.targets.engine import Reconciler, Work
+        from scimsync.targets.store import Targets
+
+        engine = _engine(database)
+        t = Targets(engine).show(target, directory)
+        result = Reconciler(engine).run(t["id"], only=[Work("User", user_id)])
+        _show_actions(result, as_json)
+        if result.error or result.dead:
+            sys.exit(1)
+
+    _run(go)
+
+
+@main.command("worker")
+@database_option
+def worker_cmd(database: str | None) -> None:
+    """Run a provisioning worker alone (several may share a PostgreSQL database)."""
+    from scimsync.logs import configure
+    from scimsync.targets.worker import Worker
+
+    configure("info")
+    w = Worker(_engine(database))
+    signal.signal(signal.SIGTERM, lambda *_: w.stop())
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        w.stop()

@@ -1,0 +1,1 @@
+"""Outbound provisioning: targets, connectors and the reconciler that keeps them converged."""

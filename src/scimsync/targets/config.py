@@ -1,0 +1,120 @@
+"""Target configuration: what a target is, how to reach it, what it receives.
+
+Credentials are split out of the configuration as soon as it is read, so that they
+can be encrypted (scimsync.crypto) and never returned, logged or journaled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from scimsync.errors import UsageError
+from scimsync.netpolicy import check_url
+from scimsync.protocol.filter import parse_filter
+
+KINDS = ("scim", "webhook")
+AUTH_TYPES = ("none", "bearer", "basic", "oauth2")
+MATCH_ATTRIBUTES = ("externalId", "userName", "email")
+SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("client_secret",)}
+
+
+@dataclass
+class Profile:
+    """What a SCIM application can do, and how it wants to be treated."""
+
+    patch: bool = True  # false: send full PUTs
+    groups: bool = True  # push groups and memberships
+    match: tuple[str, ...] = ("externalId", "userName")  # how existing accounts are found
+    deprovision: str = "deactivate"  # or "delete"
+    page_size: int = 100
+    max_members_per_patch: int = 100
+    rate_limit: float = 0.0  # requests per second; 0 = unlimited
+    timeout: float = 30.0
+
+
+@dataclass
+class Scope:
+    """Which identities a target receives: everyone, members of groups, or a filter."""
+
+    groups: tuple[str, ...] = ()  # group displayNames or ids
+    filter: str | None = None
+
+
+@dataclass
+class TargetConfig:
+    url: str
+    auth: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
+    profile: Profile = field(default_factory=Profile)
+    scope: Scope = field(default_factory=Scope)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["profile"]["match"] = list(self.profile.match)
+        out["scope"]["groups"] = list(self.scope.groups)
+        return out
+
+
+def _fields(cls: type, raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"unknown {where} settings: {', '.join(unknown)}")
+    return dict(raw)
+
+
+def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str, Any]]:
+    """Validate a target's settings; returns (config without secrets, secrets)."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown target kind {kind!r}; known: {', '.join(KINDS)}")
+    url = raw.get("url")
+    if not isinstance(url, str):
+        raise UsageError("a target needs a url")
+    check_url(url, resolve=False)
+    auth = dict(raw.get("auth") or {"type": "none"})
+    if kind == "webhook":
+        auth = {"type": "none"}
+    atype = auth.get("type", "none")
+    if atype not in AUTH_TYPES:
+        raise UsageError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}")
+    secrets = {k: auth.pop(k) for k in SECRET_FIELDS.get(atype, ()) if k in auth}
+    for k in SECRET_FIELDS.get(atype, ()):
+        if k not in secrets:
+            raise UsageError(f"auth type {atype} needs {k}")
+    if kind == "webhook":
+        signing = raw.get("secret")
+        if isinstance(signing, str):
+            signing = [signing]
+        if not signing or not all(isinstance(s, str) and s for s in signing):
+            raise UsageError("a webhook target needs a signing secret (or a list of them)")
+        secrets["signing"] = list(signing)
+    pf = _fields(Profile, raw.get("profile"), "profile")
+    if "match" in pf:
+        pf["match"] = tuple(pf["match"])
+        bad = [m for m in pf["match"] if m not in MATCH_ATTRIBUTES]
+        if bad:
+            raise UsageError(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}")
+    profile = Profile(**pf)
+    if profile.deprovision not in ("deactivate", "delete"):
+        raise UsageError("profile.deprovision is deactivate or delete")
+    sc = _fields(Scope, raw.get("scope"), "scope")
+    if "groups" in sc:
+        sc["groups"] = tuple(sc["groups"])
+    scope = Scope(**sc)
+    if scope.filter is not None:
+        parse_filter(scope.filter)  # a bad filter is refused when configured
+    return TargetConfig(url.rstrip("/"), auth, profile, scope), secrets
+
+
+def load_config(raw: dict[str, Any]) -> TargetConfig:
+    """Rebuild a stored configuration (already validated)."""
+    profile = dict(raw.get("profile") or {})
+    profile["match"] = tuple(profile.get("match", Profile.match))
+    scope = dict(raw.get("scope") or {})
+    scope["groups"] = tuple(scope.get("groups", ()))
+    return TargetConfig(raw["url"], dict(raw.get("auth") or {"type": "none"}),
+                        Profile(**profile), Scope(**scope))

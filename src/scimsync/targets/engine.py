@@ -1,0 +1,496 @@
+"""The reconciler: level-triggered, per target (DESIGN.md: Reconcile).
+
+The journal says *which* resources to look at; their current state says *what* to
+send. For each resource the desired body (scope + mapping) is compared with the link
+(remote id + hash of the state last applied); the difference becomes operations,
+applied through the target's connector. Applying the same desired state twice is a
+no-op, so retries, crashes and re-reading the journal are harmless.
+
+Order within a run: users that should exist (so groups can refer to them), then
+groups (with the groups of users whose link changed), then users that should go
+(after the memberships that referred to them).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from scimsync.errors import NotFound
+from scimsync.protocol.record import Record
+from scimsync.protocol.resources import GROUP, USER
+from scimsync.protocol.timefmt import format_time, now, parse_time
+from scimsync.store import journal
+from scimsync.store.resources import Loads, Store
+from scimsync.store.tables import dead_letters, deliveries, directories, links, resources, targets
+from scimsync.targets import mapping
+from scimsync.targets.config import TargetConfig
+from scimsync.targets.connector import (
+    Connector,
+    ConnectorError,
+    Rejected,
+    Remote,
+    RemoteConflict,
+    RemoteNotFound,
+    Transient,
+)
+from scimsync.targets.store import FULL_SYNC, Targets
+
+log = logging.getLogger("scimsync.engine")
+L = links.c
+T = targets.c
+BATCH = 500
+QUARANTINE_AFTER = 8  # consecutive failed runs
+MAX_BACKOFF = 300.0
+QUARANTINE_RETRY = 900.0
+Doc = dict[str, Any]
+
+
+def make_connector(kind: str, config: TargetConfig, secrets: dict[str, Any]) -> Connector:
+    """The connector for a target kind; an unknown kind fails loudly."""
+    if kind == "scim":
+        from scimsync.targets.scim_client import ScimConnector
+
+        return ScimConnector(config, secrets)
+    raise ValueError(f"no connector for target kind {kind!r}")
+
+
+@dataclass
+class Link:
+    resource_id: str
+    resource_type: str
+    remote_id: str | None
+    applied_hash: str | None
+    applied: Doc | None
+    state: str
+
+
+@dataclass
+class Work:
+    """One resource to reconcile, with when and why it last changed."""
+
+    resource_type: str
+    resource_id: str
+    seq: int = 0
+    changed_at: str | None = None
+    lifecycle: str | None = None
+
+
+@dataclass
+class RunResult:
+    processed: int = 0
+    applied: int = 0
+    dead: int = 0
+    error: str | None = None
+    done: bool = True
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Reconciler:
+    """Brings one target to the desired state of its directory."""
+
+    def __init__(self, engine: Engine, connector_factory: Any = make_connector):
+        self.engine = engine
+        self.store = Store(engine, group_commit=False)
+        self.targets = Targets(engine)
+        self.connector_factory = connector_factory
+
+    # --- one run --------------------------------------------------------------------
+
+    def run(self, target_id: str, limit: int = BATCH, dry_run: bool = False,
+            only: list[Work] | None = None) -> RunResult:
+        """Process the next journal entries (or a full pass, or `only` these resources)."""
+        row, config, secrets = self.targets.runtime(target_id)
+        connector = self.connector_factory(row.kind, config, secrets)
+        ctx = _Context(self, row, config, connector, dry_run)
+        result = ctx.result
+        try:
+            if only is not None:
+                ctx.reconcile(only)
+                return result
+            if row.cursor == FULL_SYNC:
+                self._full(ctx)
+            else:
+                entries = self._entries(row, limit)
+                if not entries:
+                    return result
+                ctx.reconcile(_coalesce(entries))
+                if not dry_run:
+                    self._advance(row.id, entries[-1]["seq"])
+                result.done = len(entries) < limit
+        except Transient as exc:
+            result.error = str(exc)
+            result.done = False
+            if not dry_run:
+                self._failed(row, exc)
+            return result
+        finally:
+            connector.close()
+        if not dry_run and (row.failures or row.status == "quarantined"):
+            self._healthy(row)
+        return result
+
+    def _entries(self, row: Any, limit: int) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            return journal.read(conn, row.directory_id, row.cursor, limit)
+
+    def _full(self, ctx: _Context) -> None:
+        """A full pass: every user, then every group; then follow the journal from the
+        sequence number the pass began at."""
+        did = ctx.row.directory_id
+        with self.engine.connect() as conn:
+            start = conn.execute(select(directories.c.journal_seq).where(
+                directories.c.id == did)).scalar_one()
+        for rtype in ("User", "Group"):
+            after = ""
+            while True:
+                with self.engine.connect() as conn:
+                    ids = list(conn.execute(
+                        select(resources.c.id).where(
+                            resources.c.directory_id == did, resources.c.type == rtype,
+                            resources.c.id > after)
+                        .order_by(resources.c.id).limit(BATCH)).scalars())
+                if not ids:
+                    break
+                ctx.reconcile([Work(rtype, i) for i in ids])
+                after = ids[-1]
+        if not ctx.dry_run:
+            self._advance(ctx.row.id, start)
+
+    def _advance(self, target_id: str, seq: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == target_id).values(
+                cursor=seq, updated=now()))
+
+    def _failed(self, row: Any, exc: Transient) -> None:
+        """Exponential backoff with jitter; Retry-After wins; quarantine after repeats."""
+        failures = row.failures + 1
+        delay = min(MAX_BACKOFF, 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)  # noqa: S311
+        if exc.retry_after is not None:
+            delay = max(exc.retry_after, 0.0)
+        status = row.status
+        if failures >= QUARANTINE_AFTER and status == "active":
+            status = "quarantined"
+            log.warning("target %s quarantined after %d failed runs", row.name, failures)
+        if status == "quarantined" and exc.retry_after is None:
+            delay = max(delay, QUARANTINE_RETRY)
+        retry = format_time(datetime.now(UTC) + timedelta(seconds=delay))
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == row.id).values(
+                failures=failures, last_error=str(exc)[:2000], retry_at=retry,
+                status=status, updated=now()))
+
+    def _healthy(self, row: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == row.id).values(
+                failures=0, last_error=None, retry_at=None,
+                status="active" if row.status == "quarantined" else row.status,
+                updated=now()))
+
+
+def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
+    """Many changes to one resource between runs become one piece of work."""
+    work: dict[str, Work] = {}
+    for e in entries:
+        w = work.pop(e["resource_id"], None) or Work(e["resource_type"], e["resource_id"])
+        w.seq, w.changed_at = e["seq"], e["at"]
+        w.lifecycle = e["lifecycle"] if e["lifecycle"] == "leaver" else (
+            w.lifecycle or e["lifecycle"])
+        work[e["resource_id"]] = w
+        if e["op"] in ("member_added", "member_removed") and e.get("detail"):
+            # Memberships change what the group's members look like in the target
+            # (group scoping): the users are work too.
+            for uid in (e["detail"].get("added") or []) + (e["detail"].get("removed") or []):
+                if uid not in work:
+                    work[uid] = Work("User", uid, e["seq"], e["at"], "mover")
+    return list(work.values())
+
+
+class _Context:
+    """The state of one run on one target."""
+
+    def __init__(self, rec: Reconciler, row: Any, config: TargetConfig,
+                 connector: Connector, dry_run: bool):
+        self.r = rec
+        self.row = row
+        self.config = config
+        self.connector = connector
+        self.dry_run = dry_run
+        self.result = RunResult()
+        self._links: dict[str, Link | None] = {}
+
+    # --- links ------------------------------------------------------------------------
+
+    def link(self, rid: str) -> Link | None:
+        if rid not in self._links:
+            with self.r.engine.connect() as conn:
+                row = conn.execute(select(links).where(
+                    L.target_id == self.row.id, L.resource_id == rid)).first()
+            self._links[rid] = None if row is None else Link(
+                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
+                row.applied, row.state)
+        return self._links[rid]
+
+    def remote_id(self, rid: str) -> str | None:
+        link = self.link(rid)
+        return link.remote_id if link is not None and link.state == "provisioned" else None
+
+    def save_link(self, link: Link) -> None:
+        self._links[link.resource_id] = link
+        if self.dry_run:
+            return
+        values = {"remote_id": link.remote_id, "applied_hash": link.applied_hash,
+                  "applied": link.applied, "state": link.state, "updated": now()}
+        with self.r.engine.begin() as conn:
+            done = conn.execute(update(links).where(
+                L.target_id == self.row.id, L.resource_id == link.resource_id
+            ).values(**values)).rowcount
+            if not done:
+                conn.execute(insert(links).values(
+                    target_id=self.row.id, resource_id=link.resource_id,
+                    resource_type=link.resource_type, **values))
+
+    def drop_link(self, rid: str) -> None:
+        self._links[rid] = None
+        if self.dry_run:
+            return
+        with self.r.engine.begin() as conn:
+            conn.execute(delete(links).where(L.target_id == self.row.id,
+                                             L.resource_id == rid))
+
+    # --- evidence ---------------------------------------------------------------------
+
+    def record(self, work: Work, action: str, outcome: str = "ok",
+               detail: str | None = None) -> None:
+        self.result.actions.append({"resource_type": work.resource_type,
+                                    "resource_id": work.resource_id, "action": action,
+                                    "outcome": outcome, "detail": detail})
+        if self.dry_run:
+            return
+        applied = now()
+        changed = work.changed_at or applied
+        lag = int((parse_time(applied) - parse_time(changed)).total_seconds() * 1000)
+        with self.r.engine.begin() as conn:
+            conn.execute(insert(deliveries).values(
+                target_id=self.row.id, resource_type=work.resource_type,
+                resource_id=work.resource_id, action=action, outcome=outcome, seq=work.seq,
+                lifecycle=work.lifecycle, changed_at=changed, applied_at=applied,
+                lag_ms=max(lag, 0), detail=detail))
+
+    def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
+        self.result.dead += 1
+        self.record(work, action, "dead", str(exc))
+        if self.dry_run:
+            return
+        with self.r.engine.begin() as conn:
+            conn.execute(insert(dead_letters).values(
+                target_id=self.row.id, resource_type=work.resource_type,
+                resource_id=work.resource_id, action=action, request=exc.request,
+                response=exc.response if isinstance(exc.response, dict | list) else
+                {"body": str(exc.response)[:2000]}, error=str(exc)[:2000], status="open",
+                created=now()))
+
+    # --- the run ----------------------------------------------------------------------
+
+    def load(self, work: Work) -> Record | None:
+        rtype = USER if work.resource_type == "User" else GROUP
+        try:
+            return self.r.store.get(self.row.directory_id, rtype, work.resource_id,
+                                    Loads(members=True, groups=True))
+        except NotFound:
+            return None
+
+    def reconcile(self, items: list[Work]) -> None:
+        users = [w for w in items if w.resource_type == "User"]
+        groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
+        leaving: list[tuple[Work, Record | None]] = []
+        for w in users:
+            rec = self.load(w)
+            desired = None if rec is None else mapping.desired_user(
+                self.config, rec, self.remote_id)
+            if desired is None:
+                leaving.append((w, rec))
+                continue
+            linked_before = self.remote_id(w.resource_id) is not None
+            self.guarded(w, lambda w=w, d=desired: self.put_user(w, d))
+            if not linked_before and self.remote_id(w.resource_id) is not None and rec:
+                self.add_groups_of(rec, groups, w)
+        for w, rec in leaving:
+            if self.remote_id(w.resource_id) is not None and rec is not None:
+                self.add_groups_of(rec, groups, w)
+        if self.config.profile.groups:
+            for w in groups.values():
+                self.guarded(w, lambda w=w: self.sync_group(w))
+        for w, _ in leaving:
+            self.guarded(w, lambda w=w: self.deprovision(w))
+        self.result.processed += len(users) + len(groups)
+
+    def add_groups_of(self, rec: Record, groups: dict[str, Work], w: Work) -> None:
+        for g in rec.groups or []:
+            groups.setdefault(g.value, Work("Group", g.value, w.seq, w.changed_at, "mover"))
+
+    def guarded(self, work: Work, step: Any) -> None:
+        """Run one step; rejected requests go to dead letters, transient ones stop the run."""
+        try:
+            step()
+        except (Rejected, RemoteConflict, RemoteNotFound) as exc:
+            self.dead_letter(work, "apply", exc)
+
+    def match(self, kind: str, body: Doc) -> Remote | None:
+        """An existing remote object for this body, by the profile's match attributes."""
+        for attr in self.config.profile.match:
+            if attr == "email":
+                emails = body.get("emails") or []
+                value = next((e.get("value") for e in emails if e.get("primary")), None) or (
+                    emails[0].get("value") if emails else None)
+            elif kind == "Group" and attr == "userName":
+                value = body.get("displayName")
+                attr = "displayName"
+            else:
+                value = body.get(attr)
+            if isinstance(value, str) and value:
+                found = self.connector.find(kind, attr, value)
+                if found is not None:
+                    return found
+        return None
+
+    def put_user(self, work: Work, body: Doc) -> None:
+        self.put(work, "User", body)
+
+    def put(self, work: Work, kind: str, body: Doc) -> Remote | None:
+        """Create, adopt or update so that the remote object equals `body`."""
+        h = mapping.digest(body)
+        link = self.link(work.resource_id)
+        if link is not None and link.remote_id and link.state == "provisioned" and \
+                link.applied_hash == h:
+            return None
+        if self.dry_run:
+            self.record(work, "create" if link is None or not link.remote_id else "update")
+            return None
+        remote: Remote | None = None
+        action = "update"
+        if link is None or not link.remote_id:
+            remote = self.match(kind, body)
+            if remote is None:
+                action = "create"
+                try:
+                    remote = self.connector.create(kind, body)
+                except RemoteConflict:
+                    remote = self.match(kind, body)
+                    if remote is None:
+                        raise
+                    action = "adopt"
+                    remote = self.update(kind, remote.id, body, None)
+            else:
+                action = "adopt"
+                remote = self.update(kind, remote.id, body, None)
+        else:
+            try:
+                remote = self.update(kind, link.remote_id, body, link.applied)
+            except RemoteNotFound:
+                action = "recreate"
+                remote = self.connector.create(kind, body)
+        self.save_link(Link(work.resource_id, kind, remote.id, h, body, "provisioned"))
+        self.result.applied += 1
+        self.record(work, action)
+        return remote
+
+    def update(self, kind: str, remote_id: str, body: Doc, applied: Doc | None) -> Remote:
+        """PATCH the attributes that differ when the app can, else PUT the whole body."""
+        if not self.config.profile.patch or applied is None:
+            return self.connector.replace(kind, remote_id, body)
+        ops: list[Doc] = []
+        for key in sorted(set(body) | set(applied)):
+            if key in ("schemas", "members") or body.get(key) == applied.get(key):
+                continue
+            if key in body:
+                ops.append({"op": "replace", "path": key, "value": body[key]})
+            else:
+                ops.append({"op": "remove", "path": key})
+        ops += self.member_ops(body, applied)
+        size = max(1, self.config.profile.max_members_per_patch)
+        for i in range(0, len(ops), size):
+            self.connector.patch(kind, remote_id, ops[i:i + size])
+        return Remote(remote_id, body)
+
+    @staticmethod
+    def member_ops(body: Doc, applied: Doc) -> list[Doc]:
+        if "members" not in body and "members" not in applied:
+            return []
+        want = {m["value"] for m in body.get("members", [])}
+        have = {m["value"] for m in applied.get("members", [])}
+        ops: list[Doc] = []
+        gone = sorted(have - want)
+        new = sorted(want - have)
+        for m in gone:
+            ops.append({"op": "remove", "path": f'members[value eq "{m}"]'})
+        if new:
+            ops.append({"op": "add", "path": "members", "value": [{"value": m} for m in new]})
+        return ops
+
+    def sync_group(self, work: Work) -> None:
+        rec = self.load(work)
+        body = None
+        if rec is not None:
+            body = mapping.desired_group(self.config, rec, self.member_users(rec),
+                                         self.remote_id)
+        if body is None:
+            link = self.link(work.resource_id)
+            if link is not None and link.remote_id:
+                if not self.dry_run:
+                    self.connector.delete("Group", link.remote_id)
+                    self.drop_link(work.resource_id)
+                self.record(work, "delete")
+            return
+        self.put(work, "Group", body)
+
+    def member_users(self, rec: Record) -> list[str]:
+        """User members, with nested groups flattened (targets need not nest)."""
+        out: list[str] = []
+        seen = {rec.id}
+        stack = [rec]
+        while stack:
+            g = stack.pop()
+            for m in g.members or []:
+                if m.type == "User":
+                    out.append(m.value)
+                elif m.value not in seen:
+                    seen.add(m.value)
+                    sub = self.load(Work("Group", m.value))
+                    if sub is not None:
+                        stack.append(sub)
+        return out
+
+    def deprovision(self, work: Work) -> None:
+        """Take a user that should not be in the target out, as the profile says."""
+        link = self.link(work.resource_id)
+        if link is None or not link.remote_id or link.state != "provisioned":
+            return
+        if self.config.profile.deprovision == "delete":
+            if not self.dry_run:
+                self.connector.delete("User", link.remote_id)
+                self.drop_link(work.resource_id)
+            self.record(work, "delete")
+            return
+        if not self.dry_run:
+            body = dict(link.applied or {})
+            body["active"] = False
+            try:
+                if self.config.profile.patch:
+                    self.connector.patch("User", link.remote_id,
+                                         [{"op": "replace", "path": "active", "value": False}])
+                else:
+                    self.connector.replace("User", link.remote_id, body)
+            except RemoteNotFound:
+                self.drop_link(work.resource_id)
+                self.record(work, "deactivate", detail="already gone")
+                return
+            self.save_link(Link(work.resource_id, "User", link.remote_id,
+                                mapping.digest(body), body, "deprovisioned"))
+        self.result.applied += 1
+        self.record(work, "deactivate")

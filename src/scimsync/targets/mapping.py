@@ -1,0 +1,94 @@
+"""Desired state of a resource in a target: scope, then mapping (DESIGN.md: Reconcile).
+
+desired = map(scope(directory)). Users keep their SCIM shape; the hub's id travels
+as `externalId`, so a remote account can always be matched back to its identity (no
+duplicates after a crash). References to other resources (group members, a user's
+manager) become the remote ids of their links; what is not provisioned is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from scimsync.protocol.evaluate import matches
+from scimsync.protocol.filter import parse_filter
+from scimsync.protocol.record import Record
+from scimsync.protocol.render import full_document
+from scimsync.protocol.resources import USER
+from scimsync.protocol.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER
+from scimsync.targets.config import TargetConfig
+
+Doc = dict[str, Any]
+RemoteId = Callable[[str], str | None]  # hub id -> remote id in this target, if linked
+
+USER_ATTRIBUTES = ("userName", "name", "displayName", "nickName", "profileUrl", "title",
+                   "userType", "preferredLanguage", "locale", "timezone", "active", "emails",
+                   "phoneNumbers", "ims", "photos", "addresses", "entitlements", "roles",
+                   "x509Certificates")
+
+
+def digest(body: Doc) -> str:
+    """A stable hash of a body: equal bodies, equal hashes."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def user_in_scope(config: TargetConfig, rec: Record) -> bool:
+    """Whether a user belongs in the target (group scoping counts nested groups)."""
+    scope = config.scope
+    if scope.groups:
+        wanted = {g.lower() for g in scope.groups}
+        mine = {g.value.lower() for g in rec.groups or []} | {
+            (g.display or "").lower() for g in rec.groups or []}
+        if not wanted & mine:
+            return False
+    if scope.filter:
+        return matches(USER, parse_filter(scope.filter), full_document(rec, ""))
+    return True
+
+
+def group_in_scope(config: TargetConfig, rec: Record) -> bool:
+    if not config.profile.groups:
+        return False
+    if config.scope.groups:
+        name = str(rec.doc.get("displayName", "")).lower()
+        return rec.id.lower() in {g.lower() for g in config.scope.groups} or name in {
+            g.lower() for g in config.scope.groups}
+    return True
+
+
+def desired_user(config: TargetConfig, rec: Record, remote_id: RemoteId) -> Doc | None:
+    """The body this user should have in the target, or None if it should not be there."""
+    if not user_in_scope(config, rec):
+        return None
+    body: Doc = {"schemas": [CORE_USER], "externalId": rec.id}
+    for attr in USER_ATTRIBUTES:
+        if attr in rec.doc:
+            body[attr] = rec.doc[attr]
+    ext = rec.doc.get(ENTERPRISE_USER)
+    if isinstance(ext, dict):
+        ext = dict(ext)
+        manager = ext.pop("manager", None)
+        if isinstance(manager, dict) and isinstance(manager.get("value"), str):
+            mid = remote_id(manager["value"])
+            if mid is not None:
+                ext["manager"] = {"value": mid}
+        if ext:
+            body["schemas"] = [CORE_USER, ENTERPRISE_USER]
+            body[ENTERPRISE_USER] = ext
+    body.setdefault("active", True)
+    return body
+
+
+def desired_group(config: TargetConfig, rec: Record, member_ids: list[str],
+                  remote_id: RemoteId) -> Doc | None:
+    """The group's body, members as remote ids (nested groups flattened to users)."""
+    if not group_in_scope(config, rec):
+        return None
+    members = sorted({r for r in (remote_id(m) for m in member_ids) if r is not None})
+    return {"schemas": [CORE_GROUP], "externalId": rec.id,
+            "displayName": rec.doc.get("displayName", ""),
+            "members": [{"value": m} for m in members]}

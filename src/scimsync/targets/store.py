@@ -1,0 +1,125 @@
+"""Targets in the database: add, list, show, pause, resume, remove (never secrets out)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from scimsync import crypto
+from scimsync.errors import UsageError
+from scimsync.protocol.timefmt import now
+from scimsync.store.tables import dead_letters, directories, links, targets
+from scimsync.targets.config import TargetConfig, load_config, parse_config
+
+T = targets.c
+STATUSES = ("active", "paused", "quarantined")
+# A cursor of -1 asks the engine for a full pass over the directory (a new target's
+# initial load) before it follows the journal from where that pass began.
+FULL_SYNC = -1
+
+
+def _view(row: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """A target as shown to people and API clients: never its credentials."""
+    out = {
+        "id": row.id, "directory_id": row.directory_id, "name": row.name, "kind": row.kind,
+        "status": row.status, "config": row.config, "has_credentials": bool(row.secret),
+        "cursor": row.cursor, "failures": row.failures, "last_error": row.last_error,
+        "retry_at": row.retry_at, "created": row.created, "updated": row.updated,
+    }
+    if counts is not None:
+        out.update(counts)
+    return out
+
+
+class Targets:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _directory(self, conn: Any, directory: str) -> str:
+        row = conn.execute(select(directories.c.id).where(
+            or_(directories.c.id == directory, directories.c.name == directory))).all()
+        if len(row) != 1:
+            raise UsageError(f"no directory {directory!r}" if not row else
+                             f"directory name {directory!r} is ambiguous: use its id")
+        return str(row[0][0])
+
+    def add(self, directory: str, name: str, kind: str, settings: dict[str, Any],
+            status: str = "active") -> dict[str, Any]:
+        """Create a target; settings carry credentials, which are encrypted here."""
+        if not name.strip():
+            raise UsageError("a target needs a name")
+        config, secrets = parse_config(kind, settings)
+        ts = now()
+        tid = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            did = self._directory(conn, directory)
+            try:
+                conn.execute(insert(targets).values(
+                    id=tid, directory_id=did, name=name, kind=kind, config=config.to_json(),
+                    secret=crypto.seal(secrets) if secrets else None, status=status,
+                    cursor=FULL_SYNC, failures=0, created=ts, updated=ts))
+            except IntegrityError as exc:
+                raise UsageError(f"directory already has a target named {name!r}") from exc
+        return self.show(tid)
+
+    def update(self, target: str, settings: dict[str, Any],
+               directory: str | None = None) -> dict[str, Any]:
+        """Replace a target's settings (and credentials)."""
+        row = self._row(target, directory)
+        config, secrets = parse_config(row.kind, settings)
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == row.id).values(
+                config=config.to_json(), secret=crypto.seal(secrets) if secrets else None,
+                updated=now()))
+        return self.show(row.id)
+
+    def _row(self, target: str, directory: str | None = None) -> Any:
+        with self.engine.connect() as conn:
+            stmt = select(targets).where(or_(T.id == target, T.name == target))
+            if directory is not None:
+                stmt = stmt.where(T.directory_id == self._directory(conn, directory))
+            rows = conn.execute(stmt).all()
+        if len(rows) != 1:
+            raise UsageError(f"no target {target!r}" if not rows else
+                             f"target name {target!r} is ambiguous: use its id or --directory")
+        return rows[0]
+
+    def show(self, target: str, directory: str | None = None) -> dict[str, Any]:
+        row = self._row(target, directory)
+        with self.engine.connect() as conn:
+            linked = conn.execute(select(func.count()).select_from(links).where(
+                links.c.target_id == row.id, links.c.state == "provisioned")).scalar_one()
+            dead = conn.execute(select(func.count()).select_from(dead_letters).where(
+                dead_letters.c.target_id == row.id, dead_letters.c.status == "open")
+            ).scalar_one()
+        return _view(row, {"provisioned": int(linked), "dead_letters": int(dead)})
+
+    def list(self, directory: str | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            stmt = select(targets).order_by(T.directory_id, T.name)
+            if directory is not None:
+                stmt = stmt.where(T.directory_id == self._directory(conn, directory))
+            return [_view(r) for r in conn.execute(stmt)]
+
+    def set_status(self, target: str, status: str, directory: str | None = None) -> dict[str, Any]:
+        if status not in STATUSES:
+            raise UsageError(f"status is one of {', '.join(STATUSES)}")
+        row = self._row(target, directory)
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == row.id).values(
+                status=status, updated=now(), failures=0 if status == "active" else T.failures,
+                retry_at=None))
+        return self.show(row.id)
+
+    def remove(self, target: str, directory: str | None = None) -> None:
+        row = self._row(target, directory)
+        with self.engine.begin() as conn:
+            conn.execute(delete(targets).where(T.id == row.id))
+
+    def runtime(self, target_id: str) -> tuple[Any, TargetConfig, dict[str, Any]]:
+        """The row, configuration and decrypted credentials the engine needs."""
+        row = self._row(target_id)
+        return row, load_config(row.config), crypto.unseal(row.secret)

@@ -1,0 +1,117 @@
+"""The worker: finds targets with work, leases them, runs the reconciler.
+
+A lease (`targets.lease_owner`, `lease_until`) is taken with one conditional UPDATE,
+so several workers sharing a PostgreSQL database never run the same target, and so
+never apply the same (target, resource) at once. A worker that dies loses its lease
+when it expires; another worker continues from the target's cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, select, update
+
+from scimsync.protocol.timefmt import format_time, now
+from scimsync.store.tables import directories, targets
+from scimsync.targets.engine import Reconciler
+from scimsync.targets.store import FULL_SYNC
+
+log = logging.getLogger("scimsync.worker")
+T = targets.c
+D = directories.c
+LEASE_SECONDS = 60
+POLL_SECONDS = 0.05
+
+
+class Worker:
+    def __init__(self, engine: Engine, name: str | None = None,
+                 reconciler: Reconciler | None = None):
+        self.engine = engine
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.reconciler = reconciler or Reconciler(engine)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Look for work now (called after a write commits in this process)."""
+        self._wake.set()
+
+    def due(self) -> list[str]:
+        """Targets with unprocessed journal entries (or a pending full pass) and no
+        live lease held by another worker."""
+        ts = now()
+        stmt = (
+            select(T.id)
+            .join(directories, D.id == T.directory_id)
+            .where(
+                T.status.in_(("active", "quarantined")),
+                or_(T.retry_at.is_(None), T.retry_at <= ts),
+                or_(T.cursor == FULL_SYNC, T.cursor < D.journal_seq),
+                or_(T.lease_until.is_(None), T.lease_until < ts, T.lease_owner == self.name),
+            )
+            .order_by(T.updated)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def claim(self, target_id: str) -> bool:
+        ts = now()
+        until = format_time(datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS))
+        with self.engine.begin() as conn:
+            got = conn.execute(update(targets).where(
+                T.id == target_id,
+                or_(T.lease_until.is_(None), T.lease_until < ts, T.lease_owner == self.name),
+            ).values(lease_owner=self.name, lease_until=until)).rowcount
+        return bool(got)
+
+    def release(self, target_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(
+                and_(T.id == target_id, T.lease_owner == self.name)
+            ).values(lease_owner=None, lease_until=None))
+
+    def run_once(self) -> int:
+        """One pass over due targets; returns how many resources were processed."""
+        processed = 0
+        for tid in self.due():
+            if self._stop.is_set() or not self.claim(tid):
+                continue
+            try:
+                result = self.reconciler.run(tid)
+                processed += result.processed
+                if result.error:
+                    log.warning("target %s: %s", tid, result.error)
+            except Exception as exc:  # one broken target must not stop the others
+                log.error("target %s failed: %s", tid, type(exc).__name__, exc_info=exc)
+            finally:
+                self.release(tid)
+        return processed
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception as exc:  # the database may be briefly unavailable
+                log.error("worker pass failed: %s", type(exc).__name__, exc_info=exc)
+                busy = 0
+            if not busy:
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="scimsync-worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
