@@ -38,9 +38,13 @@ def run_json(db: str, *args: str) -> Any:
     return json.loads(run(db, *args).stdout)
 
 
-def test_migrate_is_idempotent(db: str) -> None:
-    assert "schema at revision 0001" in run(db, "migrate").stdout
-    assert "schema at revision 0001" in run(db, "migrate").stdout
+def test_migrate_is_idempotent(db: str, engine: Engine) -> None:
+    from scimsync.store.engine import current_revision
+
+    head = current_revision(engine)
+    assert head is not None
+    assert run(db, "migrate").stdout == f"schema at revision {head}\n"
+    assert run(db, "migrate").stdout == f"schema at revision {head}\n"
 
 
 def test_fresh_database_in_any_order(tmp_path: Path) -> None:
