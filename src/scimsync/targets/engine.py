@@ -13,6 +13,7 @@ groups (with the groups of users whose link changed), then users that should go
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from scimsync.errors import NotFound
+from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
 from scimsync.protocol.resources import GROUP, USER
+from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store import journal
 from scimsync.store.resources import Loads, Store
@@ -309,7 +312,9 @@ class _Context:
         users = [w for w in items if w.resource_type == "User"]
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
-        for w in users:
+        queue = list(users)
+        while queue:
+            w = queue.pop(0)
             rec = self.load(w)
             desired = None if rec is None else mapping.desired_user(
                 self.config, rec, self.remote_id)
@@ -320,6 +325,10 @@ class _Context:
             self.guarded(w, lambda w=w, d=desired: self.put_user(w, d))
             if not linked_before and self.remote_id(w.resource_id) is not None and rec:
                 self.add_groups_of(rec, groups, w)
+                # Users reporting to a newly linked manager can now refer to it.
+                # (Each user is newly linked at most once per run: this terminates.)
+                queue += [Work("User", rid, w.seq, w.changed_at, "mover")
+                          for rid in self.reports_of(w.resource_id)]
         for w, rec in leaving:
             if self.remote_id(w.resource_id) is not None and rec is not None:
                 self.add_groups_of(rec, groups, w)
@@ -329,6 +338,13 @@ class _Context:
         for w, _ in leaving:
             self.guarded(w, lambda w=w: self.deprovision(w))
         self.result.processed += len(users) + len(groups)
+
+    def reports_of(self, user_id: str) -> list[str]:
+        """Users whose enterprise manager is this user."""
+        flt = parse_filter(f"{ENTERPRISE_USER}:manager.value eq {json.dumps(user_id)}")
+        _, found = self.r.store.search(self.row.directory_id, USER, flt, None, False, 0,
+                                       1000, Loads(members=False, groups=False))
+        return [r.id for r in found]
 
     def add_groups_of(self, rec: Record, groups: dict[str, Work], w: Work) -> None:
         for g in rec.groups or []:

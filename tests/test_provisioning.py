@@ -1,0 +1,219 @@
+"""Outbound provisioning to a real third-party SCIM server (python-scim's scim2-server)."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from conftest import ENTERPRISE, Scim, free_port
+from scimsync.store.tables import dead_letters, links, targets
+from scimsync.targets.engine import Reconciler
+from scimsync.targets.store import Targets
+
+PEER_TOKEN = secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="session")
+def peer_root() -> Iterator[str]:
+    """scim2-server from PyPI on loopback, one tenant per test."""
+    exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--dynamic-tenants",
+                             "--bearer-token", PEER_TOKEN],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx2.get(f"{root}/ServiceProviderConfig", timeout=1)
+            break
+        except httpx2.TransportError:
+            assert time.monotonic() < deadline, "scim2-server did not start"
+            time.sleep(0.05)
+    yield root
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@dataclass
+class Peer:
+    base: str
+
+    def get(self, path: str, **params: str) -> Any:
+        r = httpx2.get(f"{self.base}/{path}", params=params,
+                       headers={"Authorization": f"Bearer {PEER_TOKEN}"}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Remote users by externalId (the hub's id)."""
+        found = self.get("Users", count="1000")["Resources"]
+        return {u["externalId"]: u for u in found}
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        found = self.get("Groups", count="1000")["Resources"]
+        return {g["externalId"]: g for g in found}
+
+
+@pytest.fixture
+def peer(peer_root: str) -> Peer:
+    return Peer(f"{peer_root}/t{secrets.token_hex(4)}")
+
+
+def add_target(engine: Engine, scim: Scim, peer: Peer, **settings: Any) -> str:
+    profile = settings.pop("profile", {})
+    t = Targets(engine).add(scim.directory_id, f"app-{secrets.token_hex(2)}", "scim", {
+        "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN},
+        "profile": profile, **settings})
+    return str(t["id"])
+
+
+def converge(engine: Engine, tid: str) -> Any:
+    """Run the reconciler until the target has no pending journal entries."""
+    rec = Reconciler(engine)
+    total = None
+    for _ in range(20):
+        result = rec.run(tid)
+        total = result if total is None else total
+        if result.processed == 0 and not result.error:
+            return result
+        assert result.error is None, result.error
+    raise AssertionError("did not converge")
+
+
+def test_initial_load_then_changes_converge(engine: Engine, scim: Scim, peer: Peer) -> None:
+    boss = scim.user("boss@x.test", name={"givenName": "Big", "familyName": "Boss"})
+    alice = scim.user("alice@x.test", title="Engineer", **{
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        ENTERPRISE: {"department": "R&D", "manager": {"value": boss["id"]}}})
+    bob = scim.user("bob@x.test")
+    team = scim.group("Team", [alice["id"], bob["id"]])
+    tid = add_target(engine, scim, peer)
+    converge(engine, tid)
+    remote = peer.users()
+    assert set(remote) == {boss["id"], alice["id"], bob["id"]}
+    assert remote[alice["id"]]["userName"] == "alice@x.test"
+    assert remote[alice["id"]][ENTERPRISE]["manager"]["value"] == remote[boss["id"]]["id"]
+    rgroup = peer.groups()[team["id"]]
+    assert {m["value"] for m in rgroup["members"]} == {remote[alice["id"]]["id"],
+                                                       remote[bob["id"]]["id"]}
+    # Changes flow through the journal.
+    scim.patch(f"/Users/{alice['id']}", [{"op": "replace", "path": "title", "value": "Lead"}])
+    scim.patch(f"/Groups/{team['id']}",
+               [{"op": "remove", "path": f'members[value eq "{bob["id"]}"]'}])
+    scim.patch(f"/Users/{bob['id']}", [{"op": "replace", "path": "active", "value": False}])
+    converge(engine, tid)
+    remote = peer.users()
+    assert remote[alice["id"]]["title"] == "Lead"
+    assert remote[bob["id"]]["active"] is False
+    rgroup = peer.groups()[team["id"]]
+    assert [m["value"] for m in rgroup["members"]] == [remote[alice["id"]]["id"]]
+    # A second run with nothing new changes nothing.
+    assert Reconciler(engine).run(tid).applied == 0
+
+
+@pytest.mark.parametrize("mode", ["deactivate", "delete"])
+def test_leaver_is_deprovisioned(engine: Engine, scim: Scim, peer: Peer, mode: str) -> None:
+    leaver = scim.user("leaver@x.test")
+    scim.group("Everyone", [leaver["id"]])
+    tid = add_target(engine, scim, peer, profile={"deprovision": mode})
+    converge(engine, tid)
+    remote_id = peer.users()[leaver["id"]]["id"]
+    scim.delete(f"/Users/{leaver['id']}")
+    converge(engine, tid)
+    if mode == "delete":
+        assert leaver["id"] not in peer.users()
+    else:
+        assert peer.users()[leaver["id"]]["active"] is False
+    assert all(m["value"] != remote_id for m in peer.groups().popitem()[1].get("members", []))
+
+
+def test_group_scoping(engine: Engine, scim: Scim, peer: Peer) -> None:
+    inside, outside = scim.user("in@x.test"), scim.user("out@x.test")
+    g = scim.group("App Users", [inside["id"]])
+    scim.group("Others", [outside["id"]])
+    tid = add_target(engine, scim, peer, scope={"groups": ["App Users"]})
+    converge(engine, tid)
+    assert set(peer.users()) == {inside["id"]}
+    assert set(peer.groups()) == {g["id"]}
+    # Joining the group provisions; leaving it deprovisions.
+    scim.patch(f"/Groups/{g['id']}", [{"op": "add", "path": "members",
+                                        "value": [{"value": outside["id"]}]}])
+    converge(engine, tid)
+    assert set(peer.users()) == {inside["id"], outside["id"]}
+    scim.patch(f"/Groups/{g['id']}", [{"op": "remove", "path": "members",
+                                        "value": [{"value": inside["id"]}]}])
+    converge(engine, tid)
+    assert peer.users()[inside["id"]]["active"] is False
+
+
+def test_filter_scoping(engine: Engine, scim: Scim, peer: Peer) -> None:
+    rd = scim.user("rd@x.test", **{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                                               ENTERPRISE], ENTERPRISE: {"department": "R&D"}})
+    scim.user("sales@x.test")
+    tid = add_target(engine, scim, peer, scope={
+        "filter": f'active eq true and {ENTERPRISE}:department eq "R&D"'})
+    converge(engine, tid)
+    assert set(peer.users()) == {rd["id"]}
+
+
+def test_lost_links_are_adopted_not_duplicated(engine: Engine, scim: Scim, peer: Peer) -> None:
+    users = [scim.user(f"u{i}@x.test")["id"] for i in range(3)]
+    tid = add_target(engine, scim, peer)
+    converge(engine, tid)
+    before = {k: v["id"] for k, v in peer.users().items()}
+    # As if the hub crashed after creating the accounts but before saving the links.
+    with engine.begin() as conn:
+        conn.execute(sa.delete(links).where(links.c.target_id == tid))
+        conn.execute(sa.update(targets).where(targets.c.id == tid).values(cursor=-1))
+    converge(engine, tid)
+    after = {k: v["id"] for k, v in peer.users().items()}
+    assert after == before
+    assert set(after) == set(users)
+
+
+def test_credentials_are_encrypted_and_never_shown(engine: Engine, scim: Scim,
+                                                   peer: Peer) -> None:
+    tid = add_target(engine, scim, peer)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(targets).where(targets.c.id == tid)).one()
+    assert PEER_TOKEN not in str(tuple(stored))
+    shown = Targets(engine).show(tid)
+    assert PEER_TOKEN not in str(shown) and shown["has_credentials"] is True
+
+
+def test_rejected_request_goes_to_dead_letters(engine: Engine, scim: Scim,
+                                               peer: Peer) -> None:
+    ok = scim.user("fine@x.test")
+    tid = add_target(engine, scim, peer)
+    converge(engine, tid)
+    # A userName the peer refuses as taken by another remote account it already has.
+    r = httpx2.post(f"{peer.base}/Users", json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "clash@x.test"},
+        headers={"Authorization": f"Bearer {PEER_TOKEN}"})
+    assert r.status_code == 201
+    clash = scim.user("clash@x.test")
+    result = Reconciler(engine).run(tid)
+    assert result.error is None
+    with engine.connect() as conn:
+        dead = conn.execute(sa.select(dead_letters).where(dead_letters.c.target_id == tid)).all()
+        cursor = conn.execute(sa.select(targets.c.cursor).where(targets.c.id == tid)).scalar_one()
+    # Matched by userName and adopted, or refused: never a duplicate, never a stall.
+    remote = peer.get("Users", filter='userName eq "clash@x.test"')["Resources"]
+    assert len(remote) == 1
+    assert remote[0].get("externalId") == clash["id"] or dead
+    assert cursor > 0
+    assert ok["id"] in peer.users()
