@@ -217,3 +217,54 @@ def test_rejected_request_goes_to_dead_letters(engine: Engine, scim: Scim,
     assert remote[0].get("externalId") == clash["id"] or dead
     assert cursor > 0
     assert ok["id"] in peer.users()
+
+
+def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer,
+                                                      tmp_path: Path) -> None:
+    """`scimsync serve` embeds a worker: an accepted change is applied downstream fast."""
+    import json
+    import os
+    import signal
+
+    url = engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "SCIMSYNC_DATABASE_URL": url,
+           "SCIMSYNC_SECRET_KEY_FILE": str(tmp_path / "key")}
+    cli = [sys.executable, "-m", "scimsync.cli"]
+    d = json.loads(subprocess.run([*cli, "directories", "create", "live", "--json"], env=env,
+                                  capture_output=True, text=True, check=True).stdout)
+    added = subprocess.run([*cli, "targets", "add", d["id"], "app", "--url", peer.base,
+                            "--bearer-token-env", "PEER"], env={**env, "PEER": PEER_TOKEN},
+                           check=False, capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    port = free_port()
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}{d['scim_path']}"
+        headers = {"Authorization": f"Bearer {d['token']}"}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        r = httpx2.post(f"{base}/Users", headers=headers, json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "fast"})
+        assert r.status_code == 201
+        uid = r.json()["id"]
+        start = time.monotonic()
+        while uid not in peer.users():
+            assert time.monotonic() - start < 5, "not propagated"
+            time.sleep(0.02)
+        r = httpx2.patch(f"{base}/Users/{uid}", headers=headers, json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}]})
+        start = time.monotonic()
+        while peer.users()[uid]["active"] is not False:
+            assert time.monotonic() - start < 5, "leaver not propagated"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)

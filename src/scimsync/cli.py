@@ -323,4 +323,8 @@ def _load_commands() -> None:
 _load_commands()
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m scimsync.cli`, this file is `__main__`; the commands registered
+    # by cli_targets live on the `main` of the module `scimsync.cli`.
+    from scimsync.cli import main as entry
+
+    entry()
