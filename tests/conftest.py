@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import uvicorn
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+from downstream import free_port, peer, peer_root  # noqa: F401  (shared fixtures)
 from scimsync.api.app import create_app
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
@@ -160,12 +160,6 @@ def scim(client: TestClient, directories: Directories) -> Scim:
 def other_scim(client: TestClient, directories: Directories) -> Scim:
     d = directories.create(f"other-{secrets.token_hex(4)}")
     return Scim(client, d["id"], d["token"], d["token_id"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

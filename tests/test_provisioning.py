@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,59 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import ENTERPRISE, Scim, free_port
+from downstream import PEER_TOKEN, Peer, converge
 from scimsync.store.tables import dead_letters, links, targets
 from scimsync.targets.engine import Reconciler
 from scimsync.targets.store import Targets
-
-PEER_TOKEN = secrets.token_urlsafe(16)
-
-
-@pytest.fixture(scope="session")
-def peer_root() -> Iterator[str]:
-    """scim2-server from PyPI on loopback, one tenant per test."""
-    exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
-    assert exe is not None
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--dynamic-tenants",
-                             "--bearer-token", PEER_TOKEN],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx2.get(f"{root}/ServiceProviderConfig", timeout=1)
-            break
-        except httpx2.TransportError:
-            assert time.monotonic() < deadline, "scim2-server did not start"
-            time.sleep(0.05)
-    yield root
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@dataclass
-class Peer:
-    base: str
-
-    def get(self, path: str, **params: str) -> Any:
-        r = httpx2.get(f"{self.base}/{path}", params=params,
-                       headers={"Authorization": f"Bearer {PEER_TOKEN}"}, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def users(self) -> dict[str, dict[str, Any]]:
-        """Remote users by externalId (the hub's id)."""
-        found = self.get("Users", count="1000")["Resources"]
-        return {u["externalId"]: u for u in found}
-
-    def groups(self) -> dict[str, dict[str, Any]]:
-        found = self.get("Groups", count="1000")["Resources"]
-        return {g["externalId"]: g for g in found}
-
-
-@pytest.fixture
-def peer(peer_root: str) -> Peer:
-    return Peer(f"{peer_root}/t{secrets.token_hex(4)}")
 
 
 def add_target(engine: Engine, scim: Scim, peer: Peer, **settings: Any) -> str:
@@ -79,19 +27,6 @@ def add_target(engine: Engine, scim: Scim, peer: Peer, **settings: Any) -> str:
         "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN},
         "profile": profile, **settings})
     return str(t["id"])
-
-
-def converge(engine: Engine, tid: str) -> Any:
-    """Run the reconciler until the target has no pending journal entries."""
-    rec = Reconciler(engine)
-    total = None
-    for _ in range(20):
-        result = rec.run(tid)
-        total = result if total is None else total
-        if result.processed == 0 and not result.error:
-            return result
-        assert result.error is None, result.error
-    raise AssertionError("did not converge")
 
 
 def test_initial_load_then_changes_converge(engine: Engine, scim: Scim, peer: Peer) -> None:

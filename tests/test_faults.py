@@ -1,0 +1,201 @@
+"""A target that fails: 429 with Retry-After, 5xx, timeouts, resets, outages.
+
+A real HTTP proxy on loopback stands between the hub and scim2-server and injects
+the faults; the hub must retry, back off, quarantine, and converge when it heals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy import Engine
+
+from conftest import Scim, free_port
+from downstream import PEER_TOKEN, Peer, converge
+from scimsync.protocol.timefmt import now
+from scimsync.store.tables import targets
+from scimsync.targets import engine as engine_module
+from scimsync.targets.engine import Reconciler
+from scimsync.targets.scim_client import retry_after
+from scimsync.targets.store import Targets
+from scimsync.targets.worker import Worker
+
+
+class Faults:
+    """Queued behaviours, one per request: 'ok', '429', '500', 'slow', 'reset'."""
+
+    def __init__(self) -> None:
+        self.plan: deque[str] = deque()
+        self.seen: list[str] = []
+
+    def __call__(self) -> str:
+        return self.plan.popleft() if self.plan else "ok"
+
+
+def proxy_app(upstream: str, faults: Faults) -> Any:
+    client = httpx.AsyncClient(timeout=30)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        action = faults()
+        faults.seen.append(f"{scope['method']} {action}")
+        if action == "429":
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if action == "500":
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"busy"})
+            return
+        if action == "slow":
+            await asyncio.sleep(2)
+        if action == "reset":
+            raise ConnectionResetError("injected")  # uvicorn drops the connection
+        path = scope["path"] + ("?" + scope["query_string"].decode()
+                                if scope["query_string"] else "")
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]
+                   if k.decode() in ("authorization", "content-type", "accept")}
+        r = await client.request(scope["method"], upstream + path, content=body,
+                                 headers=headers)
+        await send({"type": "http.response.start", "status": r.status_code,
+                    "headers": [(b"content-type", r.headers.get("content-type",
+                                                                 "application/json").encode())]})
+        await send({"type": "http.response.body", "body": r.content})
+
+    return app
+
+
+class Proxy:
+    def __init__(self, upstream: str):
+        self.faults = Faults()
+        self.port = free_port()
+        self.upstream = upstream
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = uvicorn.Config(proxy_app(self.upstream, self.faults), host="127.0.0.1",
+                                port=self.port, log_level="critical", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        assert self.server is not None and self.thread is not None
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def proxy(peer_root: str) -> Iterator[tuple[Proxy, Peer]]:
+    tenant = f"t{secrets.token_hex(4)}"
+    p = Proxy(peer_root)
+    p.start()
+    yield p, Peer(f"{peer_root}/{tenant}")
+    if p.server is not None and not p.server.should_exit:
+        p.stop()
+
+
+def target_via(engine: Engine, scim: Scim, proxy: Proxy, peer: Peer, **profile: Any) -> str:
+    tenant = peer.base.rsplit("/", 1)[1]
+    t = Targets(engine).add(scim.directory_id, f"flaky-{secrets.token_hex(2)}", "scim", {
+        "url": f"http://127.0.0.1:{proxy.port}/{tenant}",
+        "auth": {"type": "bearer", "token": PEER_TOKEN}, "profile": profile})
+    return str(t["id"])
+
+
+def target_row(engine: Engine, tid: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(targets).where(targets.c.id == tid)).one()
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after("7") == 7.0
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert 25 <= (retry_after(format_datetime(later, usegmt=True)) or 0) <= 31
+    assert retry_after("garbage") is None
+    assert retry_after(None) is None
+
+
+def test_429_with_retry_after_is_honoured_then_converges(
+        engine: Engine, scim: Scim, proxy: tuple[Proxy, Peer]) -> None:
+    p, peer = proxy
+    u = scim.user("throttled@x.test")
+    tid = target_via(engine, scim, p, peer)
+    p.faults.plan.extend(["429"])
+    result = Reconciler(engine).run(tid)
+    assert result.error is not None and "429" in result.error
+    row = target_row(engine, tid)
+    assert row.failures == 1 and row.cursor == -1
+    # Retry-After: 1 second, not the exponential backoff.
+    assert now() < row.retry_at <= (datetime.now(UTC) + timedelta(seconds=1.5)).strftime(
+        "%Y-%m-%dT%H:%M:%S.999Z")
+    assert tid not in Worker(engine).due()
+    time.sleep(1.1)
+    assert tid in Worker(engine).due()
+    converge(engine, tid)
+    assert u["id"] in peer.users()
+    assert target_row(engine, tid).failures == 0
+
+
+@pytest.mark.parametrize("fault", ["500", "slow", "reset"])
+def test_transient_faults_back_off_and_lose_nothing(
+        engine: Engine, scim: Scim, proxy: tuple[Proxy, Peer], fault: str) -> None:
+    p, peer = proxy
+    users = [scim.user(f"f{i}@x.test")["id"] for i in range(3)]
+    tid = target_via(engine, scim, p, peer, timeout=0.5)
+    # Let the first user through, then fail the next request.
+    p.faults.plan.extend(["ok", "ok", fault])
+    result = Reconciler(engine).run(tid)
+    assert result.error is not None
+    row = target_row(engine, tid)
+    assert row.failures == 1 and row.retry_at > now() and row.cursor == -1
+    converge(engine, tid)
+    remote = peer.users()
+    assert set(remote) == set(users)
+    assert len(peer.get("Users")["Resources"]) == 3  # no duplicates after the retry
+
+
+def test_outage_quarantine_and_recovery(engine: Engine, scim: Scim,
+                                        proxy: tuple[Proxy, Peer],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    p, peer = proxy
+    monkeypatch.setattr(engine_module, "QUARANTINE_AFTER", 3)
+    u = scim.user("patient@x.test")
+    tid = target_via(engine, scim, p, peer, timeout=0.5)
+    p.stop()  # the application is down: connections are refused
+    for _ in range(3):
+        assert Reconciler(engine).run(tid).error is not None
+    row = target_row(engine, tid)
+    assert row.status == "quarantined" and row.failures == 3
+    assert row.retry_at > (datetime.now(UTC) + timedelta(minutes=10)).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z")
+    p.start()  # back (same port)
+    converge(engine, tid)
+    row = target_row(engine, tid)
+    assert row.status == "active" and row.failures == 0
+    assert u["id"] in peer.users()
