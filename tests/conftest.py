@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,11 @@ from downstream import free_port, peer, peer_root  # noqa: F401  (shared fixture
 from scimsync.api.app import create_app
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
+
+# Target credentials are encrypted with a key file: one per test session, never the
+# working directory's.
+os.environ["SCIMSYNC_SECRET_KEY_FILE"] = os.path.join(tempfile.mkdtemp(prefix="scimsync-key-"),
+                                                      "scimsync.key")
 
 PG_ADMIN_URL = os.environ.get(
     "SCIMSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

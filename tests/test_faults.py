@@ -199,3 +199,42 @@ def test_outage_quarantine_and_recovery(engine: Engine, scim: Scim,
     row = target_row(engine, tid)
     assert row.status == "active" and row.failures == 0
     assert u["id"] in peer.users()
+
+
+def test_worker_killed_repeatedly_converges_without_duplicates(
+        engine: Engine, scim: Scim, peer: Peer, tmp_path: Any) -> None:
+    """SIGKILL `scimsync worker` mid-run again and again; restart; the app ends equal
+    to the directory, with no duplicate account and no lost change."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    users = [scim.user(f"k{i:03d}@x.test")["id"] for i in range(120)]
+    group = scim.group("All", users[:60])
+    Targets(engine).add(scim.directory_id, "killed", "scim", {
+        "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
+    url = engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "SCIMSYNC_DATABASE_URL": url, "SCIMSYNC_LEASE_SECONDS": "1"}
+    cmd = [sys.executable, "-m", "scimsync.cli", "worker"]
+    rng = random.Random(7)
+    for round_ in range(5):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.6, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Changes keep arriving between crashes.
+        scim.patch(f"/Users/{users[round_]}", [{"op": "replace", "path": "title",
+                                                 "value": f"round {round_}"}])
+        time.sleep(1.1)  # the killed worker's lease expires
+    converge(engine, Targets(engine).show("killed", scim.directory_id)["id"])
+    remote_users = peer.get("Users", count="1000")["Resources"]
+    by_ext = {u["externalId"]: u for u in remote_users}
+    assert len(remote_users) == len(by_ext) == len(users)
+    assert set(by_ext) == set(users)
+    for round_ in range(5):
+        assert by_ext[users[round_]]["title"] == f"round {round_}"
+    rgroup = peer.groups()[group["id"]]
+    assert {m["value"] for m in rgroup["members"]} == {by_ext[u]["id"] for u in users[:60]}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,11 +107,15 @@ class Reconciler:
     # --- one run --------------------------------------------------------------------
 
     def run(self, target_id: str, limit: int = BATCH, dry_run: bool = False,
-            only: list[Work] | None = None) -> RunResult:
-        """Process the next journal entries (or a full pass, or `only` these resources)."""
+            only: list[Work] | None = None,
+            progress: Callable[[], None] | None = None) -> RunResult:
+        """Process the next journal entries (or a full pass, or `only` these resources).
+
+        `progress` is called after each resource (the worker renews its lease there).
+        """
         row, config, secrets = self.targets.runtime(target_id)
         connector = self.connector_factory(row.kind, config, secrets)
-        ctx = _Context(self, row, config, connector, dry_run)
+        ctx = _Context(self, row, config, connector, dry_run, progress)
         result = ctx.result
         try:
             if only is not None:
@@ -218,13 +223,15 @@ class _Context:
     """The state of one run on one target."""
 
     def __init__(self, rec: Reconciler, row: Any, config: TargetConfig,
-                 connector: Connector, dry_run: bool):
+                 connector: Connector, dry_run: bool,
+                 progress: Callable[[], None] | None = None):
         self.r = rec
         self.row = row
         self.config = config
         self.connector = connector
         self.dry_run = dry_run
         self.result = RunResult()
+        self.progress = progress or (lambda: None)
         self._links: dict[str, Link | None] = {}
 
     # --- links ------------------------------------------------------------------------
@@ -356,6 +363,7 @@ class _Context:
             step()
         except (Rejected, RemoteConflict, RemoteNotFound) as exc:
             self.dead_letter(work, "apply", exc)
+        self.progress()
 
     def match(self, kind: str, body: Doc) -> Remote | None:
         """An existing remote object for this body, by the profile's match attributes."""

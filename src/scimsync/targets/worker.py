@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -25,8 +26,12 @@ from scimsync.targets.store import FULL_SYNC
 log = logging.getLogger("scimsync.worker")
 T = targets.c
 D = directories.c
-LEASE_SECONDS = 60
+LEASE_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_SECONDS", "60"))
 POLL_SECONDS = 0.05
+
+
+class LeaseLost(Exception):
+    """Another worker took the target (this one stalled past its lease)."""
 
 
 class Worker:
@@ -62,6 +67,7 @@ class Worker:
             return list(conn.execute(stmt).scalars())
 
     def claim(self, target_id: str) -> bool:
+        """Take or renew the lease on a target; False if another worker holds it."""
         ts = now()
         until = format_time(datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS))
         with self.engine.begin() as conn:
@@ -83,11 +89,23 @@ class Worker:
         for tid in self.due():
             if self._stop.is_set() or not self.claim(tid):
                 continue
+            renewed = [time.monotonic()]
+
+            def keep_lease(tid: str = tid, renewed: list[float] = renewed) -> None:
+                # Renew well before expiry; stop at once if the lease was lost.
+                if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
+                    if not self.claim(tid):
+                        raise LeaseLost(tid)
+                    renewed[0] = time.monotonic()
+
             try:
-                result = self.reconciler.run(tid)
+                result = self.reconciler.run(tid, progress=keep_lease)
                 processed += result.processed
                 if result.error:
                     log.warning("target %s: %s", tid, result.error)
+            except LeaseLost:
+                log.warning("lost the lease on target %s; another worker continues", tid)
+                continue
             except Exception as exc:  # one broken target must not stop the others
                 log.error("target %s failed: %s", tid, type(exc).__name__, exc_info=exc)
             finally:
