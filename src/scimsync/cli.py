@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scimsync.config import database_url
-from scimsync.errors import UsageError
+from scimsync.errors import ScimError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -72,6 +72,9 @@ def _run(fn: Callable[[], None]) -> None:
         fn()
     except UsageError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ScimError as exc:
+        click.echo(f"error: {exc.detail}", err=True)
         sys.exit(2)
 
 

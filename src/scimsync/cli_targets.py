@@ -276,3 +276,74 @@ def worker_cmd(database: str | None) -> None:
         w.run_forever()
     except KeyboardInterrupt:
         w.stop()
+
+
+@main.command("lag")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def lag_cmd(as_json: bool, database: str | None) -> None:
+    """Propagation lag per target (p50/p95/p99) and the worst recent leaver."""
+    from scimsync.targets.lag import all_targets
+
+    def go() -> None:
+        rows = all_targets(_engine(database))
+        if as_json:
+            _emit(rows, True)
+            return
+        _emit([{**r, "worst_leaver_ms": (r["worst_leaver"] or {}).get("lag_ms")}
+               for r in rows], False,
+              ["name", "status", "backlog", "samples", "p50_ms", "p95_ms", "p99_ms",
+               "worst_leaver_ms", "dead_letters", "failures"], "propagation lag")
+
+    _run(go)
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """Operations a target refused (4xx that retrying cannot fix)."""
+
+
+@dead_letters_group.command("list")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--all", "show_all", is_flag=True, help="Include retried ones.")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def dead_letters_list(target: str, directory: str | None, show_all: bool, as_json: bool,
+                      database: str | None) -> None:
+    """List a target's dead letters, with the request and response (secrets redacted)."""
+    from scimsync.targets.store import list_dead_letters
+
+    def go() -> None:
+        engine = _engine(database)
+        t = _targets(database).show(target, directory)
+        rows = list_dead_letters(engine, t["id"], None if show_all else "open")
+        _emit(rows, as_json, ["id", "created", "resource_type", "resource_id", "action",
+                              "status", "error"])
+
+    _run(go)
+
+
+@dead_letters_group.command("retry")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--id", "ids", multiple=True, type=int, help="Only these (default: all open).")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def dead_letters_retry(target: str, directory: str | None, ids: tuple[int, ...],
+                       as_json: bool, database: str | None) -> None:
+    """Reconcile the resources of open dead letters now."""
+    from scimsync.targets.engine import retry_dead_letters
+
+    def go() -> None:
+        t = _targets(database).show(target, directory)
+        out = retry_dead_letters(_engine(database), t["id"], list(ids) or None)
+        if as_json:
+            _emit(out, True)
+            return
+        click.echo(f"retried {out['retried']} dead letters")
+        if out.get("actions"):
+            _emit(out["actions"], False, ["resource_type", "resource_id", "action",
+                                          "outcome", "detail"])
+
+    _run(go)

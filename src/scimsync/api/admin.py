@@ -17,6 +17,9 @@ from scimsync.errors import ScimError, UsageError
 from scimsync.store import journal
 from scimsync.store.directories import Directories
 from scimsync.store.resources import Store
+from scimsync.targets.engine import retry_dead_letters
+from scimsync.targets.lag import target_lag
+from scimsync.targets.store import Targets, list_dead_letters
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -36,6 +39,7 @@ class AdminApi:
     def __init__(self, store: Store, dirs: Directories):
         self.store = store
         self.dirs = dirs
+        self.targets = Targets(store.engine)
 
     def endpoint(self, fn: Callable[[Request], Awaitable[Any]], status: int = 200) -> Handler:
         async def handler(request: Request) -> Response:
@@ -131,6 +135,53 @@ class AdminApi:
         entries = await run_db(read)
         return {"entries": entries, "next_after": entries[-1]["seq"] if entries else after}
 
+    # --- targets --------------------------------------------------------------------
+
+    async def list_targets(self, request: Request) -> Any:
+        return {"targets": await run_db(self.targets.list,
+                                        request.query_params.get("directory"))}
+
+    async def add_target(self, request: Request) -> Any:
+        body = await self._body(request)
+        name, kind = body.pop("name", None), body.pop("kind", "scim")
+        status = "paused" if body.pop("paused", False) else "active"
+        if not isinstance(name, str) or not isinstance(kind, str):
+            raise UsageError("name (and optionally kind) are required")
+        return await run_db(self.targets.add, request.path_params["did"], name, kind, body,
+                            status)
+
+    async def show_target(self, request: Request) -> Any:
+        return await run_db(self.targets.show, request.path_params["tid"])
+
+    async def pause_target(self, request: Request) -> Any:
+        return await run_db(self.targets.set_status, request.path_params["tid"], "paused")
+
+    async def resume_target(self, request: Request) -> Any:
+        return await run_db(self.targets.set_status, request.path_params["tid"], "active")
+
+    async def remove_target(self, request: Request) -> Any:
+        await run_db(self.targets.remove, request.path_params["tid"])
+        return None
+
+    async def target_lag(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        return await run_db(target_lag, self.store.engine, t["id"])
+
+    async def dead_letters(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        status = request.query_params.get("status", "open")
+        return {"dead_letters": await run_db(list_dead_letters, self.store.engine, t["id"],
+                                             None if status == "all" else status)}
+
+    async def retry_dead_letters(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        body = await self._body(request)
+        ids = body.get("ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int)
+                                                                  for i in ids)):
+            raise UsageError("ids must be a list of dead-letter ids")
+        return await run_db(retry_dead_letters, self.store.engine, t["id"], ids)
+
     async def openapi(self, _r: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -148,6 +199,16 @@ class AdminApi:
                   methods=["POST"]),
             Route("/directories/{did}/tokens/{tid}", e(self.revoke_token), methods=["DELETE"]),
             Route("/directories/{did}/journal", e(self.journal), methods=["GET"]),
+            Route("/directories/{did}/targets", e(self.add_target, 201), methods=["POST"]),
+            Route("/targets", e(self.list_targets), methods=["GET"]),
+            Route("/targets/{tid}", e(self.show_target), methods=["GET"]),
+            Route("/targets/{tid}", e(self.remove_target), methods=["DELETE"]),
+            Route("/targets/{tid}/pause", e(self.pause_target), methods=["POST"]),
+            Route("/targets/{tid}/resume", e(self.resume_target), methods=["POST"]),
+            Route("/targets/{tid}/lag", e(self.target_lag), methods=["GET"]),
+            Route("/targets/{tid}/dead-letters", e(self.dead_letters), methods=["GET"]),
+            Route("/targets/{tid}/dead-letters/retry", e(self.retry_dead_letters),
+                  methods=["POST"]),
             Route("/admin-tokens", e(self.list_tokens), methods=["GET"]),
             Route("/admin-tokens", e(self.create_token, 201), methods=["POST"]),
             Route("/admin-tokens/{tid}/rotate", e(self.rotate_token, 201), methods=["POST"]),

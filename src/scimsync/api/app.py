@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scimsync.api.admin import AdminApi
 from scimsync.api.http import DatabaseCalls, error_response
+from scimsync.api.metrics import metrics_endpoint
 from scimsync.api.scim import ScimApi
 from scimsync.errors import ScimError
 from scimsync.store.directories import Directories
@@ -118,6 +119,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None,
         lifespan=lifespan,
         routes=[
             Route("/healthz", _health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(engine), methods=["GET"]),
             Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
             Route("/scim/{version:str}/{rest:path}", _other_version,
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),

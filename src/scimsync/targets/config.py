@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from scimsync.errors import UsageError
+from scimsync.errors import ScimError, UsageError
 from scimsync.netpolicy import check_url
 from scimsync.protocol.filter import parse_filter
 
@@ -106,7 +106,10 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
         sc["groups"] = tuple(sc["groups"])
     scope = Scope(**sc)
     if scope.filter is not None:
-        parse_filter(scope.filter)  # a bad filter is refused when configured
+        try:
+            parse_filter(scope.filter)  # a bad filter is refused when configured
+        except ScimError as exc:
+            raise UsageError(f"scope.filter is not a valid SCIM filter: {exc.detail}") from exc
     return TargetConfig(url.rstrip("/"), auth, profile, scope), secrets
 
 

@@ -518,3 +518,16 @@ class _Context:
                                 mapping.digest(body), body, "deprovisioned"))
         self.result.applied += 1
         self.record(work, "deactivate")
+
+
+def retry_dead_letters(engine: Engine, target_id: str, ids: list[int] | None = None
+                       ) -> dict[str, Any]:
+    """Reconcile the resources of open dead letters now (all, or these ids)."""
+    from scimsync.targets.store import mark_retried
+
+    pairs = mark_retried(engine, target_id, ids)
+    if not pairs:
+        return {"retried": 0, "actions": []}
+    result = Reconciler(engine).run(target_id, only=[Work(t, r) for t, r in pairs])
+    return {"retried": len(pairs), "error": result.error, "dead": result.dead,
+            "actions": result.actions}

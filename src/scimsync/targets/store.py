@@ -123,3 +123,27 @@ class Targets:
         """The row, configuration and decrypted credentials the engine needs."""
         row = self._row(target_id)
         return row, load_config(row.config), crypto.unseal(row.secret)
+
+
+def list_dead_letters(engine: Engine, target_id: str, status: str | None = "open"
+                      ) -> list[dict[str, Any]]:
+    """Operations a target refused, with the request and response (secrets redacted)."""
+    c = dead_letters.c
+    stmt = select(dead_letters).where(c.target_id == target_id).order_by(c.id)
+    if status is not None:
+        stmt = stmt.where(c.status == status)
+    with engine.connect() as conn:
+        return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(stmt)]
+
+
+def mark_retried(engine: Engine, target_id: str, ids: list[int] | None) -> list[Any]:
+    """Mark dead letters as retried; returns (resource_type, resource_id) to reconcile."""
+    c = dead_letters.c
+    where = [c.target_id == target_id, c.status == "open"]
+    if ids is not None:
+        where.append(c.id.in_(ids))
+    with engine.begin() as conn:
+        rows = conn.execute(select(c.resource_type, c.resource_id).where(*where)).all()
+        conn.execute(update(dead_letters).where(*where).values(status="retried",
+                                                               retried=now()))
+    return [(r[0], r[1]) for r in rows]

@@ -1,0 +1,64 @@
+"""GET /metrics: Prometheus text exposition of provisioning health and lag."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scimsync.targets.lag import all_targets
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class TargetCollector(Collector):
+    """Read at scrape time from the database: every process reports the same figures."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["target", "target_id", "directory_id"]
+        lag = GaugeMetricFamily("scimsync_propagation_lag_seconds",
+                                "Journal append to applied on the target, recent changes",
+                                labels=[*labels, "quantile"])
+        leaver = GaugeMetricFamily("scimsync_worst_leaver_lag_seconds",
+                                   "Slowest recent deprovisioning (time to deprovision)",
+                                   labels=labels)
+        backlog = GaugeMetricFamily("scimsync_target_backlog_entries",
+                                    "Journal entries not yet processed", labels=labels)
+        failures = GaugeMetricFamily("scimsync_target_consecutive_failures",
+                                     "Failed runs in a row", labels=labels)
+        dead = GaugeMetricFamily("scimsync_dead_letters_open",
+                                 "Operations waiting in the dead-letter list", labels=labels)
+        up = GaugeMetricFamily("scimsync_target_active", "1 if active, 0 if paused or "
+                               "quarantined", labels=[*labels, "status"])
+        for t in all_targets(self.engine):
+            base = [t["name"], t["id"], t["directory_id"]]
+            for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms")):
+                if t[key] is not None:
+                    lag.add_metric([*base, q], t[key] / 1000)
+            if t["worst_leaver"]:
+                leaver.add_metric(base, t["worst_leaver"]["lag_ms"] / 1000)
+            backlog.add_metric(base, t["backlog"])
+            failures.add_metric(base, t["failures"])
+            dead.add_metric(base, t["dead_letters"])
+            up.add_metric([*base, t["status"]], 1 if t["status"] == "active" else 0)
+        yield from (lag, leaver, backlog, failures, dead, up)
+
+
+def metrics_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+    registry = CollectorRegistry()
+    registry.register(TargetCollector(engine))
+
+    async def endpoint(_request: Request) -> Response:
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return endpoint
