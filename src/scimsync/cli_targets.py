@@ -41,8 +41,11 @@ def targets() -> None:
 @targets.command("add")
 @click.argument("directory")
 @click.argument("name")
-@click.option("--kind", default="scim", show_default=True, type=click.Choice(["scim"]))
-@click.option("--url", required=True, help="The application's SCIM base URL.")
+@click.option("--kind", default="scim", show_default=True,
+              type=click.Choice(["scim", "webhook"]))
+@click.option("--url", required=True, help="The SCIM base URL, or the webhook endpoint.")
+@click.option("--signing-secret-env", "signing_env", multiple=True, metavar="VAR",
+              help="Webhooks: read a whsec_ signing secret from $VAR (repeat while rotating).")
 @click.option("--bearer-token-env", metavar="VAR", help="Read a bearer token from $VAR.")
 @click.option("--basic-user", help="Basic auth user name (password from --basic-password-env).")
 @click.option("--basic-password-env", metavar="VAR")
@@ -58,12 +61,13 @@ def targets() -> None:
 @click.option("--paused", is_flag=True, help="Create the target paused.")
 @click.option("--json", "as_json", is_flag=True)
 @database_option
-def targets_add(directory: str, name: str, kind: str, url: str, bearer_token_env: str | None,
+def targets_add(directory: str, name: str, kind: str, url: str, signing_env: tuple[str, ...],
+                bearer_token_env: str | None,
                 basic_user: str | None, basic_password_env: str | None, deprovision: str,
                 no_patch: bool, no_groups: bool, match: str, scope_group: tuple[str, ...],
                 scope_filter: str | None, rate_limit: float, paused: bool, as_json: bool,
                 database: str | None) -> None:
-    """Add a SCIM application as a target of DIRECTORY (id or name)."""
+    """Add a SCIM application or a webhook as a target of DIRECTORY (id or name)."""
 
     def go() -> None:
         auth: dict[str, Any] = {"type": "none"}
@@ -72,13 +76,16 @@ def targets_add(directory: str, name: str, kind: str, url: str, bearer_token_env
         elif basic_user:
             auth = {"type": "basic", "username": basic_user,
                     "password": _secret(basic_password_env, "basic password")}
-        settings = {
+        settings: dict[str, Any] = {
             "url": url, "auth": auth,
             "profile": {"patch": not no_patch, "groups": not no_groups,
                         "deprovision": deprovision, "rate_limit": rate_limit,
                         "match": [m.strip() for m in match.split(",") if m.strip()]},
             "scope": {"groups": list(scope_group), "filter": scope_filter},
         }
+        if kind == "webhook":
+            settings["secret"] = [s for v in signing_env
+                                  if (s := _secret(v, "signing secret")) is not None]
         t = _targets(database).add(directory, name, kind, settings,
                                    "paused" if paused else "active")
         _emit(t, as_json, ["id", "name", "kind", "status", "directory_id"], "target added")

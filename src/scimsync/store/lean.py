@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 Params = dict[str, Any]
 _POSTCOMPILE = "__[POSTCOMPILE_{}]"
+# One persistent SQLite read connection per (engine, thread), shared by every Lean on
+# that engine: Lean objects come and go (one per reconciler run), connections must not.
+_READERS: weakref.WeakKeyDictionary[Engine, threading.local] = weakref.WeakKeyDictionary()
+_READERS_LOCK = threading.Lock()
 
 
 class Prepared:
@@ -87,7 +92,8 @@ class Lean:
         self.dialect = engine.dialect
         self._prepared: dict[tuple[Any, ...], Prepared] = {}
         self._keep: dict[int, ClauseElement] = {}
-        self._local = threading.local()
+        with _READERS_LOCK:
+            self._local = _READERS.setdefault(engine, threading.local())
 
     def prepared(self, stmt: ClauseElement, params: Params | None = None,
                  static: bool = True) -> Prepared:

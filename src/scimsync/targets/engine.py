@@ -43,7 +43,9 @@ from scimsync.targets.connector import (
     RemoteNotFound,
     Transient,
 )
+from scimsync.targets.events import build_event
 from scimsync.targets.store import FULL_SYNC, Targets
+from scimsync.targets.webhook import WebhookSender
 
 log = logging.getLogger("scimsync.engine")
 L = links.c
@@ -55,12 +57,16 @@ QUARANTINE_RETRY = 900.0
 Doc = dict[str, Any]
 
 
-def make_connector(kind: str, config: TargetConfig, secrets: dict[str, Any]) -> Connector:
+def make_connector(kind: str, config: TargetConfig, secrets: dict[str, Any]) -> Any:
     """The connector for a target kind; an unknown kind fails loudly."""
     if kind == "scim":
         from scimsync.targets.scim_client import ScimConnector
 
         return ScimConnector(config, secrets)
+    if kind == "webhook":
+        from scimsync.targets.webhook import WebhookSender
+
+        return WebhookSender(config, secrets)
     raise ValueError(f"no connector for target kind {kind!r}")
 
 
@@ -121,7 +127,9 @@ class Reconciler:
             if only is not None:
                 ctx.reconcile(only)
                 return result
-            if row.cursor == FULL_SYNC:
+            if row.kind == "webhook":
+                self._events(ctx, limit)
+            elif row.cursor == FULL_SYNC:
                 self._full(ctx)
             else:
                 entries = self._entries(row, limit)
@@ -142,6 +150,31 @@ class Reconciler:
         if not dry_run and (row.failures or row.status == "quarantined"):
             self._healthy(row)
         return result
+
+    def _events(self, ctx: _Context, limit: int) -> None:
+        """Webhooks: one signed event per journal entry in scope, in journal order.
+
+        A new webhook target starts at the end of the journal (events, not history).
+        On a transient failure the cursor stays at the last event delivered.
+        """
+        row = ctx.row
+        if row.cursor == FULL_SYNC:
+            with self.engine.connect() as conn:
+                start = conn.execute(select(directories.c.journal_seq).where(
+                    directories.c.id == row.directory_id)).scalar_one()
+            if not ctx.dry_run:
+                self._advance(row.id, start)
+            return
+        entries = self._entries(row, limit)
+        delivered = row.cursor
+        try:
+            for entry in entries:
+                ctx.deliver(entry)
+                delivered = entry["seq"]
+        finally:
+            if not ctx.dry_run and delivered != row.cursor:
+                self._advance(row.id, delivered)
+        ctx.result.done = len(entries) < limit
 
     def _entries(self, row: Any, limit: int) -> list[dict[str, Any]]:
         with self.store.read() as conn:
@@ -201,6 +234,10 @@ class Reconciler:
                 updated=now()))
 
 
+def rec_id(entry: dict[str, Any]) -> str:
+    return str(entry["resource_id"])
+
+
 def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
     """Many changes to one resource between runs become one piece of work."""
     work: dict[str, Work] = {}
@@ -223,12 +260,13 @@ class _Context:
     """The state of one run on one target."""
 
     def __init__(self, rec: Reconciler, row: Any, config: TargetConfig,
-                 connector: Connector, dry_run: bool,
+                 connector: Any, dry_run: bool,
                  progress: Callable[[], None] | None = None):
         self.r = rec
         self.row = row
         self.config = config
-        self.connector = connector
+        self.connector: Connector = connector  # SCIM targets
+        self.sender = connector if isinstance(connector, WebhookSender) else None  # webhooks
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
@@ -345,6 +383,45 @@ class _Context:
         for w, _ in leaving:
             self.guarded(w, lambda w=w: self.deprovision(w))
         self.result.processed += len(users) + len(groups)
+
+    def deliver(self, entry: dict[str, Any]) -> None:
+        """Send one journal entry's event if its resource is in scope (webhooks)."""
+        work = Work(entry["resource_type"], entry["resource_id"], entry["seq"], entry["at"],
+                    entry["lifecycle"])
+        rec = self.load(work)
+        if rec is None:
+            # Gone since: in scope if delivered before, or if the target takes everything.
+            scope = self.config.scope
+            everything = not scope.groups and not scope.filter and (
+                work.resource_type == "User" or self.config.profile.groups)
+            in_scope = everything or self.link(work.resource_id) is not None
+        elif rec.type == "User":
+            in_scope = mapping.user_in_scope(self.config, rec)
+        else:
+            in_scope = mapping.group_in_scope(self.config, rec)
+        self.result.processed += 1
+        if not in_scope:
+            return
+        event = build_event(self.r.store, entry, self.row.id,
+                            None if rec is not None else {"id": rec_id(entry),
+                                                          "deleted": True})
+        if self.dry_run:
+            self.record(work, event["type"])
+            return
+        assert self.sender is not None
+        try:
+            self.sender.send(event)
+        except Rejected as exc:
+            self.dead_letter(work, event["type"], exc)
+            return
+        if rec is None:
+            self.drop_link(work.resource_id)
+        elif self.link(work.resource_id) is None:
+            self.save_link(Link(work.resource_id, work.resource_type, None, None, None,
+                                "provisioned"))
+        self.result.applied += 1
+        self.record(work, event["type"])
+        self.progress()
 
     def reports_of(self, user_id: str) -> list[str]:
         """Users whose enterprise manager is this user."""

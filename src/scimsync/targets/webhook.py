@@ -1,0 +1,63 @@
+"""Webhook targets, signed per the Standard Webhooks specification.
+
+Each journal entry in scope becomes one POST with `webhook-id` (stable per event and
+target, for idempotency), `webhook-timestamp` and `webhook-signature`: `v1,` and the
+base64 HMAC-SHA256 of `id.timestamp.body` under each configured secret, separated by
+spaces, so receivers keep verifying while a secret is rotated. Only 2xx is success.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from scimsync.netpolicy import check_url
+from scimsync.targets.config import TargetConfig
+from scimsync.targets.connector import Rejected, Transient
+from scimsync.targets.scim_client import RateLimiter, retry_after
+
+
+class WebhookSender:
+    def __init__(self, config: TargetConfig, secrets: dict[str, Any],
+                 transport: httpx.BaseTransport | None = None):
+        self.url = check_url(config.url)
+        self.signers = [Webhook(s) for s in secrets.get("signing", [])]
+        if not self.signers:
+            raise Rejected("webhook target has no signing secret")
+        self.http = httpx.Client(timeout=config.profile.timeout, transport=transport)
+        self.limiter = RateLimiter(config.profile.rate_limit)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def headers(self, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+        from datetime import UTC, datetime
+
+        when = datetime.fromtimestamp(timestamp, UTC)
+        signatures = " ".join(s.sign(msg_id, when, body.decode()) for s in self.signers)
+        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                "webhook-signature": signatures, "content-type": "application/json"}
+
+    def send(self, event: dict[str, Any]) -> None:
+        """POST one event; raises Transient (retry) or Rejected (dead letter)."""
+        self.limiter.wait()
+        body = orjson.dumps(event)
+        headers = self.headers(event["id"], body, int(time.time()))
+        request = {"method": "POST", "url": self.url, "event_id": event["id"],
+                   "type": event["type"]}
+        try:
+            r = self.http.post(self.url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise Transient(f"POST webhook: {type(exc).__name__}", request=request) from exc
+        if 200 <= r.status_code < 300:
+            return
+        message = f"webhook answered {r.status_code}"
+        response = {"status": r.status_code, "body": r.text[:2000]}
+        if r.status_code in (408, 425, 429) or r.status_code >= 500:
+            raise Transient(message, status=r.status_code, request=request, response=response,
+                            retry_after=retry_after(r.headers.get("retry-after")))
+        raise Rejected(message, status=r.status_code, request=request, response=response)
