@@ -173,3 +173,23 @@ def test_scope_filters_events(engine: Engine, scim: Scim,
     scim.group("G", [c["id"]])
     drain(engine, tid)
     assert [(e["type"], e["resource_id"]) for e in r.events] == [("user.created", c["id"])]
+
+
+def test_events_api_by_cursor_and_retention(client: Any, engine: Engine, scim: Scim,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from scimsync.store.directories import Directories
+
+    admin = {"Authorization": f"Bearer {Directories(engine).create_token(None, 'e')['token']}"}
+    u = scim.user("evented@x.test")
+    scim.patch(f"/Users/{u['id']}", [{"op": "replace", "path": "active", "value": False}])
+    url = f"/admin/directories/{scim.directory_id}/events"
+    page = client.get(f"{url}?after=0&limit=1", headers=admin).json()
+    assert [e["type"] for e in page["events"]] == ["user.created"]
+    assert page["retention_days"] == 30
+    rest = client.get(f"{url}?after={page['next_after']}", headers=admin).json()
+    assert [e["type"] for e in rest["events"]] == ["user.deactivated"]
+    assert rest["events"][0]["data"]["lifecycle"] == "leaver"
+    again = client.get(f"{url}?after=0&limit=1", headers=admin).json()
+    assert again["events"][0]["id"] == page["events"][0]["id"]  # stable ids
+    monkeypatch.setenv("SCIMSYNC_EVENT_RETENTION_DAYS", "0")
+    assert client.get(f"{url}?after=0", headers=admin).json()["events"] == []

@@ -279,6 +279,29 @@ _token_commands(admin_tokens, admin=True)
 # --- journal -----------------------------------------------------------------------
 
 
+@main.command("prune-journal")
+@click.argument("directory_id")
+@click.option("--older-than", default="30d", show_default=True,
+              help="Keep this much history (events API retention).")
+@database_option
+def prune_journal(directory_id: str, older_than: str, database: str | None) -> None:
+    """Delete journal entries older than the retention that every target has consumed."""
+    from datetime import UTC, datetime
+
+    from scimsync.protocol.timefmt import format_time
+    from scimsync.store import journal
+
+    def go() -> None:
+        engine = _engine(database)
+        _dirs(database).get(directory_id)
+        cutoff = format_time(datetime.now(UTC) - parse_duration(older_than))
+        with engine.begin() as conn:
+            n = journal.prune(conn, directory_id, cutoff)
+        click.echo(f"deleted {n} journal entries older than {cutoff}")
+
+    _run(go)
+
+
 @main.command("journal")
 @click.argument("directory_id")
 @click.option("--after", default=0, show_default=True, type=int, help="Show entries after seq.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -14,10 +14,12 @@ from starlette.routing import Route
 from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
 from scimsync.errors import ScimError, UsageError
+from scimsync.protocol.timefmt import format_time
 from scimsync.store import journal
 from scimsync.store.directories import Directories
 from scimsync.store.resources import Store
 from scimsync.targets.engine import retry_dead_letters
+from scimsync.targets.events import build_event, retention_days
 from scimsync.targets.lag import target_lag
 from scimsync.targets.store import Targets, list_dead_letters
 
@@ -96,6 +98,23 @@ class AdminApi:
 
     # Token handlers serve both scopes: /directories/{did}/tokens and /admin-tokens
     # (no `did`: admin tokens).
+
+    async def events(self, request: Request) -> Any:
+        """The events API: journal entries as events, by cursor, within the retention."""
+        did = request.path_params["did"]
+        await run_db(self.dirs.get, did)
+        after = _int_param(request, "after", 0)
+        limit = min(max(_int_param(request, "limit", 100), 1), 1000)
+        oldest = format_time(datetime.now(UTC) - timedelta(days=retention_days()))
+
+        def read() -> list[dict[str, Any]]:
+            with self.store.read() as conn:
+                entries = journal.read(conn, did, after, limit, since=oldest)
+            return [build_event(self.store, e, "events-api") for e in entries]
+
+        events = await run_db(read)
+        return {"events": events, "next_after": events[-1]["seq"] if events else after,
+                "retention_days": retention_days()}
 
     async def list_tokens(self, request: Request) -> Any:
         did = request.path_params.get("did")
@@ -199,6 +218,7 @@ class AdminApi:
                   methods=["POST"]),
             Route("/directories/{did}/tokens/{tid}", e(self.revoke_token), methods=["DELETE"]),
             Route("/directories/{did}/journal", e(self.journal), methods=["GET"]),
+            Route("/directories/{did}/events", e(self.events), methods=["GET"]),
             Route("/directories/{did}/targets", e(self.add_target, 201), methods=["POST"]),
             Route("/targets", e(self.list_targets), methods=["GET"]),
             Route("/targets/{tid}", e(self.show_target), methods=["GET"]),

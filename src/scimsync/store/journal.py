@@ -78,9 +78,9 @@ def append(conn: LeanConnection, directory_id: str, entries: list[Entry], actor:
 
 def read(
     conn: Connection, directory_id: str, after: int = 0, limit: int = 100,
-    resource_id: str | None = None,
+    resource_id: str | None = None, since: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Entries with seq > after, oldest first."""
+    """Entries with seq > after (and committed at or after `since`), oldest first."""
     stmt = (
         select(journal)
         .where(journal.c.directory_id == directory_id, journal.c.seq > after)
@@ -89,6 +89,8 @@ def read(
     )
     if resource_id is not None:
         stmt = stmt.where(journal.c.resource_id == resource_id)
+    if since is not None:
+        stmt = stmt.where(journal.c.at >= since)
     # Column keys are str subclasses (quoted_name), which JSON encoders reject.
     return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(stmt)]
 
@@ -124,3 +126,18 @@ def user_lifecycle(op: str, changed: list[str]) -> str | None:
     if any(p in MOVER_PATHS for p in changed):
         return "mover"
     return None
+
+
+def prune(conn: Connection, directory_id: str, older_than: str) -> int:
+    """Delete entries committed before `older_than` that every target has consumed."""
+    from sqlalchemy import delete, func
+
+    from scimsync.store.tables import targets
+
+    floor = conn.execute(select(func.min(targets.c.cursor)).where(
+        targets.c.directory_id == directory_id)).scalar_one()
+    stmt = delete(journal).where(journal.c.directory_id == directory_id,
+                                 journal.c.at < older_than)
+    if floor is not None:
+        stmt = stmt.where(journal.c.seq <= max(floor, 0))
+    return int(conn.execute(stmt).rowcount)

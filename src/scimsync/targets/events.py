@@ -9,6 +9,7 @@ retried delivery can be recognised as a duplicate.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from scimsync.errors import NotFound
@@ -24,6 +25,11 @@ GROUP_EVENTS = {"created": "group.created", "updated": "group.updated",
                 "deleted": "group.deleted", "member_added": "group.member_added",
                 "member_removed": "group.member_removed"}
 EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values())
+
+
+def retention_days() -> int:
+    """How long events stay available (SCIMSYNC_EVENT_RETENTION_DAYS, default 30)."""
+    return int(os.environ.get("SCIMSYNC_EVENT_RETENTION_DAYS", "30"))
 
 
 def event_type(entry: dict[str, Any]) -> str:
