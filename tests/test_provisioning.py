@@ -203,3 +203,27 @@ def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def test_mass_deprovisioning_waits_for_approval(engine: Engine, scim: Scim,
+                                                peer: Peer) -> None:
+    from scimsync.targets.store import approve
+
+    users = [scim.user(f"m{i}@x.test")["id"] for i in range(6)]
+    tid = add_target(engine, scim, peer, profile={"max_deprovisions": 3})
+    converge(engine, tid)
+    for uid in users[:4]:
+        scim.delete(f"/Users/{uid}")
+    result = Reconciler(engine).run(tid)
+    assert result.error is not None and "would deprovision 4 of 6" in result.error
+    shown = Targets(engine).show(tid)
+    assert shown["status"] == "held"
+    assert all(u["active"] for u in peer.users().values())  # nothing was taken out
+    from scimsync.targets.worker import Worker
+
+    assert tid not in Worker(engine).due()  # held targets wait
+    assert approve(engine, tid) == {"target_id": tid, "approved_deprovisions": 4}
+    converge(engine, tid)
+    remote = peer.users()
+    assert [remote[u]["active"] for u in users] == [False] * 4 + [True] * 2
+    assert "approved" not in Targets(engine).show(tid)["config"]  # used up

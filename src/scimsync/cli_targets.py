@@ -121,6 +121,25 @@ _status_command("pause", "paused")
 _status_command("resume", "active")
 
 
+@targets.command("approve")
+@click.argument("target")
+@click.option("--directory")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def targets_approve(target: str, directory: str | None, as_json: bool,
+                    database: str | None) -> None:
+    """Approve the mass deprovisioning a held target waits for, once."""
+    from scimsync.targets.store import approve
+
+    def go() -> None:
+        t = _targets(database).show(target, directory)
+        if not as_json:
+            click.echo(f"{t['name']}: {t['last_error']}")
+        _emit(approve(_engine(database), t["id"]), as_json)
+
+    _run(go)
+
+
 @targets.command("show")
 @click.argument("target")
 @click.option("--directory")

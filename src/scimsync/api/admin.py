@@ -21,7 +21,7 @@ from scimsync.store.resources import Store
 from scimsync.targets.engine import retry_dead_letters
 from scimsync.targets.events import build_event, retention_days
 from scimsync.targets.lag import target_lag
-from scimsync.targets.store import Targets, list_dead_letters
+from scimsync.targets.store import Targets, approve, list_dead_letters
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -178,6 +178,10 @@ class AdminApi:
     async def resume_target(self, request: Request) -> Any:
         return await run_db(self.targets.set_status, request.path_params["tid"], "active")
 
+    async def approve_target(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        return await run_db(approve, self.store.engine, t["id"])
+
     async def remove_target(self, request: Request) -> Any:
         await run_db(self.targets.remove, request.path_params["tid"])
         return None
@@ -225,6 +229,7 @@ class AdminApi:
             Route("/targets/{tid}", e(self.remove_target), methods=["DELETE"]),
             Route("/targets/{tid}/pause", e(self.pause_target), methods=["POST"]),
             Route("/targets/{tid}/resume", e(self.resume_target), methods=["POST"]),
+            Route("/targets/{tid}/approve", e(self.approve_target), methods=["POST"]),
             Route("/targets/{tid}/lag", e(self.target_lag), methods=["GET"]),
             Route("/targets/{tid}/dead-letters", e(self.dead_letters), methods=["GET"]),
             Route("/targets/{tid}/dead-letters/retry", e(self.retry_dead_letters),

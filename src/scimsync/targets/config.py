@@ -31,6 +31,10 @@ class Profile:
     max_members_per_patch: int = 100
     rate_limit: float = 0.0  # requests per second; 0 = unlimited
     timeout: float = 30.0
+    # Accidental-deletion guard: a run that would take out more accounts than this, or
+    # more than this share of those provisioned (once over 10), waits for approval.
+    max_deprovisions: int = 500
+    max_deprovision_percent: float = 30.0
 
 
 @dataclass

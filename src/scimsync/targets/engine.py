@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from scimsync.errors import NotFound
 from scimsync.protocol.filter import parse_filter
@@ -91,6 +91,15 @@ class Work:
     lifecycle: str | None = None
 
 
+class GuardHeld(Exception):
+    """The run would deprovision more than the target's guard allows."""
+
+    def __init__(self, count: int, provisioned: int):
+        super().__init__(f"would deprovision {count} of {provisioned} provisioned accounts: "
+                         "waiting for approval (scimsync targets approve)")
+        self.count = count
+
+
 @dataclass
 class RunResult:
     processed: int = 0
@@ -145,9 +154,16 @@ class Reconciler:
             if not dry_run:
                 self._failed(row, exc)
             return result
+        except GuardHeld as exc:
+            result.error = str(exc)
+            result.done = False
+            if not dry_run:
+                self._hold(row, exc)
+            return result
         finally:
             connector.close()
-        if not dry_run and (row.failures or row.status == "quarantined"):
+        if not dry_run and (row.failures or row.status == "quarantined"
+                            or "approved" in row.config):
             self._healthy(row)
         return result
 
@@ -200,6 +216,15 @@ class Reconciler:
                     break
                 ctx.reconcile([Work(rtype, i) for i in ids])
                 after = ids[-1]
+        # Linked resources that no longer exist in the directory must go too.
+        with self.engine.connect() as conn:
+            gone = conn.execute(
+                select(L.resource_type, L.resource_id)
+                .outerjoin(resources, resources.c.id == L.resource_id)
+                .where(L.target_id == ctx.row.id, L.state == "provisioned",
+                       resources.c.id.is_(None))).all()
+        if gone:
+            ctx.reconcile([Work(t, r) for t, r in gone])
         if not ctx.dry_run:
             self._advance(ctx.row.id, start)
 
@@ -226,10 +251,20 @@ class Reconciler:
                 failures=failures, last_error=str(exc)[:2000], retry_at=retry,
                 status=status, updated=now()))
 
-    def _healthy(self, row: Any) -> None:
+    def _hold(self, row: Any, exc: GuardHeld) -> None:
+        log.warning("target %s held: %s", row.name, exc)
+        config = {**row.config, "hold": {"count": exc.count, "at": now()}}
+        config.pop("approved", None)
         with self.engine.begin() as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
-                failures=0, last_error=None, retry_at=None,
+                status="held", config=config, last_error=str(exc), updated=now()))
+
+    def _healthy(self, row: Any) -> None:
+        """A run went through: clear failures, release quarantine, use up an approval."""
+        config = {k: v for k, v in row.config.items() if k != "approved"}
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == row.id).values(
+                failures=0, last_error=None, retry_at=None, config=config,
                 status="active" if row.status == "quarantined" else row.status,
                 updated=now()))
 
@@ -377,6 +412,7 @@ class _Context:
         for w, rec in leaving:
             if self.remote_id(w.resource_id) is not None and rec is not None:
                 self.add_groups_of(rec, groups, w)
+        self.check_guard([w for w, _ in leaving])
         if self.config.profile.groups:
             for w in groups.values():
                 self.guarded(w, lambda w=w: self.sync_group(w))
@@ -422,6 +458,25 @@ class _Context:
         self.result.applied += 1
         self.record(work, event["type"])
         self.progress()
+
+    def check_guard(self, leaving: list[Work]) -> None:
+        """Stop before a mass deprovisioning unless a person approved it."""
+        count = sum(1 for w in leaving if self.remote_id(w.resource_id) is not None)
+        if not count or self.dry_run:
+            return
+        p = self.config.profile
+        with self.r.engine.connect() as conn:
+            provisioned = conn.execute(select(func.count()).select_from(links).where(
+                L.target_id == self.row.id, L.state == "provisioned",
+                L.resource_type == "User")).scalar_one()
+        share = 100.0 * count / max(provisioned, 1)
+        too_many = count > p.max_deprovisions or (count > 10 and share > p.max_deprovision_percent)
+        if not too_many:
+            return
+        approved = int((self.row.config.get("approved") or {}).get("count", -1))
+        if approved >= count:
+            return
+        raise GuardHeld(count, int(provisioned))
 
     def reports_of(self, user_id: str) -> list[str]:
         """Users whose enterprise manager is this user."""

@@ -15,7 +15,7 @@ from scimsync.store.tables import dead_letters, directories, links, targets
 from scimsync.targets.config import TargetConfig, load_config, parse_config
 
 T = targets.c
-STATUSES = ("active", "paused", "quarantined")
+STATUSES = ("active", "paused", "quarantined", "held")
 # A cursor of -1 asks the engine for a full pass over the directory (a new target's
 # initial load) before it follows the journal from where that pass began.
 FULL_SYNC = -1
@@ -147,3 +147,18 @@ def mark_retried(engine: Engine, target_id: str, ids: list[int] | None) -> list[
         conn.execute(update(dead_letters).where(*where).values(status="retried",
                                                                retried=now()))
     return [(r[0], r[1]) for r in rows]
+
+
+def approve(engine: Engine, target_id: str) -> dict[str, Any]:
+    """Approve the deprovisioning a held target is waiting for (once), and resume it."""
+    with engine.begin() as conn:
+        row = conn.execute(select(targets).where(T.id == target_id)).one()
+        if row.status != "held":
+            raise UsageError(f"target {row.name} is not waiting for approval ({row.status})")
+        config = dict(row.config)
+        pending = int((config.get("hold") or {}).get("count", 0))
+        config["approved"] = {"count": pending, "at": now()}
+        config.pop("hold", None)
+        conn.execute(update(targets).where(T.id == target_id).values(
+            config=config, status="active", last_error=None, retry_at=None, updated=now()))
+    return {"target_id": target_id, "approved_deprovisions": pending}
