@@ -51,6 +51,10 @@ class TargetConfig:
     auth: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
     profile: Profile = field(default_factory=Profile)
     scope: Scope = field(default_factory=Scope)
+    # [{"target": path, "source": path | "value": literal | "expression": text}]
+    mapping: list[dict[str, Any]] = field(default_factory=list)
+    # [{"group": name or id, "value": role, "attribute": "roles" | "entitlements"}]
+    roles: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -114,7 +118,51 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
             parse_filter(scope.filter)  # a bad filter is refused when configured
         except ScimError as exc:
             raise UsageError(f"scope.filter is not a valid SCIM filter: {exc.detail}") from exc
-    return TargetConfig(url.rstrip("/"), auth, profile, scope), secrets
+    mapping = _check_mapping(raw.get("mapping") or [])
+    roles = _check_roles(raw.get("roles") or [])
+    return TargetConfig(url.rstrip("/"), auth, profile, scope, mapping, roles), secrets
+
+
+def _check_mapping(rules: Any) -> list[dict[str, Any]]:
+    from scimsync.protocol.resources import USER
+    from scimsync.protocol.schema import resolve
+    from scimsync.targets.expressions import parse
+
+    if not isinstance(rules, list):
+        raise UsageError("mapping must be a list of rules")
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not isinstance(rule.get("target"), str):
+            raise UsageError(f"mapping[{i}] needs a target attribute")
+        sources = [k for k in ("source", "value", "expression") if k in rule]
+        if len(sources) != 1:
+            raise UsageError(f"mapping[{i}] needs exactly one of source, value, expression")
+        target = rule["target"]
+        rp = resolve(USER, target)
+        if rp is None or rp.attr.mutability == "readOnly" or rp.attr.name in ("id",
+                                                                              "password"):
+            raise UsageError(f"mapping[{i}]: {target!r} is not a writable User attribute")
+        if "source" in rule:
+            parse(str(rule["source"]))
+        if "expression" in rule:
+            parse(str(rule["expression"]))
+        out.append(dict(rule))
+    return out
+
+
+def _check_roles(rules: Any) -> list[dict[str, Any]]:
+    if not isinstance(rules, list):
+        raise UsageError("roles must be a list of {group, value}")
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not isinstance(rule.get("group"), str) or \
+                not isinstance(rule.get("value"), str):
+            raise UsageError(f"roles[{i}] needs a group and a value")
+        attribute = rule.get("attribute", "roles")
+        if attribute not in ("roles", "entitlements"):
+            raise UsageError(f"roles[{i}].attribute is roles or entitlements")
+        out.append({"group": rule["group"], "value": rule["value"], "attribute": attribute})
+    return out
 
 
 def load_config(raw: dict[str, Any]) -> TargetConfig:
@@ -124,4 +172,5 @@ def load_config(raw: dict[str, Any]) -> TargetConfig:
     scope = dict(raw.get("scope") or {})
     scope["groups"] = tuple(scope.get("groups", ()))
     return TargetConfig(raw["url"], dict(raw.get("auth") or {"type": "none"}),
-                        Profile(**profile), Scope(**scope))
+                        Profile(**profile), Scope(**scope), list(raw.get("mapping") or []),
+                        list(raw.get("roles") or []))

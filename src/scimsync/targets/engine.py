@@ -396,6 +396,13 @@ class _Context:
         while queue:
             w = queue.pop(0)
             rec = self.load(w)
+            if rec is None and w.lifecycle == "mover":
+                # A nested group joined or left a group: its users are the work.
+                nested = self.load(Work("Group", w.resource_id))
+                if nested is not None:
+                    queue += [Work("User", u, w.seq, w.changed_at, "mover")
+                              for u in self.member_users(nested)]
+                    continue
             desired = None if rec is None else mapping.desired_user(
                 self.config, rec, self.remote_id)
             if desired is None:

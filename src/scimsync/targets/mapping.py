@@ -19,7 +19,8 @@ from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
 from scimsync.protocol.render import full_document
 from scimsync.protocol.resources import USER
-from scimsync.protocol.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER
+from scimsync.protocol.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, resolve
+from scimsync.targets import expressions
 from scimsync.targets.config import TargetConfig
 
 Doc = dict[str, Any]
@@ -80,7 +81,74 @@ def desired_user(config: TargetConfig, rec: Record, remote_id: RemoteId) -> Doc 
             body["schemas"] = [CORE_USER, ENTERPRISE_USER]
             body[ENTERPRISE_USER] = ext
     body.setdefault("active", True)
+    if config.mapping:
+        apply_mapping(config.mapping, body, full_document(rec, ""))
+    if config.roles:
+        apply_roles(config.roles, body, rec)
     return body
+
+
+def _compiled(text: str) -> expressions.Expr:
+    found = _EXPRESSIONS.get(text)
+    if found is None:
+        found = _EXPRESSIONS[text] = expressions.parse(text)
+    return found
+
+
+_EXPRESSIONS: dict[str, expressions.Expr] = {}
+
+
+def apply_mapping(rules: list[dict[str, Any]], body: Doc, source: Doc) -> None:
+    """Set each target attribute from a source path, a constant or an expression."""
+    for rule in rules:
+        if "value" in rule:
+            value = rule["value"]
+        else:
+            value = expressions.evaluate(_compiled(str(rule.get("source")
+                                                        or rule.get("expression"))), source)
+        set_path(body, rule["target"], value)
+
+
+def set_path(body: Doc, path: str, value: Any) -> None:
+    """Set (or, for null, remove) an attribute path in a User body."""
+    rp = resolve(USER, path)
+    assert rp is not None  # checked when the target was configured
+    container = body
+    if rp.extension and rp.schema is not None:
+        container = body.setdefault(rp.schema.id, {})
+        if rp.schema.id not in body.get("schemas", []):
+            body["schemas"] = [*body.get("schemas", []), rp.schema.id]
+    if rp.attr.multi_valued and rp.attr.type == "complex" and value is not None:
+        items = value if isinstance(value, list) else [value]
+        value = [v if isinstance(v, dict) else {"value": v} for v in items]
+    if rp.sub is None:
+        if value is None:
+            container.pop(rp.attr.name, None)
+        else:
+            container[rp.attr.name] = value
+        return
+    parent = container.setdefault(rp.attr.name, {})
+    if value is None:
+        parent.pop(rp.sub.name, None)
+    else:
+        parent[rp.sub.name] = value
+
+
+def apply_roles(rules: list[dict[str, Any]], body: Doc, rec: Record) -> None:
+    """Group -> role: membership (direct or through nested groups) grants the value."""
+    mine = {g.value.lower() for g in rec.groups or []} | {
+        (g.display or "").lower() for g in rec.groups or []}
+    granted: dict[str, set[str]] = {}
+    for rule in rules:
+        attribute = rule.get("attribute", "roles")
+        granted.setdefault(attribute, set())
+        if rule["group"].lower() in mine:
+            granted[attribute].add(rule["value"])
+    for attribute, values in granted.items():
+        if values:
+            body[attribute] = [{"value": v} for v in sorted(values)]
+        else:
+            body.pop(attribute, None)
 
 
 def desired_group(config: TargetConfig, rec: Record, member_ids: list[str],
