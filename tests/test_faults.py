@@ -238,3 +238,67 @@ def test_worker_killed_repeatedly_converges_without_duplicates(
         assert by_ext[users[round_]]["title"] == f"round {round_}"
     rgroup = peer.groups()[group["id"]]
     assert {m["value"] for m in rgroup["members"]} == {by_ext[u]["id"] for u in users[:60]}
+
+
+def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Scim,
+                                                        peer_root: str) -> None:
+    """Three workers, four targets: every target converges, and no (target, resource)
+    is ever applied by two workers at once (leases)."""
+    from scimsync.targets.engine import make_connector
+
+    users = [scim.user(f"w{i:03d}@x.test")["id"] for i in range(60)]
+    peers = [Peer(f"{peer_root}/t{secrets.token_hex(4)}") for _ in range(4)]
+    tids = [str(Targets(engine).add(scim.directory_id, f"shared-{i}", "scim", {
+        "url": p.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})["id"])
+        for i, p in enumerate(peers)]
+    in_flight: set[tuple[str, str]] = set()
+    overlaps: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    class Watched:
+        def __init__(self, inner: Any, target: str):
+            self.inner, self.target = inner, target
+
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(self.inner, name)
+            if name not in ("create", "replace", "patch", "delete"):
+                return method
+
+            def watched(kind: str, *args: Any) -> Any:
+                key = (self.target, str(args[0].get("externalId") if isinstance(args[0], dict)
+                                        else args[0]))
+                with lock:
+                    if key in in_flight:
+                        overlaps.append(key)
+                    in_flight.add(key)
+                try:
+                    time.sleep(0.001)
+                    return method(kind, *args)
+                finally:
+                    with lock:
+                        in_flight.discard(key)
+
+            return watched
+
+    def factory(kind: str, config: Any, secrets_: Any) -> Any:
+        return Watched(make_connector(kind, config, secrets_), config.url)
+
+    workers = [Worker(engine, name=f"w{i}", reconciler=Reconciler(engine, factory))
+               for i in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(set(p.users()) == set(users) for p in peers):
+            assert time.monotonic() < deadline, "workers did not converge"
+            time.sleep(0.2)
+        scim.patch(f"/Users/{users[0]}", [{"op": "replace", "path": "title", "value": "x"}])
+        while not all(p.users()[users[0]].get("title") == "x" for p in peers):
+            assert time.monotonic() < deadline, "change not propagated"
+            time.sleep(0.1)
+    finally:
+        for w in workers:
+            w.stop()
+    assert overlaps == []
+    for tid in tids:
+        assert Targets(engine).show(tid)["failures"] == 0

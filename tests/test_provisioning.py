@@ -227,3 +227,53 @@ def test_mass_deprovisioning_waits_for_approval(engine: Engine, scim: Scim,
     remote = peer.users()
     assert [remote[u]["active"] for u in users] == [False] * 4 + [True] * 2
     assert "approved" not in Targets(engine).show(tid)["config"]  # used up
+
+
+def test_hub_to_hub(engine: Engine, scim: Scim, tmp_path: Path) -> None:
+    """A second scimsync instance as the downstream application."""
+    import json
+    import os
+    import signal
+
+    db = f"sqlite:///{tmp_path / 'downstream.db'}"
+    env = {**os.environ, "SCIMSYNC_DATABASE_URL": db}
+    cli = [sys.executable, "-m", "scimsync.cli"]
+    d = json.loads(subprocess.run([*cli, "directories", "create", "downstream", "--json"],
+                                  env=env, capture_output=True, text=True, check=True).stdout)
+    port = free_port()
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--no-worker",
+                             "--log-level", "warning"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}{d['scim_path']}"
+    headers = {"Authorization": f"Bearer {d['token']}"}
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        a, b = scim.user("a@hub.test", title="A"), scim.user("b@hub.test")
+        g = scim.group("Hubbers", [a["id"], b["id"]])
+        t = Targets(engine).add(scim.directory_id, "hub-b", "scim", {
+            "url": base, "auth": {"type": "bearer", "token": d["token"]}})
+        converge(engine, t["id"])
+        users = httpx2.get(f"{base}/Users", headers=headers).json()["Resources"]
+        by_ext = {u["externalId"]: u for u in users}
+        assert set(by_ext) == {a["id"], b["id"]}
+        assert by_ext[a["id"]]["title"] == "A"
+        groups = httpx2.get(f"{base}/Groups", headers=headers).json()["Resources"]
+        assert {m["value"] for m in groups[0]["members"]} == {u["id"] for u in users}
+        scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "active", "value": False}])
+        scim.patch(f"/Groups/{g['id']}", [{"op": "remove", "path": "members",
+                                            "value": [{"value": b["id"]}]}])
+        converge(engine, t["id"])
+        got = httpx2.get(f"{base}/Users/{by_ext[a['id']]['id']}", headers=headers).json()
+        assert got["active"] is False
+        group = httpx2.get(f"{base}/Groups/{groups[0]['id']}", headers=headers).json()
+        assert [m["value"] for m in group["members"]] == [by_ext[a["id"]]["id"]]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
