@@ -51,6 +51,8 @@ log = logging.getLogger("scimsync.engine")
 L = links.c
 T = targets.c
 BATCH = 500
+FLUSH_EVERY = 200
+MATCH_BATCH = 50
 QUARANTINE_AFTER = 8  # consecutive failed runs
 MAX_BACKOFF = 300.0
 QUARANTINE_RETRY = 900.0
@@ -146,6 +148,7 @@ class Reconciler:
                     return result
                 ctx.reconcile(_coalesce(entries))
                 if not dry_run:
+                    ctx.flush()
                     self._advance(row.id, entries[-1]["seq"])
                 result.done = len(entries) < limit
         except Transient as exc:
@@ -161,6 +164,8 @@ class Reconciler:
                 self._hold(row, exc)
             return result
         finally:
+            if not dry_run:
+                ctx.flush()  # what was applied is recorded, even when the run stopped
             connector.close()
         if not dry_run and (row.failures or row.status == "quarantined"
                             or "approved" in row.config):
@@ -189,6 +194,7 @@ class Reconciler:
                 delivered = entry["seq"]
         finally:
             if not ctx.dry_run and delivered != row.cursor:
+                ctx.flush()
                 self._advance(row.id, delivered)
         ctx.result.done = len(entries) < limit
 
@@ -226,6 +232,7 @@ class Reconciler:
         if gone:
             ctx.reconcile([Work(t, r) for t, r in gone])
         if not ctx.dry_run:
+            ctx.flush()
             self._advance(ctx.row.id, start)
 
     def _advance(self, target_id: str, seq: int) -> None:
@@ -269,6 +276,20 @@ class Reconciler:
                 updated=now()))
 
 
+def _match_value(body: Doc, kind: str, attr: str) -> str | None:
+    """The value of a match attribute in a body (a group matches on displayName)."""
+    value: Any
+    if attr == "email":
+        emails = body.get("emails") or []
+        value = next((e.get("value") for e in emails if e.get("primary")), None) or (
+            emails[0].get("value") if emails else None)
+    elif kind == "Group" and attr == "userName":
+        value = body.get("displayName")
+    else:
+        value = body.get(attr)
+    return value if isinstance(value, str) and value else None
+
+
 def rec_id(entry: dict[str, Any]) -> str:
     return str(entry["resource_id"])
 
@@ -306,6 +327,12 @@ class _Context:
         self.result = RunResult()
         self.progress = progress or (lambda: None)
         self._links: dict[str, Link | None] = {}
+        self._loaded: dict[tuple[str, str], Record | None] = {}
+        self._matches: dict[tuple[str, str, str], Remote | None] = {}
+        # Link changes and deliveries are written in batches (one transaction, one
+        # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
+        self._pending: list[tuple[str, Any]] = []
+        self._deliveries: list[dict[str, Any]] = []
 
     # --- links ------------------------------------------------------------------------
 
@@ -325,26 +352,43 @@ class _Context:
 
     def save_link(self, link: Link) -> None:
         self._links[link.resource_id] = link
-        if self.dry_run:
-            return
-        values = {"remote_id": link.remote_id, "applied_hash": link.applied_hash,
-                  "applied": link.applied, "state": link.state, "updated": now()}
-        with self.r.engine.begin() as conn:
-            done = conn.execute(update(links).where(
-                L.target_id == self.row.id, L.resource_id == link.resource_id
-            ).values(**values)).rowcount
-            if not done:
-                conn.execute(insert(links).values(
-                    target_id=self.row.id, resource_id=link.resource_id,
-                    resource_type=link.resource_type, **values))
+        if not self.dry_run:
+            self._pending.append(("save", link))
+            self.maybe_flush()
 
     def drop_link(self, rid: str) -> None:
         self._links[rid] = None
-        if self.dry_run:
+        if not self.dry_run:
+            self._pending.append(("drop", rid))
+            self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if len(self._pending) + len(self._deliveries) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending link changes and deliveries in one transaction, in order."""
+        if not self._pending and not self._deliveries:
             return
+        ts = now()
         with self.r.engine.begin() as conn:
-            conn.execute(delete(links).where(L.target_id == self.row.id,
-                                             L.resource_id == rid))
+            for kind, item in self._pending:
+                if kind == "drop":
+                    conn.execute(delete(links).where(L.target_id == self.row.id,
+                                                     L.resource_id == item))
+                    continue
+                values = {"remote_id": item.remote_id, "applied_hash": item.applied_hash,
+                          "applied": item.applied, "state": item.state, "updated": ts}
+                done = conn.execute(update(links).where(
+                    L.target_id == self.row.id, L.resource_id == item.resource_id
+                ).values(**values)).rowcount
+                if not done:
+                    conn.execute(insert(links).values(
+                        target_id=self.row.id, resource_id=item.resource_id,
+                        resource_type=item.resource_type, **values))
+            if self._deliveries:
+                conn.execute(insert(deliveries), self._deliveries)
+        self._pending, self._deliveries = [], []
 
     # --- evidence ---------------------------------------------------------------------
 
@@ -358,12 +402,12 @@ class _Context:
         applied = now()
         changed = work.changed_at or applied
         lag = int((parse_time(applied) - parse_time(changed)).total_seconds() * 1000)
-        with self.r.engine.begin() as conn:
-            conn.execute(insert(deliveries).values(
-                target_id=self.row.id, resource_type=work.resource_type,
-                resource_id=work.resource_id, action=action, outcome=outcome, seq=work.seq,
-                lifecycle=work.lifecycle, changed_at=changed, applied_at=applied,
-                lag_ms=max(lag, 0), detail=detail))
+        self._deliveries.append({
+            "target_id": self.row.id, "resource_type": work.resource_type,
+            "resource_id": work.resource_id, "action": action, "outcome": outcome,
+            "seq": work.seq, "lifecycle": work.lifecycle, "changed_at": changed,
+            "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail})
+        self.maybe_flush()
 
     def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
         self.result.dead += 1
@@ -381,6 +425,9 @@ class _Context:
     # --- the run ----------------------------------------------------------------------
 
     def load(self, work: Work) -> Record | None:
+        key = (work.resource_type, work.resource_id)
+        if key in self._loaded:
+            return self._loaded.pop(key)  # prefetched once, used once
         rtype = USER if work.resource_type == "User" else GROUP
         try:
             return self.r.store.get(self.row.directory_id, rtype, work.resource_id,
@@ -388,10 +435,34 @@ class _Context:
         except NotFound:
             return None
 
+    def prefetch_matches(self, users: list[Work]) -> None:
+        """Look up existing remote accounts for unlinked users, fifty per request."""
+        for i in range(0, len(users), MATCH_BATCH):
+            chunk = users[i:i + MATCH_BATCH]
+            bodies: list[Doc] = []
+            for w in chunk:
+                rec = self.load(w)
+                self._loaded[("User", w.resource_id)] = rec
+                if rec is None or self.link(w.resource_id) is not None:
+                    continue
+                body = mapping.desired_user(self.config, rec, self.remote_id)
+                if body is not None:
+                    bodies.append(body)
+            for attr in self.config.profile.match:
+                values = [v for b in bodies if (v := _match_value(b, "User", attr)) is not None
+                          and ("User", attr, v) not in self._matches]
+                if not values:
+                    continue
+                found = self.connector.find_many("User", attr, values)
+                for v in values:
+                    self._matches[("User", attr, v)] = found.get(v)
+
     def reconcile(self, items: list[Work]) -> None:
         users = [w for w in items if w.resource_type == "User"]
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
+        if len(users) > 1 and not self.dry_run:
+            self.prefetch_matches(users)
         queue = list(users)
         while queue:
             w = queue.pop(0)
@@ -507,19 +578,16 @@ class _Context:
     def match(self, kind: str, body: Doc) -> Remote | None:
         """An existing remote object for this body, by the profile's match attributes."""
         for attr in self.config.profile.match:
-            if attr == "email":
-                emails = body.get("emails") or []
-                value = next((e.get("value") for e in emails if e.get("primary")), None) or (
-                    emails[0].get("value") if emails else None)
-            elif kind == "Group" and attr == "userName":
-                value = body.get("displayName")
-                attr = "displayName"
+            value = _match_value(body, kind, attr)
+            if value is None:
+                continue
+            if (kind, attr, value) in self._matches:
+                found = self._matches.pop((kind, attr, value))
             else:
-                value = body.get(attr)
-            if isinstance(value, str) and value:
-                found = self.connector.find(kind, attr, value)
-                if found is not None:
-                    return found
+                found = self.connector.find(kind, "displayName" if kind == "Group" and
+                                            attr == "userName" else attr, value)
+            if found is not None:
+                return found
         return None
 
     def put_user(self, work: Work, body: Doc) -> None:

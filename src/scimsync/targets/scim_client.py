@@ -186,6 +186,40 @@ class ScimConnector:
                            "cannot choose one to adopt", status=409)
         return Remote(str(found[0]["id"]), found[0]) if found else None
 
+    def find_many(self, kind: str, attribute: str, values: list[str]) -> dict[str, Remote]:
+        """Remote objects for many values at once (one `or` filter), keyed by value.
+
+        Matching before creating costs a request per account; a full pass matches
+        fifty at a time. An application that refuses the filter gets one at a time.
+        """
+        if not values:
+            return {}
+        attr = "emails.value" if attribute == "email" else attribute
+        quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+        flt = " or ".join(f'{attr} eq "{q}"' for q in quoted)
+        try:
+            r = self._call("GET", ENDPOINT[kind], params={"filter": flt,
+                                                           "count": str(len(values))})
+        except Rejected:
+            found = {}
+            for v in values:
+                one = self.find(kind, attribute, v)
+                if one is not None:
+                    found[v] = one
+            return found
+        wanted = {v.lower(): v for v in values}
+        out: dict[str, Remote] = {}
+        for doc in _body(r).get("Resources") or []:
+            if attribute == "email":
+                candidates = [e.get("value") for e in doc.get("emails") or []
+                              if isinstance(e, dict)]
+            else:
+                candidates = [doc.get(attribute)]
+            for c in candidates:
+                if isinstance(c, str) and c.lower() in wanted:
+                    out[wanted[c.lower()]] = Remote(str(doc["id"]), doc)
+        return out
+
     def list(self, kind: str) -> Iterator[Remote]:
         """Every remote object, page by page (index pagination)."""
         start = 1
