@@ -276,6 +276,24 @@ class Reconciler:
                 updated=now()))
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _link_upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (target_id, resource_id) DO UPDATE, built once per dialect."""
+    found = _UPSERTS.get(dialect)
+    if found is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        stmt: Any = (postgresql.insert(links) if dialect == "postgresql"
+                     else sqlite.insert(links))
+        found = _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=[L.target_id, L.resource_id],
+            set_={c: stmt.excluded[c] for c in ("remote_id", "applied_hash", "applied",
+                                                "state", "updated")})
+    return found
+
+
 def _match_value(body: Doc, kind: str, attr: str) -> str | None:
     """The value of a match attribute in a body (a group matches on displayName)."""
     value: Any
@@ -328,6 +346,10 @@ class _Context:
         self.progress = progress or (lambda: None)
         self._links: dict[str, Link | None] = {}
         self._loaded: dict[tuple[str, str], Record | None] = {}
+        self._waiting: dict[str, list[Work]] = {}
+        # Incremental runs look up reports of a newly linked manager in the directory;
+        # a full pass sees every user, so references resolve within the pass.
+        self.incremental = row.cursor != FULL_SYNC
         self._matches: dict[tuple[str, str, str], Remote | None] = {}
         # Link changes and deliveries are written in batches (one transaction, one
         # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
@@ -371,21 +393,24 @@ class _Context:
         if not self._pending and not self._deliveries:
             return
         ts = now()
+        upsert = _link_upsert(self.r.engine.dialect.name)
         with self.r.engine.begin() as conn:
+            batch: dict[str, dict[str, Any]] = {}
             for kind, item in self._pending:
                 if kind == "drop":
+                    if batch:  # keep the order of saves and drops
+                        conn.execute(upsert, list(batch.values()))
+                        batch = {}
                     conn.execute(delete(links).where(L.target_id == self.row.id,
                                                      L.resource_id == item))
                     continue
-                values = {"remote_id": item.remote_id, "applied_hash": item.applied_hash,
-                          "applied": item.applied, "state": item.state, "updated": ts}
-                done = conn.execute(update(links).where(
-                    L.target_id == self.row.id, L.resource_id == item.resource_id
-                ).values(**values)).rowcount
-                if not done:
-                    conn.execute(insert(links).values(
-                        target_id=self.row.id, resource_id=item.resource_id,
-                        resource_type=item.resource_type, **values))
+                batch[item.resource_id] = {
+                    "target_id": self.row.id, "resource_id": item.resource_id,
+                    "resource_type": item.resource_type, "remote_id": item.remote_id,
+                    "applied_hash": item.applied_hash, "applied": item.applied,
+                    "state": item.state, "updated": ts}
+            if batch:
+                conn.execute(upsert, list(batch.values()))
             if self._deliveries:
                 conn.execute(insert(deliveries), self._deliveries)
         self._pending, self._deliveries = [], []
@@ -474,19 +499,30 @@ class _Context:
                     queue += [Work("User", u, w.seq, w.changed_at, "mover")
                               for u in self.member_users(nested)]
                     continue
-            desired = None if rec is None else mapping.desired_user(
-                self.config, rec, self.remote_id)
+            unresolved: list[str] = []
+
+            def remote(hub_id: str, unresolved: list[str] = unresolved) -> str | None:
+                found = self.remote_id(hub_id)
+                if found is None:
+                    unresolved.append(hub_id)
+                return found
+
+            desired = None if rec is None else mapping.desired_user(self.config, rec, remote)
             if desired is None:
                 leaving.append((w, rec))
                 continue
+            for hub_id in unresolved:  # e.g. a manager not provisioned yet
+                self._waiting.setdefault(hub_id, []).append(w)
             linked_before = self.remote_id(w.resource_id) is not None
             self.guarded(w, lambda w=w, d=desired: self.put_user(w, d))
             if not linked_before and self.remote_id(w.resource_id) is not None and rec:
                 self.add_groups_of(rec, groups, w)
-                # Users reporting to a newly linked manager can now refer to it.
-                # (Each user is newly linked at most once per run: this terminates.)
-                queue += [Work("User", rid, w.seq, w.changed_at, "mover")
-                          for rid in self.reports_of(w.resource_id)]
+                # Users who referred to it (their manager) can now resolve the reference;
+                # a user is newly linked at most once per run, so this terminates.
+                queue += self._waiting.pop(w.resource_id, [])
+                if self.incremental:
+                    queue += [Work("User", rid, w.seq, w.changed_at, "mover")
+                              for rid in self.reports_of(w.resource_id)]
         for w, rec in leaving:
             if self.remote_id(w.resource_id) is not None and rec is not None:
                 self.add_groups_of(rec, groups, w)
