@@ -368,6 +368,21 @@ class _Context:
                 row.applied, row.state)
         return self._links[rid]
 
+    def prefetch_links(self, ids: list[str]) -> None:
+        """Read the links of many resources in one query (absent ones cached as None)."""
+        wanted = [i for i in ids if i not in self._links]
+        if not wanted:
+            return
+        with self.r.engine.connect() as conn:
+            rows = conn.execute(select(links).where(L.target_id == self.row.id,
+                                                    L.resource_id.in_(wanted))).all()
+        found = {r.resource_id: r for r in rows}
+        for rid in wanted:
+            row = found.get(rid)
+            self._links[rid] = None if row is None else Link(
+                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
+                row.applied, row.state)
+
     def remote_id(self, rid: str) -> str | None:
         link = self.link(rid)
         return link.remote_id if link is not None and link.state == "provisioned" else None
@@ -464,6 +479,7 @@ class _Context:
         """Look up existing remote accounts for unlinked users, fifty per request."""
         for i in range(0, len(users), MATCH_BATCH):
             chunk = users[i:i + MATCH_BATCH]
+            self.prefetch_links([w.resource_id for w in chunk])
             bodies: list[Doc] = []
             for w in chunk:
                 rec = self.load(w)
