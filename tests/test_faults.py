@@ -39,6 +39,7 @@ class Faults:
     def __init__(self) -> None:
         self.plan: deque[str] = deque()
         self.seen: list[str] = []
+        self.no_patch = False  # advertise patch.supported = false, refuse PATCH
 
     def __call__(self) -> str:
         return self.plan.popleft() if self.plan else "ok"
@@ -58,6 +59,17 @@ def proxy_app(upstream: str, faults: Faults) -> Any:
                 break
         action = faults()
         faults.seen.append(f"{scope['method']} {action}")
+        if faults.no_patch and scope["path"].endswith("/ServiceProviderConfig"):
+            doc = b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],' \
+                  b'"patch":{"supported":false},"filter":{"supported":true,"maxResults":100}}'
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/scim+json")]})
+            await send({"type": "http.response.body", "body": doc})
+            return
+        if faults.no_patch and scope["method"] == "PATCH":
+            await send({"type": "http.response.start", "status": 501, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if action == "429":
             await send({"type": "http.response.start", "status": 429,
                         "headers": [(b"retry-after", b"1")]})
@@ -302,3 +314,24 @@ def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Sci
     assert overlaps == []
     for tid in tids:
         assert Targets(engine).show(tid)["failures"] == 0
+
+
+def test_discovered_capabilities_narrow_the_profile(
+        engine: Engine, scim: Scim, proxy: tuple[Proxy, Peer]) -> None:
+    """An app whose ServiceProviderConfig says no PATCH gets full PUTs."""
+    from scimsync.targets import scim_client
+
+    p, peer = proxy
+    p.faults.no_patch = True
+    scim_client._DISCOVERED.clear()
+    u = scim.user("put-only@x.test", title="A")
+    tid = target_via(engine, scim, p, peer)
+    converge(engine, tid)
+    scim.patch(f"/Users/{u['id']}", [{"op": "replace", "path": "title", "value": "B"}])
+    scim.patch(f"/Users/{u['id']}", [{"op": "replace", "path": "active", "value": False}])
+    converge(engine, tid)
+    remote = peer.users()[u["id"]]
+    assert remote["title"] == "B" and remote["active"] is False
+    methods = {m.split()[0] for m in p.faults.seen}
+    assert "PUT" in methods and "PATCH" not in methods
+    scim_client._DISCOVERED.clear()

@@ -341,6 +341,16 @@ class _Context:
         self.config = config
         self.connector: Connector = connector  # SCIM targets
         self.sender = connector if isinstance(connector, WebhookSender) else None  # webhooks
+        self.can_patch = config.profile.patch
+        self.can_filter = True
+        if self.sender is None and hasattr(connector, "capabilities"):
+            try:
+                found = connector.capabilities()
+            except ConnectorError:
+                found = {}
+            # What the app advertises narrows what the profile allows.
+            self.can_patch = self.can_patch and found.get("patch", True)
+            self.can_filter = found.get("filter", True)
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
@@ -477,6 +487,8 @@ class _Context:
 
     def prefetch_matches(self, users: list[Work]) -> None:
         """Look up existing remote accounts for unlinked users, fifty per request."""
+        if not self.can_filter:
+            return
         for i in range(0, len(users), MATCH_BATCH):
             chunk = users[i:i + MATCH_BATCH]
             self.prefetch_links([w.resource_id for w in chunk])
@@ -628,7 +640,13 @@ class _Context:
         self.progress()
 
     def match(self, kind: str, body: Doc) -> Remote | None:
-        """An existing remote object for this body, by the profile's match attributes."""
+        """An existing remote object for this body, by the profile's match attributes.
+
+        An app without filtering cannot be searched: creation is tried, and a 409
+        (the account exists) is reported as a dead letter for a person to link.
+        """
+        if not self.can_filter:
+            return None
         for attr in self.config.profile.match:
             value = _match_value(body, kind, attr)
             if value is None:
@@ -685,7 +703,7 @@ class _Context:
 
     def update(self, kind: str, remote_id: str, body: Doc, applied: Doc | None) -> Remote:
         """PATCH the attributes that differ when the app can, else PUT the whole body."""
-        if not self.config.profile.patch or applied is None:
+        if not self.can_patch or applied is None:
             return self.connector.replace(kind, remote_id, body)
         ops: list[Doc] = []
         for key in sorted(set(body) | set(applied)):
@@ -764,7 +782,7 @@ class _Context:
             body = dict(link.applied or {})
             body["active"] = False
             try:
-                if self.config.profile.patch:
+                if self.can_patch:
                     self.connector.patch("User", link.remote_id,
                                          [{"op": "replace", "path": "active", "value": False}])
                 else:

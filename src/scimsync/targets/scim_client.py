@@ -24,6 +24,8 @@ from scimsync.targets.connector import (
 )
 
 ENDPOINT = {"User": "Users", "Group": "Groups"}
+DISCOVERY_TTL = 600.0
+_DISCOVERED: dict[str, tuple[float, dict[str, bool]]] = {}
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
 
@@ -80,6 +82,29 @@ class ScimConnector:
 
     def close(self) -> None:
         self.http.close()
+
+    def capabilities(self) -> dict[str, bool]:
+        """What the app's ServiceProviderConfig advertises (RFC7643 §5), cached per URL.
+
+        An app that does not serve it is taken at the profile's word.
+        """
+        now_ = time.monotonic()
+        cached = _DISCOVERED.get(self.base)
+        if cached is not None and cached[0] > now_:
+            return cached[1]
+        found = {"patch": True, "filter": True}
+        try:
+            r = self._call("GET", "ServiceProviderConfig")
+            spc = _body(r)
+            if isinstance(spc, dict):
+                for key in found:
+                    value = spc.get(key)
+                    if isinstance(value, dict) and value.get("supported") is False:
+                        found[key] = False
+        except (Rejected, RemoteNotFound):
+            pass
+        _DISCOVERED[self.base] = (now_ + DISCOVERY_TTL, found)
+        return found
 
     # --- authentication -------------------------------------------------------------
 
