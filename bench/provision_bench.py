@@ -8,8 +8,9 @@ The downstream application is a second scimsync instance (`serve --no-worker`, i
 own SQLite file) on loopback. The script measures:
 
 1. Initial provisioning: a new target's full pass (users, then groups with their
-   members), in-process, and a plain HTTP client POSTing the same user bodies one at
-   a time (the engine's concurrency) to a fresh directory of the same downstream.
+   members), in-process, against a plain HTTP client sending the same requests (a
+   lookup per fifty users, a POST per user, a POST per group with its members) one
+   at a time, the engine's concurrency, to a fresh directory of the same downstream.
 2. Propagation lag, from the journal entry's commit to the change applied on the
    target, read from the deliveries the engine records: at idle (one change every
    100 ms) and while changes stream in at a fixed rate (`--rate`, default 200/s).
@@ -170,20 +171,35 @@ def main() -> None:
         print(f"engine: {args.users} users + {args.groups} groups in {elapsed:.1f} s "
               f"({results['engine_users_per_s']} users/s), peak RSS {rss_before:.0f} -> "
               f"{rss_after:.0f} MB")
-        # The same user creations from a plain HTTP client, one at a time.
-        n = min(args.users, 5000)
+        # The same requests from a plain HTTP client, one at a time: per fifty users one
+        # `or` filter lookup, then a POST per user; then a POST per group with its
+        # members' remote ids. The engine must not be the bottleneck.
         headers = {"Authorization": f"Bearer {dirs[1]['token']}"}
+        url = f"{base}{dirs[1]['scim_path']}"
+        remote: dict[int, str] = {}
         with httpx.Client(headers=headers, timeout=30) as http:
             start = time.perf_counter()
-            for i in range(n):
-                r = http.post(f"{base}{dirs[1]['scim_path']}/Users",
-                              json={**user_body(i), "externalId": f"x{i}"})
+            for first in range(0, args.users, 50):
+                chunk = range(first, min(args.users, first + 50))
+                flt = " or ".join(f'externalId eq "x{i}"' for i in chunk)
+                http.get(f"{url}/Users", params={"filter": flt, "count": "50"})
+                for i in chunk:
+                    r = http.post(f"{url}/Users", json={**user_body(i), "externalId": f"x{i}"})
+                    assert r.status_code == 201, r.text
+                    remote[i] = r.json()["id"]
+            for g in range(args.groups):
+                members = sorted({remote[(g * args.members + j) % args.users]
+                                  for j in range(args.members)})
+                r = http.post(f"{url}/Groups", json={
+                    "schemas": [GROUP.schema.id], "displayName": f"group {g}",
+                    "externalId": f"g{g}", "members": [{"value": m} for m in members]})
                 assert r.status_code == 201, r.text
-            plain = n / (time.perf_counter() - start)
-        results["plain_client_posts_per_s"] = round(plain, 1)
+            plain_seconds = time.perf_counter() - start
+        plain = args.users / plain_seconds
+        results["plain_client_users_per_s"] = round(plain, 1)
         results["ratio_engine_to_plain"] = round(results["engine_users_per_s"] / plain, 2)
-        print(f"plain client: {plain:.0f} POST/s; engine/plain = "
-              f"{results['ratio_engine_to_plain']}")
+        print(f"plain client, same requests: {plain_seconds:.1f} s ({plain:.0f} users/s); "
+              f"engine/plain = {results['ratio_engine_to_plain']}")
         # 2. Propagation lag through `scimsync serve` with its embedded worker.
         up_env = {**os.environ, "SCIMSYNC_DATABASE_URL": up_db}
         up_token = json.loads(subprocess.run(

@@ -151,16 +151,18 @@ class ScimConnector:
               params: dict[str, str] | None = None) -> httpx.Response:
         self.limiter.wait()
         url = f"{self.base}/{path}"
-        request = {"method": method, "url": url, "body": redact(body)}
         headers = self._auth_headers()
         if body is not None:
             headers["Content-Type"] = SCIM_JSON
         try:
             r = self.http.request(method, url, json=body, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise Transient(f"{method} {path}: {type(exc).__name__}", request=request) from exc
+            raise Transient(f"{method} {path}: {type(exc).__name__}",
+                            request=_described(method, url, body)) from exc
         if 200 <= r.status_code < 300:
             return r
+        # What went wrong is kept for the dead-letter list, secrets redacted.
+        request = _described(method, url, body)
         response = _body(r)
         message = f"{method} {path} answered {r.status_code}"
         if r.status_code in (408, 425, 429) or r.status_code >= 500:
@@ -259,6 +261,10 @@ class ScimConnector:
             start += len(items)
             if not items or start > int(page.get("totalResults", 0)):
                 return
+
+
+def _described(method: str, url: str, body: Any) -> Doc:
+    return {"method": method, "url": url, "body": redact(body)}
 
 
 def _body(r: httpx.Response) -> Any:
