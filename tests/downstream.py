@@ -22,6 +22,28 @@ from scimsync.targets.engine import Reconciler
 PEER_TOKEN = secrets.token_urlsafe(16)
 
 
+def wait_http(url: str, timeout: float = 20) -> None:
+    """Wait until a server on loopback answers at `url`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx2.get(url, timeout=1)
+            return
+        except httpx2.TransportError:
+            assert time.monotonic() < deadline, f"nothing answers at {url}"
+            time.sleep(0.05)
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,14 +60,7 @@ def peer_root() -> Iterator[str]:
                              "--bearer-token", PEER_TOKEN],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx2.get(f"{root}/ServiceProviderConfig", timeout=1)
-            break
-        except httpx2.TransportError:
-            assert time.monotonic() < deadline, "scim2-server did not start"
-            time.sleep(0.05)
+    wait_http(f"{root}/ServiceProviderConfig")
     yield root
     proc.terminate()
     proc.wait(timeout=10)

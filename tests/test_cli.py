@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from conftest import USER, free_port
+from downstream import wait_http
 
 SCIMSYNC = [sys.executable, "-m", "scimsync.cli"]
 
@@ -100,15 +100,7 @@ def test_serve_journal_and_logs_keep_secrets(db: str, tmp_path: Path) -> None:
                                 stderr=subprocess.STDOUT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_http(f"{base}/healthz")
         headers = {"Authorization": f"Bearer {d['token']}"}
         r = httpx2.post(f"{base}{d['scim_path']}/Users", headers=headers, json={
             "schemas": [USER], "userName": "logged", "password": "Pa55-word-NEVER"})

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import USER, free_port
+from downstream import wait_http
 from scimsync.store.directories import Directories
 from scimsync.store.tables import journal, resources
 
@@ -96,14 +97,7 @@ def test_killed_server_loses_no_acknowledged_write(tmp_path: Path, engine: Engin
         proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--log-level", "warning"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}{d['scim_path']}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx2.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
         acknowledged = _write_until_killed(proc, base, d["token"], f"r{round_}")
         assert len(acknowledged) > 20
         with engine.connect() as conn:

@@ -23,7 +23,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from conftest import Scim, free_port
-from downstream import PEER_TOKEN, Peer, converge
+from downstream import PEER_TOKEN, Peer, converge, read_body
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import targets
 from scimsync.targets import engine as engine_module
@@ -51,12 +51,7 @@ def proxy_app(upstream: str, faults: Faults) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         action = faults()
         faults.seen.append(f"{scope['method']} {action}")
         if faults.no_patch and scope["path"].endswith("/ServiceProviderConfig"):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import ENTERPRISE, Scim, free_port
-from downstream import PEER_TOKEN, Peer, converge
+from downstream import PEER_TOKEN, Peer, converge, wait_http
 from scimsync.store.tables import dead_letters, links, targets
 from scimsync.targets.engine import Reconciler
 from scimsync.targets.store import Targets
@@ -177,14 +177,7 @@ def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer
     try:
         base = f"http://127.0.0.1:{port}{d['scim_path']}"
         headers = {"Authorization": f"Bearer {d['token']}"}
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx2.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
         r = httpx2.post(f"{base}/Users", headers=headers, json={
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "fast"})
         assert r.status_code == 201
@@ -247,14 +240,7 @@ def test_hub_to_hub(engine: Engine, scim: Scim, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}{d['scim_path']}"
     headers = {"Authorization": f"Bearer {d['token']}"}
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx2.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
         a, b = scim.user("a@hub.test", title="A"), scim.user("b@hub.test")
         g = scim.group("Hubbers", [a["id"], b["id"]])
         t = Targets(engine).add(scim.directory_id, "hub-b", "scim", {

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from conftest import Scim, free_port
+from downstream import read_body
 from scimsync.store.tables import dead_letters
 from scimsync.targets.engine import Reconciler
 from scimsync.targets.store import Targets
@@ -40,12 +41,7 @@ class Receiver:
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         status = 204
         if self.fail_next:

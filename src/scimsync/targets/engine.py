@@ -544,7 +544,10 @@ class _Context:
             linked_before = self.remote_id(w.resource_id) is not None
             self.guarded(w, lambda w=w, d=desired: self.put_user(w, d))
             if not linked_before and self.remote_id(w.resource_id) is not None and rec:
-                self.add_groups_of(rec, groups, w)
+                if self.incremental:
+                    # Its groups can now list it (a full pass syncs every group after
+                    # all users: doing it here too would rewrite each group per batch).
+                    self.add_groups_of(rec, groups, w)
                 # Users who referred to it (their manager) can now resolve the reference;
                 # a user is newly linked at most once per run, so this terminates.
                 queue += self._waiting.pop(w.resource_id, [])
