@@ -115,8 +115,10 @@ class RunResult:
 class Reconciler:
     """Brings one target to the desired state of its directory."""
 
-    def __init__(self, engine: Engine, connector_factory: Any = make_connector):
+    def __init__(self, engine: Engine, connector_factory: Any = make_connector,
+                 keep_actions: bool = True):
         self.engine = engine
+        self.keep_actions = keep_actions
         self.store = Store(engine, group_commit=False)
         self.targets = Targets(engine)
         self.connector_factory = connector_factory
@@ -222,6 +224,9 @@ class Reconciler:
                     break
                 ctx.reconcile([Work(rtype, i) for i in ids])
                 after = ids[-1]
+                if not ctx.dry_run:
+                    ctx.flush()
+                ctx.forget()  # memory stays flat however large the directory
         # Linked resources that no longer exist in the directory must go too.
         with self.engine.connect() as conn:
             gone = conn.execute(
@@ -360,6 +365,9 @@ class _Context:
         # Incremental runs look up reports of a newly linked manager in the directory;
         # a full pass sees every user, so references resolve within the pass.
         self.incremental = row.cursor != FULL_SYNC
+        # plan, sync and tests read the actions; a worker's full pass must not hold
+        # one entry per identity in memory.
+        self.keep_actions = dry_run or rec.keep_actions
         self._matches: dict[tuple[str, str, str], Remote | None] = {}
         # Link changes and deliveries are written in batches (one transaction, one
         # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
@@ -377,6 +385,12 @@ class _Context:
                 row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
                 row.applied, row.state)
         return self._links[rid]
+
+    def forget(self) -> None:
+        """Drop what this run cached about resources (links, loads, lookups)."""
+        self._links.clear()
+        self._loaded.clear()
+        self._matches.clear()
 
     def prefetch_links(self, ids: list[str]) -> None:
         """Read the links of many resources in one query (absent ones cached as None)."""
@@ -444,9 +458,10 @@ class _Context:
 
     def record(self, work: Work, action: str, outcome: str = "ok",
                detail: str | None = None) -> None:
-        self.result.actions.append({"resource_type": work.resource_type,
-                                    "resource_id": work.resource_id, "action": action,
-                                    "outcome": outcome, "detail": detail})
+        if self.keep_actions:
+            self.result.actions.append({"resource_type": work.resource_type,
+                                        "resource_id": work.resource_id, "action": action,
+                                        "outcome": outcome, "detail": detail})
         if self.dry_run:
             return
         applied = now()
@@ -741,8 +756,9 @@ class _Context:
         rec = self.load(work)
         body = None
         if rec is not None:
-            body = mapping.desired_group(self.config, rec, self.member_users(rec),
-                                         self.remote_id)
+            members = self.member_users(rec)
+            self.prefetch_links(members)
+            body = mapping.desired_group(self.config, rec, members, self.remote_id)
         if body is None:
             link = self.link(work.resource_id)
             if link is not None and link.remote_id:

@@ -39,7 +39,7 @@ class Worker:
                  reconciler: Reconciler | None = None):
         self.engine = engine
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.reconciler = reconciler or Reconciler(engine)
+        self.reconciler = reconciler or Reconciler(engine, keep_actions=False)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
