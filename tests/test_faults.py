@@ -189,7 +189,8 @@ def test_transient_faults_back_off_and_lose_nothing(
 
 def test_outage_quarantine_and_recovery(engine: Engine, scim: Scim,
                                         proxy: tuple[Proxy, Peer],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     p, peer = proxy
     monkeypatch.setattr(engine_module, "QUARANTINE_AFTER", 3)
     u = scim.user("patient@x.test")
@@ -199,6 +200,8 @@ def test_outage_quarantine_and_recovery(engine: Engine, scim: Scim,
         assert Reconciler(engine).run(tid).error is not None
     row = target_row(engine, tid)
     assert row.status == "quarantined" and row.failures == 3
+    assert any('"event": "target.quarantined"' in r.getMessage() and tid in r.getMessage()
+               for r in caplog.records)
     assert row.retry_at > (datetime.now(UTC) + timedelta(minutes=10)).strftime(
         "%Y-%m-%dT%H:%M:%S.000Z")
     p.start()  # back (same port)
@@ -206,6 +209,7 @@ def test_outage_quarantine_and_recovery(engine: Engine, scim: Scim,
     row = target_row(engine, tid)
     assert row.status == "active" and row.failures == 0
     assert u["id"] in peer.users()
+    assert any('"event": "target.released"' in r.getMessage() for r in caplog.records)
 
 
 def test_worker_killed_repeatedly_converges_without_duplicates(

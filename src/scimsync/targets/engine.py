@@ -254,7 +254,7 @@ class Reconciler:
         status = row.status
         if failures >= QUARANTINE_AFTER and status == "active":
             status = "quarantined"
-            log.warning("target %s quarantined after %d failed runs", row.name, failures)
+            _alert("target.quarantined", row, failures=failures, error=str(exc)[:500])
         if status == "quarantined" and exc.retry_after is None:
             delay = max(delay, QUARANTINE_RETRY)
         retry = format_time(datetime.now(UTC) + timedelta(seconds=delay))
@@ -264,7 +264,7 @@ class Reconciler:
                 status=status, updated=now()))
 
     def _hold(self, row: Any, exc: GuardHeld) -> None:
-        log.warning("target %s held: %s", row.name, exc)
+        _alert("target.held", row, deprovisions=exc.count)
         config = {**row.config, "hold": {"count": exc.count, "at": now()}}
         config.pop("approved", None)
         with self.engine.begin() as conn:
@@ -273,12 +273,21 @@ class Reconciler:
 
     def _healthy(self, row: Any) -> None:
         """A run went through: clear failures, release quarantine, use up an approval."""
+        if row.status == "quarantined":
+            _alert("target.released", row)
         config = {k: v for k, v in row.config.items() if k != "approved"}
         with self.engine.begin() as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
                 failures=0, last_error=None, retry_at=None, config=config,
                 status="active" if row.status == "quarantined" else row.status,
                 updated=now()))
+
+
+def _alert(event: str, row: Any, **fields: Any) -> None:
+    """An operational alert: one structured log line (the JSON log handler keeps the
+    fields), alongside the `scimsync_target_active` metric for alerting rules."""
+    log.warning(json.dumps({"event": event, "target": row.name, "target_id": row.id,
+                            "directory_id": row.directory_id, **fields}))
 
 
 _UPSERTS: dict[str, Any] = {}
