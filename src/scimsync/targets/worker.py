@@ -28,6 +28,10 @@ T = targets.c
 D = directories.c
 LEASE_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_SECONDS", "60"))
 POLL_SECONDS = 0.05
+# Under a stream of writes every commit wakes the worker; passes are at least this
+# far apart so that wakes coalesce instead of competing with the API for the CPU.
+MIN_PASS_INTERVAL = 0.02
+TARGETS_CHECK_SECONDS = 1.0
 
 
 class LeaseLost(Exception):
@@ -43,6 +47,19 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._targets_checked = -TARGETS_CHECK_SECONDS
+        self._any_targets = True
+
+    def any_targets(self) -> bool:
+        """Whether any target could have work (checked at most once a second), so a
+        hub without targets pays nothing for its embedded worker."""
+        clock = time.monotonic()
+        if clock - self._targets_checked >= TARGETS_CHECK_SECONDS:
+            with self.engine.connect() as conn:
+                self._any_targets = conn.execute(select(T.id).where(
+                    T.status.in_(("active", "quarantined"))).limit(1)).first() is not None
+            self._targets_checked = clock
+        return self._any_targets
 
     def wake(self) -> None:
         """Look for work now (called after a write commits in this process)."""
@@ -86,6 +103,8 @@ class Worker:
     def run_once(self) -> int:
         """One pass over due targets; returns how many resources were processed."""
         processed = 0
+        if not self.any_targets():
+            return 0
         for tid in self.due():
             if self._stop.is_set() or not self.claim(tid):
                 continue
@@ -113,7 +132,12 @@ class Worker:
         return processed
 
     def run_forever(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
+            wait = MIN_PASS_INTERVAL - (time.monotonic() - last)
+            if wait > 0:
+                time.sleep(wait)
+            last = time.monotonic()
             try:
                 busy = self.run_once()
             except Exception as exc:  # the database may be briefly unavailable
