@@ -12,14 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from scimsync.api.http import read_json, run_write, scim
 from scimsync.errors import (
     BadRequest,
-    NotFound,
     PayloadTooLarge,
     ScimError,
     invalid_syntax,
@@ -210,5 +208,3 @@ def _failure(op: _Op, exc: ScimError) -> dict[str, Any]:
         out["bulkId"] = op.bulk_id
     return out
 
-
-__all__ = ["BulkApi", "NotFound", "orjson"]

@@ -37,6 +37,12 @@ def base_url(request: Request, directory_id: str) -> str:
     return f"{root}/scim/v2/{directory_id}"
 
 
+def _projection(request: Request, rt: ResourceType) -> Projection:
+    """`attributes` / `excludedAttributes` of a request (RFC7644 §3.9)."""
+    return parse_projection(rt, request.query_params.get("attributes"),
+                            request.query_params.get("excludedAttributes"))
+
+
 def loads_for(proj: Projection) -> Loads:
     return Loads(members=proj.wants("members"), groups=proj.wants("groups"))
 
@@ -105,8 +111,7 @@ class ScimApi:
     async def create(self, request: Request, did: str, p: Principal) -> Response:
         rt = self.rtype(request)
         body = await read_json(request)
-        proj = parse_projection(rt, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        proj = _projection(request, rt)
         incoming = normalise_body(rt, body)
         loads = loads_for(proj)
         rec = await run_write(self.store, lambda c: self.store.create(
@@ -118,8 +123,7 @@ class ScimApi:
     async def get(self, request: Request, did: str, _p: Principal) -> Response:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
-        proj = parse_projection(rt, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        proj = _projection(request, rt)
         rec = await run_db(self.store.get, did, rt, rid, loads_for(proj))
         inm = request.headers.get("if-none-match")
         if inm is not None and (inm.strip() == "*" or rec.etag in
@@ -131,8 +135,7 @@ class ScimApi:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
         body = await read_json(request)
-        proj = parse_projection(rt, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        proj = _projection(request, rt)
         incoming = normalise_body(rt, body)
         if_match, loads = request.headers.get("if-match"), loads_for(proj)
         rec = await run_write(self.store, lambda c: self.store.replace(
@@ -143,8 +146,7 @@ class ScimApi:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
         ops = parse_request(await read_json(request))
-        proj = parse_projection(rt, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        proj = _projection(request, rt)
         if_match, loads = request.headers.get("if-match"), loads_for(proj)
         rec = await run_write(self.store, lambda c: self.store.patch(
             did, rt, rid, ops, if_match, p.token_id, c, loads))

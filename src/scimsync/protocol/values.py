@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scimsync.errors import BadRequest, invalid_syntax, invalid_value
+from scimsync.errors import invalid_syntax, invalid_value
 from scimsync.protocol import quirks
 from scimsync.protocol.schema import Attribute, ResourceType, Schema, resolve, split_urn
 from scimsync.protocol.timefmt import normalise_time
@@ -196,9 +196,3 @@ def finish(rtype: ResourceType, doc: Doc) -> None:
     for ext, required in rtype.extensions:
         if required and ext.id not in doc:
             raise invalid_value(f"extension {ext.id} is required")
-
-
-def check_string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string", scim_type="invalidValue")
-    return value

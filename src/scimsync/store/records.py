@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scimsync.protocol.record import Member, Record
 from scimsync.protocol.values import Doc
-
-__all__ = ["Member", "Record", "indexed_columns", "primary_email"]
 
 
 def indexed_columns(rtype_name: str, doc: Doc) -> dict[str, Any]:

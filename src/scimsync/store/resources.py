@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
-from scimsync.protocol.record import Member
+from scimsync.protocol.record import Member, Record
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
@@ -27,7 +27,7 @@ from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
 from scimsync.store.lean import Lean, LeanConnection, Prepared, json_value
-from scimsync.store.records import Record, indexed_columns
+from scimsync.store.records import indexed_columns
 from scimsync.store.tables import resources
 from scimsync.store.writer import GroupCommit
 

@@ -43,7 +43,7 @@ from scimsync.targets.connector import (
     RemoteNotFound,
     Transient,
 )
-from scimsync.targets.events import build_event
+from scimsync.targets.events import build_event, resource_doc
 from scimsync.targets.store import FULL_SYNC, Targets
 from scimsync.targets.webhook import WebhookSender
 
@@ -320,10 +320,6 @@ def _match_value(body: Doc, kind: str, attr: str) -> str | None:
     else:
         value = body.get(attr)
     return value if isinstance(value, str) and value else None
-
-
-def rec_id(entry: dict[str, Any]) -> str:
-    return str(entry["resource_id"])
 
 
 def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
@@ -607,9 +603,9 @@ class _Context:
         self.result.processed += 1
         if not in_scope:
             return
+        # The record is already loaded: build_event must not read it again.
         event = build_event(self.r.store, entry, self.row.id,
-                            None if rec is not None else {"id": rec_id(entry),
-                                                          "deleted": True})
+                            resource_doc(rec, self.row.directory_id, work.resource_id))
         if self.dry_run:
             self.record(work, event["type"])
             return

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from typing import Any
 
 from scimsync.errors import NotFound
+from scimsync.protocol.record import Record
 from scimsync.protocol.render import full_document
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.store.resources import Loads, Store
@@ -65,5 +67,14 @@ def current(store: Store, directory_id: str, rtype: str, rid: str) -> Doc:
         rec = store.get(directory_id, RESOURCE_TYPES[rtype], rid,
                         Loads(members=False, groups=False))
     except NotFound:
+        return resource_doc(None, directory_id, rid)
+    return resource_doc(rec, directory_id, rid)
+
+
+def resource_doc(rec: Record | None, directory_id: str, rid: str) -> Doc:
+    """An event's resource: the SCIM document without members or groups, or, once
+    the resource is gone, only its id."""
+    if rec is None:
         return {"id": rid, "deleted": True}
-    return full_document(rec, f"/scim/v2/{directory_id}")
+    return full_document(replace(rec, members=None, groups=None),
+                         f"/scim/v2/{directory_id}")
