@@ -91,6 +91,24 @@ def user_body(i: int) -> dict[str, Any]:
             "active": True}
 
 
+def seed(store: Store, did: str, users: int, groups: int, members: int) -> list[str]:
+    """Create `users` users and `groups` groups of `members` members each; return the
+    users' ids."""
+    print(f"seeding {users} users and {groups} groups upstream", flush=True)
+    ids: list[str] = []
+    with store.write() as conn:
+        for i in range(users):
+            ids.append(store.create(did, USER, normalise_body(USER, user_body(i)), None,
+                                    conn, Loads(False, False)).id)
+    with store.write() as conn:
+        for g in range(groups):
+            store.create(did, GROUP, normalise_body(GROUP, {
+                "schemas": [GROUP.schema.id], "displayName": f"group {g}",
+                "members": [{"value": ids[(g * members + j) % len(ids)]}
+                            for j in range(members)]}), None, conn, Loads(False, False))
+    return ids
+
+
 def percentile(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))])
@@ -141,19 +159,7 @@ def main() -> None:
         upgrade(engine)
         store = Store(engine, group_commit=False)
         did = Directories(engine).create("upstream")["id"]
-        print(f"seeding {args.users} users and {args.groups} groups upstream")
-        ids: list[str] = []
-        with store.write() as conn:
-            for i in range(args.users):
-                ids.append(store.create(did, USER, normalise_body(USER, user_body(i)), None,
-                                        conn, Loads(False, False)).id)
-        with store.write() as conn:
-            for g in range(args.groups):
-                members = [{"value": ids[(g * args.members + j) % len(ids)]}
-                           for j in range(args.members)]
-                store.create(did, GROUP, normalise_body(GROUP, {
-                    "schemas": [GROUP.schema.id], "displayName": f"group {g}",
-                    "members": members}), None, conn, Loads(False, False))
+        ids = seed(store, did, args.users, args.groups, args.members)
         # 1. Initial provisioning through the engine.
         base = f"http://127.0.0.1:{down_port}"
         t = Targets(engine).add(did, "downstream", "scim", {

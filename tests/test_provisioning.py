@@ -263,3 +263,31 @@ def test_hub_to_hub(engine: Engine, scim: Scim, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def test_unexpected_error_backs_off_instead_of_looping(engine: Engine, scim: Scim,
+                                                       peer: Peer) -> None:
+    scim.user("surprise@x.test")
+    tid = add_target(engine, scim, peer)
+
+    class Broken:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def capabilities(self) -> dict[str, bool]:
+            return {}
+
+        def find(self, *args: Any) -> Any:
+            raise KeyError("a field the app was expected to send")
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(KeyError):
+        Reconciler(engine, connector_factory=Broken).run(tid)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(targets).where(targets.c.id == tid)).one()
+    assert row.failures == 1 and row.retry_at is not None
+    assert "internal error: KeyError" in row.last_error
+    from scimsync.targets.worker import Worker
+    assert tid not in Worker(engine).due()  # not retried before its backoff ends

@@ -53,6 +53,7 @@ T = targets.c
 BATCH = 500
 FLUSH_EVERY = 200
 MATCH_BATCH = 50
+MEMBER_CHUNK = 500  # member ids per IN list when resolving remote ids
 QUARANTINE_AFTER = 8  # consecutive failed runs
 MAX_BACKOFF = 300.0
 QUARANTINE_RETRY = 900.0
@@ -165,6 +166,12 @@ class Reconciler:
             if not dry_run:
                 self._hold(row, exc)
             return result
+        except Exception as exc:
+            # A bug or a surprise from the app must not turn into a hot loop that
+            # restarts the run every few milliseconds: back off like any failure.
+            if not dry_run:
+                self._failed(row, Transient(f"internal error: {type(exc).__name__}: {exc}"))
+            raise
         finally:
             if not dry_run:
                 ctx.flush()  # what was applied is recorded, even when the run stopped
@@ -761,9 +768,8 @@ class _Context:
         rec = self.load(work)
         body = None
         if rec is not None:
-            members = self.member_users(rec)
-            self.prefetch_links(members)
-            body = mapping.desired_group(self.config, rec, members, self.remote_id)
+            remote = self.member_remote_ids(self.member_users(rec))
+            body = mapping.desired_group(self.config, rec, list(remote), remote.get)
         if body is None:
             link = self.link(work.resource_id)
             if link is not None and link.remote_id:
@@ -773,6 +779,31 @@ class _Context:
                 self.record(work, "delete")
             return
         self.put(work, "Group", body)
+
+    def member_remote_ids(self, members: list[str]) -> dict[str, str]:
+        """The remote ids of the provisioned ones among `members`.
+
+        Read as bare (resource, remote id) pairs and not cached as links: a group's
+        members are many, and caching their whole links made a run's memory grow
+        with the directory.
+        """
+        out: dict[str, str] = {}
+        missing: list[str] = []
+        for m in members:
+            if m in self._links:  # seen in this run, perhaps not written yet
+                link = self._links[m]
+                if link is not None and link.remote_id and link.state == "provisioned":
+                    out[m] = link.remote_id
+            else:
+                missing.append(m)
+        with self.r.engine.connect() as conn:
+            for i in range(0, len(missing), MEMBER_CHUNK):
+                for rid, remote_id in conn.execute(select(L.resource_id, L.remote_id).where(
+                        L.target_id == self.row.id, L.state == "provisioned",
+                        L.remote_id.is_not(None),
+                        L.resource_id.in_(missing[i:i + MEMBER_CHUNK]))):
+                    out[rid] = remote_id
+        return out
 
     def member_users(self, rec: Record) -> list[str]:
         """User members, with nested groups flattened (targets need not nest)."""
