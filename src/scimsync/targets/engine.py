@@ -53,6 +53,9 @@ T = targets.c
 BATCH = 500
 FLUSH_EVERY = 200
 MATCH_BATCH = 50
+# A group's cached link holds its applied members: a full pass syncs few groups
+# between flushes so that memory does not grow with the directory's groups.
+GROUP_BATCH = 20
 MEMBER_CHUNK = 500  # member ids per IN list when resolving remote ids
 QUARANTINE_AFTER = 8  # consecutive failed runs
 MAX_BACKOFF = 300.0
@@ -226,7 +229,8 @@ class Reconciler:
                         select(resources.c.id).where(
                             resources.c.directory_id == did, resources.c.type == rtype,
                             resources.c.id > after)
-                        .order_by(resources.c.id).limit(BATCH)).scalars())
+                        .order_by(resources.c.id)
+                        .limit(BATCH if rtype == "User" else GROUP_BATCH)).scalars())
                 if not ids:
                     break
                 ctx.reconcile([Work(rtype, i) for i in ids])
