@@ -28,8 +28,9 @@ def connector(request: pytest.FixtureRequest, peer_root: str,
         live = request.getfixturevalue("live_server")
         d = directories.create("contract")
         url, token = f"{live}{d['scim_path']}", d["token"]
-    config, creds = parse_config("scim", {"url": url, "auth": {"type": "bearer",
-                                                                "token": token}})
+    # Small pages, so that listing really pages.
+    config, creds = parse_config("scim", {"url": url, "profile": {"page_size": 3},
+                                          "auth": {"type": "bearer", "token": token}})
     c = ScimConnector(config, creds)
     yield c
     c.close()
@@ -67,9 +68,10 @@ def test_find_and_find_many(connector: Connector) -> None:
 
 
 def test_list_pages_through_everything(connector: Connector) -> None:
-    ids = {connector.create("User", user(f"l{i}@x.test", f"le{i}")).id for i in range(7)}
-    listed = {r.id for r in connector.list("User")}
-    assert ids <= listed
+    ids = [connector.create("User", user(f"l{i}@x.test", f"le{i}")).id for i in range(8)]
+    listed = [r.id for r in connector.list("User")]
+    assert sorted(listed) == sorted(ids)  # every one, once, over three pages
+    assert list(connector.list("Group")) == []
 
 
 def test_groups_and_members(connector: Connector) -> None:
@@ -93,3 +95,14 @@ def test_errors_are_typed(connector: Connector) -> None:
 def test_capabilities(connector: Connector) -> None:
     caps = connector.capabilities()
     assert caps["patch"] is True and caps["filter"] is True
+
+
+def test_listing_uses_cursor_pagination_where_advertised(
+        connector: Connector, request: pytest.FixtureRequest) -> None:
+    """RFC 9865: an app that advertises cursors is listed by cursor (scimsync does;
+    scim2-server advertises index pagination only)."""
+    caps = connector.capabilities()
+    assert caps["cursor"] is (request.node.callspec.params["connector"] == "scimsync")
+    for i in range(5):
+        connector.create("User", user(f"k{i}@x.test", f"ke{i}"))
+    assert len({r.id for r in connector.list("User")}) == 5

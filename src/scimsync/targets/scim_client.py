@@ -92,15 +92,18 @@ class ScimConnector:
         cached = _DISCOVERED.get(self.base)
         if cached is not None and cached[0] > now_:
             return cached[1]
-        found = {"patch": True, "filter": True}
+        found = {"patch": True, "filter": True, "cursor": False}
         try:
             r = self._call("GET", "ServiceProviderConfig")
             spc = _body(r)
             if isinstance(spc, dict):
-                for key in found:
+                for key in ("patch", "filter"):
                     value = spc.get(key)
                     if isinstance(value, dict) and value.get("supported") is False:
                         found[key] = False
+                pagination = spc.get("pagination")  # RFC 9865 §5
+                if isinstance(pagination, dict) and pagination.get("cursor") is True:
+                    found["cursor"] = True
         except (Rejected, RemoteNotFound):
             pass
         _DISCOVERED[self.base] = (now_ + DISCOVERY_TTL, found)
@@ -248,19 +251,33 @@ class ScimConnector:
         return out
 
     def list(self, kind: str) -> Iterator[Remote]:
-        """Every remote object, page by page (index pagination)."""
+        """Every remote object, page by page: by cursor (RFC 9865) when the app
+        advertises it, else by index. An index listing that ends short of the total
+        the app announced raises Transient (the read was not whole)."""
+        size = str(self.config.profile.page_size)
+        if self.capabilities().get("cursor"):
+            params = {"cursor": "", "count": size}
+            while True:
+                page = _body(self._call("GET", ENDPOINT[kind], params=params))
+                for doc in page.get("Resources") or []:
+                    yield Remote(str(doc["id"]), doc)
+                following = page.get("nextCursor")
+                if not following:
+                    return
+                params = {"cursor": str(following), "count": size}
         start = 1
-        size = self.config.profile.page_size
         while True:
-            r = self._call("GET", ENDPOINT[kind],
-                           params={"startIndex": str(start), "count": str(size)})
-            page = _body(r)
+            page = _body(self._call("GET", ENDPOINT[kind],
+                                    params={"startIndex": str(start), "count": size}))
             items = page.get("Resources") or []
             for doc in items:
                 yield Remote(str(doc["id"]), doc)
             start += len(items)
-            if not items or start > int(page.get("totalResults", 0)):
+            total = int(page.get("totalResults", 0))
+            if start > total:
                 return
+            if not items:
+                raise Transient(f"listing {kind}s stopped at {start - 1} of {total}")
 
 
 def _described(method: str, url: str, body: Any) -> Doc:
