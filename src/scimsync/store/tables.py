@@ -194,7 +194,53 @@ dead_letters = Table(
     Index("ix_dead_letters_target", "target_id", "status"),
 )
 
+# One full reconciliation of a target (DESIGN.md: Drift): complete, incomplete (the
+# target could not be read whole: nothing destructive was fixed) or not reconcilable.
+drift_runs = Table(
+    "drift_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("trigger", String(16), nullable=False),  # manual, schedule
+    Column("started", String(32), nullable=False),
+    Column("finished", String(32), nullable=True),
+    Column("stats", Doc, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_drift_runs_target", "target_id", "started"),
+)
+
+# A difference between a target and the directory, kept across runs: one row per
+# (target, class, subject), where the subject is the hub id or `remote:<remote id>`.
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("directory_id", String(36), nullable=False),
+    Column("class", String(32), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(36), nullable=True),
+    Column("remote_id", String(255), nullable=True),
+    Column("evidence", Doc, nullable=False),
+    Column("remote", Doc, nullable=True),
+    Column("status", String(16), nullable=False),  # open, remediated, accepted, resolved
+    Column("first_seen", String(32), nullable=False),
+    Column("last_seen", String(32), nullable=False),
+    Column("last_run", String(36), nullable=False),
+    Column("closed", String(32), nullable=True),
+    Column("accepted", Doc, nullable=True),  # reason, approver, at
+    Column("accepted_until", String(32), nullable=True),
+    UniqueConstraint("target_id", "class", "subject", name="ux_findings_subject"),
+    Index("ix_findings_status", "target_id", "status"),
+    Index("ix_findings_resource", "directory_id", "resource_id"),
+)
+
 __all__ = [
-    "dead_letters", "deliveries", "directories", "journal", "links", "memberships", "metadata",
-    "resources", "targets", "tokens",
+    "dead_letters", "deliveries", "directories", "drift_runs", "findings", "journal", "links",
+    "memberships", "metadata", "resources", "targets", "tokens",
 ]

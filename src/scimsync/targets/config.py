@@ -17,6 +17,10 @@ KINDS = ("scim", "webhook")
 AUTH_TYPES = ("none", "bearer", "basic", "oauth2")
 MATCH_ATTRIBUTES = ("externalId", "userName", "email")
 SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("client_secret",)}
+# What a full reconciliation can find (docs/drift.md), most severe first.
+DRIFT_CLASSES = ("lingering_access", "orphaned_account", "membership_drift",
+                 "missing_account", "attribute_drift", "unmanaged_matchable")
+REMEDIATION_MODES = ("report", "auto", "approve")
 
 
 @dataclass
@@ -46,6 +50,18 @@ class Scope:
 
 
 @dataclass
+class Drift:
+    """Full reconciliation: how often (seconds, 0 = only on demand) and, per finding
+    class, whether to report, fix automatically, or fix once a person approves."""
+
+    interval: float = 0.0
+    remediate: dict[str, str] = field(default_factory=dict)
+
+    def mode(self, cls: str) -> str:
+        return self.remediate.get(cls, "report")
+
+
+@dataclass
 class TargetConfig:
     url: str
     auth: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
@@ -55,6 +71,7 @@ class TargetConfig:
     mapping: list[dict[str, Any]] = field(default_factory=list)
     # [{"group": name or id, "value": role, "attribute": "roles" | "entitlements"}]
     roles: list[dict[str, Any]] = field(default_factory=list)
+    drift: Drift = field(default_factory=Drift)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -120,7 +137,41 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
             raise UsageError(f"scope.filter is not a valid SCIM filter: {exc.detail}") from exc
     mapping = _check_mapping(raw.get("mapping") or [])
     roles = _check_roles(raw.get("roles") or [])
-    return TargetConfig(url.rstrip("/"), auth, profile, scope, mapping, roles), secrets
+    drift = _check_drift(raw.get("drift"))
+    return TargetConfig(url.rstrip("/"), auth, profile, scope, mapping, roles,
+                        drift), secrets
+
+
+def parse_interval(value: Any) -> float:
+    """Seconds from a number or a duration such as `90s`, `30m`, `24h`, `7d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if isinstance(value, bool):
+        raise UsageError("drift.interval is a number of seconds or a duration like 24h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value[-1:] in units and value[:-1].replace(".", "", 1) \
+            .isdigit():
+        seconds = float(value[:-1]) * units[value[-1]]
+    else:
+        raise UsageError(f"drift.interval {value!r} is not a duration (e.g. 3600, 30m, 24h)")
+    if seconds != 0 and seconds < 60:
+        raise UsageError("drift.interval is at least 60 seconds (or 0 for on demand only)")
+    return seconds
+
+
+def _check_drift(raw: Any) -> Drift:
+    d = _fields(Drift, raw, "drift")
+    interval = parse_interval(d.get("interval", 0))
+    remediate = d.get("remediate") or {}
+    if not isinstance(remediate, dict):
+        raise UsageError("drift.remediate maps a finding class to report, auto or approve")
+    for cls, mode in remediate.items():
+        if cls not in DRIFT_CLASSES:
+            raise UsageError(f"drift.remediate: unknown class {cls!r}; known: "
+                             f"{', '.join(DRIFT_CLASSES)}")
+        if mode not in REMEDIATION_MODES:
+            raise UsageError(f"drift.remediate.{cls} is one of {', '.join(REMEDIATION_MODES)}")
+    return Drift(interval, dict(remediate))
 
 
 def _check_mapping(rules: Any) -> list[dict[str, Any]]:
@@ -171,6 +222,8 @@ def load_config(raw: dict[str, Any]) -> TargetConfig:
     profile["match"] = tuple(profile.get("match", Profile.match))
     scope = dict(raw.get("scope") or {})
     scope["groups"] = tuple(scope.get("groups", ()))
+    drift = dict(raw.get("drift") or {})
     return TargetConfig(raw["url"], dict(raw.get("auth") or {"type": "none"}),
                         Profile(**profile), Scope(**scope), list(raw.get("mapping") or []),
-                        list(raw.get("roles") or []))
+                        list(raw.get("roles") or []),
+                        Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {})))

@@ -811,20 +811,7 @@ class _Context:
 
     def member_users(self, rec: Record) -> list[str]:
         """User members, with nested groups flattened (targets need not nest)."""
-        out: list[str] = []
-        seen = {rec.id}
-        stack = [rec]
-        while stack:
-            g = stack.pop()
-            for m in g.members or []:
-                if m.type == "User":
-                    out.append(m.value)
-                elif m.value not in seen:
-                    seen.add(m.value)
-                    sub = self.load(Work("Group", m.value))
-                    if sub is not None:
-                        stack.append(sub)
-        return out
+        return mapping.member_users(rec, lambda gid: self.load(Work("Group", gid)))
 
     def deprovision(self, work: Work) -> None:
         """Take a user that should not be in the target out, as the profile says."""

@@ -151,6 +151,24 @@ def apply_roles(rules: list[dict[str, Any]], body: Doc, rec: Record) -> None:
             body.pop(attribute, None)
 
 
+def member_users(rec: Record, load_group: Callable[[str], Record | None]) -> list[str]:
+    """A group's user members, nested groups flattened (targets need not nest)."""
+    out: list[str] = []
+    seen = {rec.id}
+    stack = [rec]
+    while stack:
+        g = stack.pop()
+        for m in g.members or []:
+            if m.type == "User":
+                out.append(m.value)
+            elif m.value not in seen:
+                seen.add(m.value)
+                sub = load_group(m.value)
+                if sub is not None:
+                    stack.append(sub)
+    return out
+
+
 def desired_group(config: TargetConfig, rec: Record, member_ids: list[str],
                   remote_id: RemoteId) -> Doc | None:
     """The group's body, members as remote ids (nested groups flattened to users)."""

@@ -1,0 +1,566 @@
+"""Drift detection: read a target back and classify every difference (DESIGN.md: Drift).
+
+A full reconciliation is the provisioning planner with "actual" read from the target
+instead of taken from the links. It runs in three steps, none of which holds the
+target or the directory in memory:
+
+1. *Listing.* Every account (and group, where the target takes groups) is read
+   through the connector, page by page, into a scratch SQLite file beside the run,
+   indexed by remote id and by each matching attribute. A listing that fails or ends
+   short makes the run *incomplete*: it changes no finding and fixes nothing.
+2. *Comparison.* The directory is walked in id order, a thousand identities at a
+   time; each one's desired body (scope and mapping, as provisioning computes it) is
+   compared with its remote account, found by its link or by the target's matching
+   attributes. Links whose identity is gone, and remote objects nothing claimed,
+   are swept up afterwards from the scratch file.
+3. *Findings* are written as they are found (scimsync.targets.findings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, insert, select, update
+
+from scimsync.protocol.record import Record
+from scimsync.protocol.schema import ENTERPRISE_USER
+from scimsync.protocol.timefmt import now
+from scimsync.store import members as store_members
+from scimsync.store.records import primary_email
+from scimsync.store.tables import drift_runs, links, resources
+from scimsync.targets import mapping
+from scimsync.targets.compare import ENTITLEMENT_ATTRIBUTES, user_differences, value_set
+from scimsync.targets.config import TargetConfig
+from scimsync.targets.connector import Connector, ConnectorError, Remote
+from scimsync.targets.engine import make_connector
+from scimsync.targets.findings import Finding, FindingsWriter
+from scimsync.targets.store import Targets
+
+log = logging.getLogger("scimsync.drift")
+Doc = dict[str, Any]
+R = resources.c
+L = links.c
+BATCH = 1000  # directory identities compared at a time
+CHUNK = 500  # values per IN list in the scratch file
+# Remote attributes kept in the scratch file: everything but what can be huge and is
+# never compared (a user's groups are read from the groups themselves).
+DROPPED = ("groups", "meta", "schemas")
+
+
+class Scratch:
+    """The listed target and the target's links, on disk for the length of one run."""
+
+    def __init__(self, directory: str | None = None):
+        fd, self.path = tempfile.mkstemp(prefix="scimsync-drift-", suffix=".db", dir=directory)
+        os.close(fd)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32000",
+                       "temp_store=FILE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript("""
+            CREATE TABLE users (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
+                                active INTEGER, doc BLOB, seen INTEGER DEFAULT 0);
+            CREATE TABLE groups (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
+                                 active INTEGER, doc BLOB, seen INTEGER DEFAULT 0);
+            CREATE TABLE links (rid TEXT PRIMARY KEY, type TEXT, remote TEXT, state TEXT,
+                                keys TEXT, visited INTEGER DEFAULT 0);
+        """)
+
+    def close(self) -> None:
+        self.db.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def add(self, table: str, remotes: list[Remote]) -> None:
+        rows = []
+        for r in remotes:
+            doc = {k: v for k, v in r.doc.items() if k not in DROPPED}
+            uname = doc.get("userName") if table == "users" else doc.get("displayName")
+            active = doc.get("active", True)
+            rows.append((r.id, doc.get("externalId"),
+                         uname.lower() if isinstance(uname, str) else None,
+                         primary_email(doc), 0 if active is False else 1, orjson.dumps(doc)))
+        self.db.executemany(f"INSERT OR REPLACE INTO {table} (id, ext, uname, email, active, "  # noqa: S608
+                            "doc) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def add_links(self, rows: list[tuple[str, str, str | None, str, str]]) -> None:
+        self.db.executemany("INSERT INTO links (rid, type, remote, state, keys) "
+                            "VALUES (?, ?, ?, ?, ?)", rows)
+
+    def index(self) -> None:
+        self.db.executescript("""
+            CREATE INDEX users_ext ON users (ext); CREATE INDEX users_uname ON users (uname);
+            CREATE INDEX users_email ON users (email);
+            CREATE INDEX groups_ext ON groups (ext); CREATE INDEX groups_uname ON groups (uname);
+            CREATE INDEX links_remote ON links (remote);
+        """)
+
+    def _in(self, sql: str, values: list[str], *args: Any) -> Iterator[tuple[Any, ...]]:
+        for i in range(0, len(values), CHUNK):
+            chunk = values[i:i + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.execute(sql.replace("(?)", f"({marks})"), (*args, *chunk))
+
+    def links_of(self, ids: list[str]) -> dict[str, tuple[str | None, str, str]]:
+        """resource id -> (remote id, state, applied keys)."""
+        return {rid: (remote, state, keys) for rid, remote, state, keys in self._in(
+            "SELECT rid, remote, state, keys FROM links WHERE rid IN (?)", ids)}
+
+    def remote_ids(self, ids: list[str]) -> dict[str, str]:
+        """Provisioned links only: resource id -> remote id."""
+        return {rid: remote for rid, remote in self._in(
+            "SELECT rid, remote FROM links WHERE state = 'provisioned' "
+            "AND remote IS NOT NULL AND rid IN (?)", ids)}
+
+    def by_id(self, table: str, ids: list[str]) -> dict[str, tuple[int, Doc]]:
+        return {rid: (active, orjson.loads(doc)) for rid, active, doc in self._in(
+            f"SELECT id, active, doc FROM {table} WHERE id IN (?)", ids)}  # noqa: S608
+
+    def unclaimed_by(self, table: str, column: str, values: list[str]
+                     ) -> dict[str, tuple[str, int, Doc]]:
+        """Remote objects not linked to any identity, by a matching column."""
+        out: dict[str, tuple[str, int, Doc]] = {}
+        for key, rid, active, doc in self._in(
+                f"SELECT {column}, id, active, doc FROM {table} WHERE seen = 0 "  # noqa: S608
+                f"AND id NOT IN (SELECT remote FROM links WHERE remote IS NOT NULL) "
+                f"AND {column} IN (?)", values):
+            out.setdefault(key, (rid, active, orjson.loads(doc)))
+        return out
+
+    def mark_seen(self, table: str, ids: Iterable[str]) -> None:
+        self.db.executemany(f"UPDATE {table} SET seen = 1 WHERE id = ?",  # noqa: S608
+                            [(i,) for i in ids])
+
+    def visit(self, rids: Iterable[str]) -> None:
+        self.db.executemany("UPDATE links SET visited = 1 WHERE rid = ?", [(i,) for i in rids])
+
+    def unvisited_links(self) -> Iterator[tuple[str, str, str | None, str]]:
+        yield from self.db.execute("SELECT rid, type, remote, state FROM links "
+                                   "WHERE visited = 0 ORDER BY rid")
+
+    def unseen(self, table: str) -> Iterator[tuple[str, int, Doc]]:
+        for rid, active, doc in self.db.execute(
+                f"SELECT id, active, doc FROM {table} WHERE seen = 0 ORDER BY id"):  # noqa: S608
+            yield rid, active, orjson.loads(doc)
+
+
+@dataclass
+class RunStats:
+    listed_users: int = 0
+    listed_groups: int = 0
+    compared: int = 0
+    listing_seconds: float = 0.0
+    comparison_seconds: float = 0.0
+    findings: dict[str, int] = field(default_factory=dict)
+    new: int = 0
+    resolved: int = 0
+
+    def to_json(self) -> Doc:
+        rate = self.compared / self.comparison_seconds if self.comparison_seconds else 0.0
+        return {"listed_users": self.listed_users, "listed_groups": self.listed_groups,
+                "compared": self.compared, "listing_seconds": round(self.listing_seconds, 3),
+                "comparison_seconds": round(self.comparison_seconds, 3),
+                "compared_per_second": round(rate), "findings": self.findings,
+                "new": self.new, "resolved": self.resolved}
+
+
+def _match_key(attr: str) -> str:
+    return {"externalId": "ext", "userName": "uname", "email": "email"}[attr]
+
+
+def _match_values(rec: Record, attr: str) -> str | None:
+    """A directory identity's value for a matching attribute, as the scratch file
+    indexes it (the hub id travels as externalId)."""
+    if attr == "externalId":
+        return rec.id
+    if attr == "userName":
+        name = rec.doc.get("userName")
+        return name.lower() if isinstance(name, str) else None
+    return primary_email(rec.doc)
+
+
+class Detector:
+    """Runs full reconciliations of targets and records what they find."""
+
+    def __init__(self, engine: Engine, connector_factory: Any = make_connector,
+                 scratch_dir: str | None = None):
+        self.engine = engine
+        self.targets = Targets(engine)
+        self.connector_factory = connector_factory
+        self.scratch_dir = scratch_dir or os.environ.get("SCIMSYNC_SCRATCH_DIR")
+
+    def run(self, target_id: str, trigger: str = "manual",
+            progress: Callable[[str, int], None] | None = None) -> Doc:
+        """One full reconciliation; returns the run as stored (id, status, stats)."""
+        row, config, secrets = self.targets.runtime(target_id)
+        run_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(insert(drift_runs).values(id=run_id, target_id=row.id,
+                                                   status="running", trigger=trigger,
+                                                   started=now()))
+        stats = RunStats()
+        if row.kind != "scim":
+            return self._finish(run_id, "not_reconcilable", stats,
+                                f"a {row.kind} target cannot be read back")
+        tick = progress or (lambda phase, n: None)
+        connector = self.connector_factory(row.kind, config, secrets)
+        scratch = Scratch(self.scratch_dir)
+        writer = FindingsWriter(self.engine, row, run_id)
+        try:
+            start = time.perf_counter()
+            try:
+                stats.listed_users = self._list(connector, scratch, "User", tick)
+                if config.profile.groups:
+                    stats.listed_groups = self._list(connector, scratch, "Group", tick)
+            except ConnectorError as exc:
+                stats.listing_seconds = time.perf_counter() - start
+                return self._finish(run_id, "incomplete", stats,
+                                    f"the target could not be read whole: {exc}")
+            self._copy_links(row.id, scratch)
+            scratch.index()
+            stats.listing_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            comparison = _Comparison(self.engine, row, config, scratch, writer, stats, tick)
+            comparison.users()
+            if config.profile.groups:
+                comparison.groups()
+            comparison.leftovers()
+            writer.flush()
+            stats.comparison_seconds = time.perf_counter() - start
+            stats.findings = writer.counts
+            stats.new = writer.new
+            stats.resolved = writer.resolve_unseen()
+            return self._finish(run_id, "complete", stats, None)
+        except Exception as exc:
+            self._finish(run_id, "failed", stats, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            scratch.close()
+            connector.close()
+
+    def _list(self, connector: Connector, scratch: Scratch, kind: str,
+              tick: Callable[[str, int], None]) -> int:
+        table = "users" if kind == "User" else "groups"
+        page: list[Remote] = []
+        count = 0
+        for remote in connector.list(kind):
+            page.append(remote)
+            if len(page) >= BATCH:
+                scratch.add(table, page)
+                count += len(page)
+                tick(f"listing {table}", count)
+                page = []
+        scratch.add(table, page)
+        return count + len(page)
+
+    def _copy_links(self, target_id: str, scratch: Scratch) -> None:
+        after = ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(L.resource_id, L.resource_type, L.remote_id, L.state, L.applied)
+                    .where(L.target_id == target_id, L.resource_id > after)
+                    .order_by(L.resource_id).limit(5000)).all()
+            if not rows:
+                return
+            scratch.add_links([(r[0], r[1], r[2], r[3], ",".join(r[4] or ())) for r in rows])
+            after = rows[-1][0]
+
+    def _finish(self, run_id: str, status: str, stats: RunStats, error: str | None) -> Doc:
+        values = {"status": status, "finished": now(), "stats": stats.to_json(),
+                  "error": error}
+        with self.engine.begin() as conn:
+            conn.execute(update(drift_runs).where(drift_runs.c.id == run_id).values(**values))
+            row = conn.execute(select(drift_runs).where(drift_runs.c.id == run_id)).one()
+        if error:
+            log.warning("drift run %s on target %s: %s", run_id, row.target_id, error)
+        return {str(k): v for k, v in row._mapping.items()}
+
+
+class _Comparison:
+    """The comparison step of one run."""
+
+    def __init__(self, engine: Engine, row: Any, config: TargetConfig, scratch: Scratch,
+                 writer: FindingsWriter, stats: RunStats,
+                 tick: Callable[[str, int], None]):
+        self.engine = engine
+        self.row = row
+        self.config = config
+        self.scratch = scratch
+        self.writer = writer
+        self.stats = stats
+        self.tick = tick
+        scope = config.scope
+        self.need_groups = bool(scope.groups or config.roles or
+                                (scope.filter and "groups" in scope.filter))
+        self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
+
+    def _batches(self, rtype: str) -> Iterator[list[Record]]:
+        after = ""
+        did = self.row.directory_id
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(R.id, R.type, R.doc, R.created, R.last_modified, R.version)
+                    .where(R.directory_id == did, R.type == rtype, R.id > after)
+                    .order_by(R.id).limit(BATCH)).all()
+                if not rows:
+                    return
+                records = [Record(*r) for r in rows]
+                if rtype == "User" and self.need_groups:
+                    found = store_members.load_groups(conn, [r.id for r in records])
+                    for rec in records:
+                        rec.groups = found[rec.id]
+                if rtype == "Group":
+                    found = store_members.load_members(conn, [r.id for r in records])
+                    for rec in records:
+                        rec.members = found[rec.id]
+            yield records
+            after = records[-1].id
+
+    # --- users --------------------------------------------------------------------
+
+    def users(self) -> None:
+        for records in self._batches("User"):
+            self._user_batch(records)
+            self.stats.compared += len(records)
+            self.tick("comparing users", self.stats.compared)
+
+    def _user_batch(self, records: list[Record]) -> None:
+        ids = [r.id for r in records]
+        linked = self.scratch.links_of(ids)
+        managers = [m for r in records if (m := _manager(r)) is not None]
+        remote_of = self.scratch.remote_ids(managers) if managers else {}
+        remotes = self.scratch.by_id("users", [v[0] for v in linked.values() if v[0]])
+        # Unlinked identities (or links whose remote is gone): match as provisioning would.
+        unlinked = [r for r in records if (linked.get(r.id) or (None,))[0] not in remotes]
+        matched: dict[str, tuple[str, int, Doc]] = {}
+        taken: set[str] = set()
+        for attr in self.config.profile.match:
+            wanted = {v: r.id for r in unlinked
+                      if r.id not in matched and (v := _match_values(r, attr)) is not None}
+            if not wanted:
+                continue
+            for value, found in self.scratch.unclaimed_by("users", _match_key(attr),
+                                                          list(wanted)).items():
+                if found[0] not in taken:
+                    matched[wanted[value]] = found
+                    taken.add(found[0])
+        seen: list[str] = []
+        for rec in records:
+            desired = mapping.desired_user(self.config, rec, remote_of.get)
+            link = linked.get(rec.id)
+            remote: tuple[str, int, Doc] | None = None
+            via_link = False
+            if link is not None and link[0] in remotes:
+                active, doc = remotes[link[0]]
+                remote, via_link = (link[0], active, doc), True
+            elif rec.id in matched:
+                remote = matched[rec.id]
+            if remote is not None:
+                seen.append(remote[0])
+            keys = frozenset(link[2].split(",")) if link and link[2] else frozenset()
+            self._classify_user(rec, desired, remote, via_link, link, keys)
+        self.scratch.mark_seen("users", seen)
+        self.scratch.visit(ids)
+
+    def _classify_user(self, rec: Record, desired: Doc | None,
+                       remote: tuple[str, int, Doc] | None, via_link: bool,
+                       link: tuple[str | None, str, str] | None, keys: frozenset[str]) -> None:
+        name = rec.doc.get("userName")
+        ident = {"userName": name, "active": rec.doc.get("active", True)}
+        wants_access = desired is not None and desired.get("active", True) is not False
+        if remote is None:
+            if wants_access:
+                evidence: Doc = {**ident,
+                                 "reason": "in scope and active, no account in the target"}
+                if link is not None and link[0]:
+                    evidence["linked_remote_id"] = link[0]
+                    evidence["reason"] = "the linked account no longer exists in the target"
+                self._add("missing_account", "medium", "User", rec.id, None, evidence, None)
+            return
+        remote_id, active, doc = remote
+        if not wants_access:
+            if active:
+                why = ("deactivated in the directory" if desired is not None
+                       else "out of the target's scope")
+                self._add("lingering_access", "critical", "User", rec.id, remote_id,
+                          {**ident, "reason": f"{why}, active in the target",
+                           "linked": via_link}, doc)
+            return
+        assert desired is not None
+        if not via_link:
+            self._add("unmanaged_matchable", "low", "User", rec.id, remote_id,
+                      {**ident, "reason": "an account in the target matches this identity "
+                       "but is not linked: it can be adopted",
+                       "differences": user_differences(desired, doc, set())}, doc)
+            return
+        differences = user_differences(desired, doc, keys)
+        entitlements = [d for d in differences if d["attribute"] in ENTITLEMENT_ATTRIBUTES
+                        and d["attribute"] in self.managed_roles]
+        attributes = [d for d in differences if d not in entitlements]
+        if entitlements:
+            proof: Doc = {**ident, "entitlements": []}
+            extra_any = False
+            for d in entitlements:
+                extra = sorted(value_set(d["actual"]) - value_set(d["desired"]))
+                missing = sorted(value_set(d["desired"]) - value_set(d["actual"]))
+                extra_any = extra_any or bool(extra)
+                proof["entitlements"].append({"attribute": d["attribute"], "extra": extra,
+                                              "missing": missing})
+            self._add("membership_drift", "high" if extra_any else "medium", "User", rec.id,
+                      remote_id, proof, doc)
+        if attributes:
+            severity = "medium" if any(d["attribute"] == "active" for d in attributes) \
+                else "low"
+            self._add("attribute_drift", severity, "User", rec.id, remote_id,
+                      {**ident, "differences": attributes}, doc)
+
+    # --- groups -------------------------------------------------------------------
+
+    def groups(self) -> None:
+        for records in self._batches("Group"):
+            ids = [r.id for r in records]
+            linked = self.scratch.links_of(ids)
+            remotes = self.scratch.by_id("groups", [v[0] for v in linked.values() if v[0]])
+            seen: list[str] = []
+            for rec in records:
+                member_ids = self._flatten(rec)
+                remote_of = self.scratch.remote_ids(member_ids)
+                desired = mapping.desired_group(self.config, rec, member_ids, remote_of.get)
+                link = linked.get(rec.id)
+                remote = None
+                via_link = link is not None and link[0] in remotes
+                if via_link:
+                    assert link is not None and link[0] is not None
+                    remote = (link[0], *remotes[link[0]])
+                else:
+                    for column, value in (("ext", rec.id), ("uname", str(
+                            rec.doc.get("displayName", "")).lower())):
+                        found = self.scratch.unclaimed_by("groups", column, [value])
+                        if value in found:
+                            remote = found[value]
+                            break
+                if remote is not None:
+                    seen.append(remote[0])
+                self._classify_group(rec, desired, remote, via_link)
+            self.scratch.mark_seen("groups", seen)
+            self.scratch.visit(ids)
+
+    def _flatten(self, rec: Record) -> list[str]:
+        """User members, nested groups flattened (as provisioning sends them)."""
+        def load(gid: str) -> Record:
+            with self.engine.connect() as conn:
+                found = store_members.load_members(conn, [gid])
+            return Record(gid, "Group", {}, "", "", 0, members=found[gid])
+
+        return mapping.member_users(rec, load)
+
+    def _classify_group(self, rec: Record, desired: Doc | None,
+                        remote: tuple[str, int, Doc] | None, via_link: bool) -> None:
+        ident = {"displayName": rec.doc.get("displayName")}
+        if desired is None:
+            if remote is not None and via_link:
+                # A group the target should not have (out of scope, no longer pushed).
+                self._add("lingering_access", "high", "Group", rec.id, remote[0],
+                          {**ident, "reason": "out of the target's scope, still in the target",
+                           "members": len(remote[2].get("members") or [])},
+                          _summary(remote[2]))
+            return
+        if remote is None:
+            self._add("missing_account", "medium", "Group", rec.id, None,
+                      {**ident, "reason": "in scope, no such group in the target"}, None)
+            return
+        remote_id, _, doc = remote
+        if not via_link:
+            self._add("unmanaged_matchable", "low", "Group", rec.id, remote_id,
+                      {**ident, "reason": "a group in the target matches this group but is "
+                       "not linked: it can be adopted"}, _summary(doc))
+            return
+        want, have = value_set(desired["members"]), value_set(doc.get("members"))
+        if want != have:
+            extra, missing = sorted(have - want), sorted(want - have)
+            self._add("membership_drift", "high" if extra else "medium", "Group", rec.id,
+                      remote_id, {**ident, "extra_members": extra[:100],
+                                  "missing_members": missing[:100], "extra": len(extra),
+                                  "missing": len(missing)}, _summary(doc))
+        if str(doc.get("displayName", "")) != str(desired["displayName"]):
+            self._add("attribute_drift", "low", "Group", rec.id, remote_id,
+                      {**ident, "differences": [{"attribute": "displayName",
+                                                 "desired": desired["displayName"],
+                                                 "actual": doc.get("displayName")}]},
+                      _summary(doc))
+
+    # --- what nothing claimed -----------------------------------------------------
+
+    def leftovers(self) -> None:
+        # Links whose identity left the directory: the account must not be active.
+        batch: list[tuple[str, str, str | None, str]] = []
+        for item in self.scratch.unvisited_links():
+            batch.append(item)
+            if len(batch) >= CHUNK:
+                self._gone(batch)
+                batch = []
+        self._gone(batch)
+        for table, rtype in (("users", "User"), ("groups", "Group")):
+            for remote_id, active, doc in self.scratch.unseen(table):
+                if rtype == "User":
+                    self._add("orphaned_account", "high" if active else "low", "User", None,
+                              remote_id, {"userName": doc.get("userName"),
+                                          "active": bool(active),
+                                          "reason": "matches no directory identity"}, doc)
+                else:
+                    self._add("orphaned_account", "medium", "Group", None, remote_id,
+                              {"displayName": doc.get("displayName"),
+                               "reason": "matches no directory group"}, _summary(doc))
+
+    def _gone(self, batch: list[tuple[str, str, str | None, str]]) -> None:
+        if not batch:
+            return
+        for table, rtype in (("users", "User"), ("groups", "Group")):
+            mine = [b for b in batch if b[1] == rtype and b[2]]
+            found = self.scratch.by_id(table, [b[2] for b in mine if b[2]])
+            for rid, _, remote_id, _ in mine:
+                if remote_id not in found:
+                    continue
+                active, doc = found[remote_id]
+                if rtype == "User" and active:
+                    self._add("lingering_access", "critical", "User", rid, remote_id,
+                              {"userName": doc.get("userName"), "linked": True,
+                               "reason": "deleted from the directory, active in the target"},
+                              doc)
+                elif rtype == "Group":
+                    self._add("lingering_access", "high", "Group", rid, remote_id,
+                              {"displayName": doc.get("displayName"),
+                               "reason": "deleted from the directory, still in the target",
+                               "members": len(doc.get("members") or [])}, _summary(doc))
+            self.scratch.mark_seen(table, [b[2] for b in mine if b[2] in found])
+
+    def _add(self, cls: str, severity: str, rtype: str, rid: str | None,
+             remote_id: str | None, evidence: Doc, remote: Doc | None) -> None:
+        self.writer.add(Finding(cls, rid if rid is not None else f"remote:{remote_id}",
+                                severity, rtype, rid, remote_id, evidence, remote))
+
+
+def _manager(rec: Record) -> str | None:
+    ext = rec.doc.get(ENTERPRISE_USER)
+    manager = ext.get("manager") if isinstance(ext, dict) else None
+    value = manager.get("value") if isinstance(manager, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _summary(doc: Doc) -> Doc:
+    """A remote group without its member list (findings stay small)."""
+    out = {k: v for k, v in doc.items() if k != "members"}
+    out["members"] = len(doc.get("members") or [])
+    return out

@@ -1,0 +1,225 @@
+"""Drift detection against real downstream applications: python-scim's scim2-server
+and a second scimsync directory behind a real HTTP server."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from conftest import Scim
+from downstream import PEER_TOKEN, converge
+from scimsync.store.directories import Directories
+from scimsync.store.tables import findings
+from scimsync.targets.connector import Transient
+from scimsync.targets.drift import Detector
+from scimsync.targets.engine import make_connector
+from scimsync.targets.findings import accept, list_findings
+from scimsync.targets.store import Targets
+
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@dataclass
+class App:
+    """A downstream SCIM application, driven directly (as its own admins would)."""
+
+    base: str
+    token: str
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        r = httpx2.request(method, f"{self.base}/{path}", json=body, timeout=10,
+                           headers={"Authorization": f"Bearer {self.token}"})
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Remote users by externalId (the hub's id), or by userName without one."""
+        found = self.call("GET", "Users?count=1000")["Resources"]
+        return {u.get("externalId") or u["userName"]: u for u in found}
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        found = self.call("GET", "Groups?count=1000")["Resources"]
+        return {g.get("externalId") or g["displayName"]: g for g in found}
+
+    def patch(self, path: str, ops: list[dict[str, Any]]) -> None:
+        self.call("PATCH", path, {"schemas": [PATCH], "Operations": ops})
+
+
+@pytest.fixture(params=["scim2-server", "scimsync"])
+def app_(request: pytest.FixtureRequest, peer_root: str) -> Iterator[App]:
+    if request.param == "scim2-server":
+        yield App(f"{peer_root}/t{secrets.token_hex(4)}", PEER_TOKEN)
+        return
+    live = request.getfixturevalue("live_server")
+    d = request.getfixturevalue("directories").create(f"app-{secrets.token_hex(3)}")
+    yield App(f"{live}{d['scim_path']}", d["token"])
+
+
+def add_target(engine: Engine, scim: Scim, app: App, **settings: Any) -> str:
+    t = Targets(engine).add(scim.directory_id, f"app-{secrets.token_hex(2)}", "scim", {
+        "url": app.base, "auth": {"type": "bearer", "token": app.token}, **settings})
+    return str(t["id"])
+
+
+def open_findings(engine: Engine, tid: str) -> set[tuple[str, str]]:
+    return {(f["class"], f["subject"]) for f in list_findings(engine, target_id=tid,
+                                                              status="open")}
+
+
+def seed(scim: Scim) -> dict[str, Any]:
+    people = {n: scim.user(f"{n}@x.test", title=n.title()) for n in
+              ("alice", "bob", "carol", "dave")}
+    people["Team"] = scim.group("Team", [people["alice"]["id"], people["bob"]["id"]])
+    people["Admins"] = scim.group("Admins", [people["alice"]["id"]])
+    return people
+
+
+ROLES = {"roles": [{"group": "Admins", "value": "admin"}]}
+
+
+def test_a_converged_target_has_no_findings(engine: Engine, scim: Scim, app_: App) -> None:
+    seed(scim)
+    tid = add_target(engine, scim, app_, **ROLES)
+    converge(engine, tid)
+    run = Detector(engine).run(tid)
+    assert run["status"] == "complete", run
+    assert run["stats"]["findings"] == {}
+    assert run["stats"]["listed_users"] == 4 and run["stats"]["listed_groups"] == 2
+    assert list_findings(engine, target_id=tid) == []
+
+
+def test_every_class_is_found_exactly(engine: Engine, scim: Scim, app_: App) -> None:
+    p = seed(scim)
+    tid = add_target(engine, scim, app_, **ROLES)
+    converge(engine, tid)
+    remote = app_.users()
+    rgroups = app_.groups()
+    alice, bob = remote[p["alice"]["id"]], remote[p["bob"]["id"]]
+    # Drift made in the application by hand ...
+    stranger = app_.call("POST", "Users", {"schemas": [CORE], "userName": "stranger@x.test",
+                                           "active": True})
+    app_.patch(f"Users/{alice['id']}", [
+        {"op": "replace", "path": "title", "value": "CEO"},
+        {"op": "add", "path": "roles", "value": [{"value": "superuser"}]}])
+    team = rgroups[p["Team"]["id"]]
+    app_.patch(f"Groups/{team['id']}", [
+        {"op": "remove", "path": f'members[value eq "{bob["id"]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}])
+    later_remote = app_.call("POST", "Users", {"schemas": [CORE],
+                                               "userName": "later@x.test", "active": True})
+    # ... and changes in the directory that were not propagated (no worker runs here).
+    scim.patch(f"/Users/{p['bob']['id']}", [{"op": "replace", "path": "active",
+                                              "value": False}])
+    scim.delete(f"/Users/{p['dave']['id']}")
+    newbie = scim.user("newbie@x.test")
+    later = scim.user("later@x.test")
+    run = Detector(engine).run(tid)
+    assert run["status"] == "complete", run
+    expected = {
+        ("orphaned_account", f"remote:{stranger['id']}"),
+        ("lingering_access", p["bob"]["id"]),
+        ("lingering_access", p["dave"]["id"]),
+        ("missing_account", newbie["id"]),
+        ("attribute_drift", p["alice"]["id"]),
+        ("membership_drift", p["alice"]["id"]),
+        ("membership_drift", p["Team"]["id"]),
+        ("unmanaged_matchable", later["id"]),
+    }
+    assert open_findings(engine, tid) == expected
+    by = {(f["class"], f["subject"]): f for f in list_findings(engine, target_id=tid)}
+    title = by[("attribute_drift", p["alice"]["id"])]["evidence"]["differences"]
+    assert title == [{"attribute": "title", "desired": "Alice", "actual": "CEO"}]
+    roles = by[("membership_drift", p["alice"]["id"])]
+    assert roles["evidence"]["entitlements"] == [
+        {"attribute": "roles", "extra": ["superuser"], "missing": []}]
+    assert roles["severity"] == "high"
+    group = by[("membership_drift", p["Team"]["id"])]["evidence"]
+    assert group["extra_members"] == [stranger["id"]]
+    assert group["missing_members"] == [bob["id"]]
+    assert by[("lingering_access", p["bob"]["id"])]["severity"] == "critical"
+    assert by[("lingering_access", p["dave"]["id"])]["evidence"]["reason"].startswith(
+        "deleted from the directory")
+    assert by[("orphaned_account", f"remote:{stranger['id']}")]["remote"]["userName"] == \
+        "stranger@x.test"
+    assert by[("unmanaged_matchable", later["id"])]["remote_id"] == later_remote["id"]
+    # Re-running finds the same, adds nothing.
+    again = Detector(engine).run(tid)
+    assert again["stats"]["new"] == 0 and again["stats"]["resolved"] == 0
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(findings).where(
+            findings.c.target_id == tid)).scalar_one()
+    assert rows == len(expected)
+    # Put the title back by hand: that finding resolves, the others stay.
+    app_.patch(f"Users/{alice['id']}", [{"op": "replace", "path": "title", "value": "Alice"}])
+    third = Detector(engine).run(tid)
+    assert third["stats"]["resolved"] == 1
+    assert open_findings(engine, tid) == expected - {("attribute_drift", p["alice"]["id"])}
+
+
+def test_accepted_risk_stays_accepted_until_it_expires(engine: Engine, scim: Scim,
+                                                        app_: App) -> None:
+    scim.user("kept@x.test")
+    tid = add_target(engine, scim, app_)
+    converge(engine, tid)
+    app_.call("POST", "Users", {"schemas": [CORE], "userName": "breakglass@x.test"})
+    Detector(engine).run(tid)
+    (finding,) = list_findings(engine, target_id=tid)
+    assert finding["class"] == "orphaned_account"
+    accepted = accept(engine, finding["id"], "break-glass account, reviewed quarterly",
+                      "ciso@x.test", "2099-01-01T00:00:00Z")
+    assert accepted["status"] == "accepted"
+    assert accepted["accepted"]["approver"] == "ciso@x.test"
+    assert Detector(engine).run(tid)["stats"]["new"] == 0
+    assert list_findings(engine, target_id=tid)[0]["status"] == "accepted"
+    # Its acceptance runs out: it is open again (and counts as new on the next run).
+    with engine.begin() as conn:
+        conn.execute(sa.update(findings).where(findings.c.id == finding["id"]).values(
+            accepted_until="2000-01-01T00:00:00.000Z"))
+    assert list_findings(engine, target_id=tid)[0]["status"] == "open"
+
+
+def test_a_target_that_fails_mid_listing_yields_an_incomplete_run(
+        engine: Engine, scim: Scim, app_: App) -> None:
+    for i in range(5):
+        scim.user(f"page{i}@x.test")
+    tid = add_target(engine, scim, app_, profile={"page_size": 2})
+    converge(engine, tid)
+    app_.call("POST", "Users", {"schemas": [CORE], "userName": "orphan@x.test"})
+    assert Detector(engine).run(tid)["stats"]["findings"] == {"orphaned_account": 1}
+
+    def failing(kind: str, config: Any, secrets_: dict[str, Any]) -> Any:
+        real = make_connector(kind, config, secrets_)
+        listing = real.list
+
+        def list_then_fail(k: str) -> Iterator[Any]:
+            for n, item in enumerate(listing(k)):
+                if n == 3:
+                    raise Transient("GET Users: ReadTimeout")
+                yield item
+
+        real.list = list_then_fail
+        return real
+
+    run = Detector(engine, connector_factory=failing).run(tid)
+    assert run["status"] == "incomplete"
+    assert "could not be read whole" in run["error"]
+    # Nothing was resolved or added on the strength of a partial listing.
+    (finding,) = list_findings(engine, target_id=tid)
+    assert finding["status"] == "open" and finding["class"] == "orphaned_account"
+
+
+def test_webhook_targets_are_reported_not_reconcilable(engine: Engine, scim: Scim,
+                                                       directories: Directories) -> None:
+    t = Targets(engine).add(scim.directory_id, f"hook-{secrets.token_hex(2)}", "webhook", {
+        "url": "http://127.0.0.1:9/hook", "secret": "whsec_" + "A" * 32})
+    run = Detector(engine).run(t["id"])
+    assert run["status"] == "not_reconcilable"
+    assert "cannot be read back" in run["error"]
