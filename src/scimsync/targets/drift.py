@@ -57,8 +57,29 @@ CHUNK = 500  # values per IN list in the scratch file
 DROPPED = ("groups", "meta", "schemas")
 
 
+TABLES = {"User": "users", "Group": "groups"}
+
+
+@dataclass
+class Linked:
+    """A link of the target joined with the remote object it points at, if listed."""
+
+    rid: str
+    remote_id: str | None
+    state: str
+    keys: frozenset[str]
+    active: int | None  # None: the remote object was not listed (it is gone)
+    doc: Doc | None
+
+
 class Scratch:
-    """The listed target and the target's links, on disk for the length of one run."""
+    """The listed target and the target's links, on disk for the length of one run.
+
+    Links and directory identities are both walked in resource-id order, so one range
+    query per batch returns a batch's links with their remote objects, and the links
+    in between whose identity has left the directory. Remote objects that no link
+    points at and no identity matched are what is left at the end.
+    """
 
     def __init__(self, directory: str | None = None):
         fd, self.path = tempfile.mkstemp(prefix="scimsync-drift-", suffix=".db", dir=directory)
@@ -69,11 +90,12 @@ class Scratch:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript("""
             CREATE TABLE users (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
-                                active INTEGER, doc BLOB, seen INTEGER DEFAULT 0);
+                                active INTEGER, doc BLOB);
             CREATE TABLE groups (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
-                                 active INTEGER, doc BLOB, seen INTEGER DEFAULT 0);
-            CREATE TABLE links (rid TEXT PRIMARY KEY, type TEXT, remote TEXT, state TEXT,
-                                keys TEXT, visited INTEGER DEFAULT 0);
+                                 active INTEGER, doc BLOB);
+            CREATE TABLE links (rid TEXT, type TEXT, remote TEXT, state TEXT, keys TEXT,
+                                PRIMARY KEY (type, rid));
+            CREATE TABLE claimed (type TEXT, id TEXT, PRIMARY KEY (type, id));
         """)
 
     def close(self) -> None:
@@ -102,7 +124,7 @@ class Scratch:
             CREATE INDEX users_ext ON users (ext); CREATE INDEX users_uname ON users (uname);
             CREATE INDEX users_email ON users (email);
             CREATE INDEX groups_ext ON groups (ext); CREATE INDEX groups_uname ON groups (uname);
-            CREATE INDEX links_remote ON links (remote);
+            CREATE INDEX links_remote ON links (type, remote);
         """)
 
     def _in(self, sql: str, values: list[str], *args: Any) -> Iterator[tuple[Any, ...]]:
@@ -111,46 +133,47 @@ class Scratch:
             marks = ",".join("?" * len(chunk))
             yield from self.db.execute(sql.replace("(?)", f"({marks})"), (*args, *chunk))
 
-    def links_of(self, ids: list[str]) -> dict[str, tuple[str | None, str, str]]:
-        """resource id -> (remote id, state, applied keys)."""
-        return {rid: (remote, state, keys) for rid, remote, state, keys in self._in(
-            "SELECT rid, remote, state, keys FROM links WHERE rid IN (?)", ids)}
+    def linked_range(self, rtype: str, after: str, last: str | None) -> dict[str, Linked]:
+        """Links of `rtype` with after < resource id <= last (no bound if None)."""
+        sql = (f"SELECT l.rid, l.remote, l.state, l.keys, r.active, r.doc FROM links l "  # noqa: S608
+               f"LEFT JOIN {TABLES[rtype]} r ON r.id = l.remote "
+               f"WHERE l.type = ? AND l.rid > ?")
+        params: tuple[str, ...] = (rtype, after)
+        if last is not None:
+            sql += " AND l.rid <= ?"
+            params = (rtype, after, last)
+        return {rid: Linked(rid, remote, state, frozenset(keys.split(",")) if keys else
+                            frozenset(), active, orjson.loads(doc) if doc else None)
+                for rid, remote, state, keys, active, doc in self.db.execute(sql, params)}
 
     def remote_ids(self, ids: list[str]) -> dict[str, str]:
-        """Provisioned links only: resource id -> remote id."""
+        """Provisioned user links only: resource id -> remote id."""
         return {rid: remote for rid, remote in self._in(
-            "SELECT rid, remote FROM links WHERE state = 'provisioned' "
+            "SELECT rid, remote FROM links WHERE type = 'User' AND state = 'provisioned' "
             "AND remote IS NOT NULL AND rid IN (?)", ids)}
 
-    def by_id(self, table: str, ids: list[str]) -> dict[str, tuple[int, Doc]]:
-        return {rid: (active, orjson.loads(doc)) for rid, active, doc in self._in(
-            f"SELECT id, active, doc FROM {table} WHERE id IN (?)", ids)}  # noqa: S608
+    # Takes the resource type twice as parameters.
+    UNCLAIMED = ("id NOT IN (SELECT remote FROM links WHERE type = ? AND remote IS NOT NULL) "
+                 "AND id NOT IN (SELECT id FROM claimed WHERE type = ?)")
 
-    def unclaimed_by(self, table: str, column: str, values: list[str]
+    def unclaimed_by(self, rtype: str, column: str, values: list[str]
                      ) -> dict[str, tuple[str, int, Doc]]:
-        """Remote objects not linked to any identity, by a matching column."""
+        """Remote objects no link points at and no identity matched yet, by a column."""
         out: dict[str, tuple[str, int, Doc]] = {}
         for key, rid, active, doc in self._in(
-                f"SELECT {column}, id, active, doc FROM {table} WHERE seen = 0 "  # noqa: S608
-                f"AND id NOT IN (SELECT remote FROM links WHERE remote IS NOT NULL) "
-                f"AND {column} IN (?)", values):
+                f"SELECT {column}, id, active, doc FROM {TABLES[rtype]} "  # noqa: S608
+                f"WHERE {self.UNCLAIMED} AND {column} IN (?)", values, rtype, rtype):
             out.setdefault(key, (rid, active, orjson.loads(doc)))
         return out
 
-    def mark_seen(self, table: str, ids: Iterable[str]) -> None:
-        self.db.executemany(f"UPDATE {table} SET seen = 1 WHERE id = ?",  # noqa: S608
-                            [(i,) for i in ids])
+    def claim(self, rtype: str, ids: Iterable[str]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO claimed (type, id) VALUES (?, ?)",
+                            [(rtype, i) for i in ids])
 
-    def visit(self, rids: Iterable[str]) -> None:
-        self.db.executemany("UPDATE links SET visited = 1 WHERE rid = ?", [(i,) for i in rids])
-
-    def unvisited_links(self) -> Iterator[tuple[str, str, str | None, str]]:
-        yield from self.db.execute("SELECT rid, type, remote, state FROM links "
-                                   "WHERE visited = 0 ORDER BY rid")
-
-    def unseen(self, table: str) -> Iterator[tuple[str, int, Doc]]:
+    def unclaimed(self, rtype: str) -> Iterator[tuple[str, int, Doc]]:
         for rid, active, doc in self.db.execute(
-                f"SELECT id, active, doc FROM {table} WHERE seen = 0 ORDER BY id"):  # noqa: S608
+                f"SELECT id, active, doc FROM {TABLES[rtype]} "  # noqa: S608
+                f"WHERE {self.UNCLAIMED} ORDER BY id", (rtype, rtype)):
             yield rid, active, orjson.loads(doc)
 
 
@@ -304,6 +327,8 @@ class _Comparison:
         self.need_groups = bool(scope.groups or config.roles or
                                 (scope.filter and "groups" in scope.filter))
         self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
+        self._ids: set[str] = set()
+        self._claimed: set[str] = set()
 
     def _batches(self, rtype: str) -> Iterator[list[Record]]:
         after = ""
@@ -331,52 +356,51 @@ class _Comparison:
     # --- users --------------------------------------------------------------------
 
     def users(self) -> None:
+        after = ""
         for records in self._batches("User"):
-            self._user_batch(records)
+            last = records[-1].id
+            linked = self.scratch.linked_range("User", after, last)
+            self._user_batch(records, linked)
+            self._gone("User", [lk for rid, lk in linked.items() if rid not in self._ids])
             self.stats.compared += len(records)
             self.tick("comparing users", self.stats.compared)
+            after = last
+        self._gone("User", list(self.scratch.linked_range("User", after, None).values()))
 
-    def _user_batch(self, records: list[Record]) -> None:
-        ids = [r.id for r in records]
-        linked = self.scratch.links_of(ids)
+    def _user_batch(self, records: list[Record], linked: dict[str, Linked]) -> None:
+        self._ids = {r.id for r in records}
         managers = [m for r in records if (m := _manager(r)) is not None]
         remote_of = self.scratch.remote_ids(managers) if managers else {}
-        remotes = self.scratch.by_id("users", [v[0] for v in linked.values() if v[0]])
         # Unlinked identities (or links whose remote is gone): match as provisioning would.
-        unlinked = [r for r in records if (linked.get(r.id) or (None,))[0] not in remotes]
+        unlinked = [r for r in records
+                    if r.id not in linked or linked[r.id].doc is None]
         matched: dict[str, tuple[str, int, Doc]] = {}
-        taken: set[str] = set()
         for attr in self.config.profile.match:
             wanted = {v: r.id for r in unlinked
                       if r.id not in matched and (v := _match_values(r, attr)) is not None}
             if not wanted:
                 continue
-            for value, found in self.scratch.unclaimed_by("users", _match_key(attr),
+            for value, found in self.scratch.unclaimed_by("User", _match_key(attr),
                                                           list(wanted)).items():
-                if found[0] not in taken:
+                if found[0] not in self._claimed:
                     matched[wanted[value]] = found
-                    taken.add(found[0])
-        seen: list[str] = []
+                    self._claimed.add(found[0])
+        if matched:
+            self.scratch.claim("User", [m[0] for m in matched.values()])
+            self._claimed.clear()
         for rec in records:
             desired = mapping.desired_user(self.config, rec, remote_of.get)
             link = linked.get(rec.id)
-            remote: tuple[str, int, Doc] | None = None
-            via_link = False
-            if link is not None and link[0] in remotes:
-                active, doc = remotes[link[0]]
-                remote, via_link = (link[0], active, doc), True
-            elif rec.id in matched:
-                remote = matched[rec.id]
-            if remote is not None:
-                seen.append(remote[0])
-            keys = frozenset(link[2].split(",")) if link and link[2] else frozenset()
-            self._classify_user(rec, desired, remote, via_link, link, keys)
-        self.scratch.mark_seen("users", seen)
-        self.scratch.visit(ids)
+            if link is not None and link.doc is not None:
+                assert link.remote_id is not None and link.active is not None
+                self._classify_user(rec, desired, (link.remote_id, link.active, link.doc),
+                                    True, link)
+            else:
+                self._classify_user(rec, desired, matched.get(rec.id), False, link)
 
     def _classify_user(self, rec: Record, desired: Doc | None,
                        remote: tuple[str, int, Doc] | None, via_link: bool,
-                       link: tuple[str | None, str, str] | None, keys: frozenset[str]) -> None:
+                       link: Linked | None) -> None:
         name = rec.doc.get("userName")
         ident = {"userName": name, "active": rec.doc.get("active", True)}
         wants_access = desired is not None and desired.get("active", True) is not False
@@ -384,8 +408,8 @@ class _Comparison:
             if wants_access:
                 evidence: Doc = {**ident,
                                  "reason": "in scope and active, no account in the target"}
-                if link is not None and link[0]:
-                    evidence["linked_remote_id"] = link[0]
+                if link is not None and link.remote_id:
+                    evidence["linked_remote_id"] = link.remote_id
                     evidence["reason"] = "the linked account no longer exists in the target"
                 self._add("missing_account", "medium", "User", rec.id, None, evidence, None)
             return
@@ -405,7 +429,7 @@ class _Comparison:
                        "but is not linked: it can be adopted",
                        "differences": user_differences(desired, doc, set())}, doc)
             return
-        differences = user_differences(desired, doc, keys)
+        differences = user_differences(desired, doc, link.keys if link else frozenset())
         entitlements = [d for d in differences if d["attribute"] in ENTITLEMENT_ATTRIBUTES
                         and d["attribute"] in self.managed_roles]
         attributes = [d for d in differences if d not in entitlements]
@@ -429,33 +453,33 @@ class _Comparison:
     # --- groups -------------------------------------------------------------------
 
     def groups(self) -> None:
+        after = ""
         for records in self._batches("Group"):
-            ids = [r.id for r in records]
-            linked = self.scratch.links_of(ids)
-            remotes = self.scratch.by_id("groups", [v[0] for v in linked.values() if v[0]])
-            seen: list[str] = []
+            last = records[-1].id
+            linked = self.scratch.linked_range("Group", after, last)
+            ids = {r.id for r in records}
             for rec in records:
                 member_ids = self._flatten(rec)
                 remote_of = self.scratch.remote_ids(member_ids)
                 desired = mapping.desired_group(self.config, rec, member_ids, remote_of.get)
                 link = linked.get(rec.id)
+                if link is not None and link.doc is not None:
+                    assert link.remote_id is not None and link.active is not None
+                    self._classify_group(rec, desired, (link.remote_id, link.active, link.doc),
+                                         True)
+                    continue
                 remote = None
-                via_link = link is not None and link[0] in remotes
-                if via_link:
-                    assert link is not None and link[0] is not None
-                    remote = (link[0], *remotes[link[0]])
-                else:
-                    for column, value in (("ext", rec.id), ("uname", str(
-                            rec.doc.get("displayName", "")).lower())):
-                        found = self.scratch.unclaimed_by("groups", column, [value])
-                        if value in found:
-                            remote = found[value]
-                            break
-                if remote is not None:
-                    seen.append(remote[0])
-                self._classify_group(rec, desired, remote, via_link)
-            self.scratch.mark_seen("groups", seen)
-            self.scratch.visit(ids)
+                for column, value in (("ext", rec.id), ("uname", str(
+                        rec.doc.get("displayName", "")).lower())):
+                    found = self.scratch.unclaimed_by("Group", column, [value])
+                    if value in found:
+                        remote = found[value]
+                        self.scratch.claim("Group", [remote[0]])
+                        break
+                self._classify_group(rec, desired, remote, False)
+            self._gone("Group", [lk for rid, lk in linked.items() if rid not in ids])
+            after = last
+        self._gone("Group", list(self.scratch.linked_range("Group", after, None).values()))
 
     def _flatten(self, rec: Record) -> list[str]:
         """User members, nested groups flattened (as provisioning sends them)."""
@@ -504,47 +528,33 @@ class _Comparison:
     # --- what nothing claimed -----------------------------------------------------
 
     def leftovers(self) -> None:
-        # Links whose identity left the directory: the account must not be active.
-        batch: list[tuple[str, str, str | None, str]] = []
-        for item in self.scratch.unvisited_links():
-            batch.append(item)
-            if len(batch) >= CHUNK:
-                self._gone(batch)
-                batch = []
-        self._gone(batch)
-        for table, rtype in (("users", "User"), ("groups", "Group")):
-            for remote_id, active, doc in self.scratch.unseen(table):
-                if rtype == "User":
-                    self._add("orphaned_account", "high" if active else "low", "User", None,
-                              remote_id, {"userName": doc.get("userName"),
-                                          "active": bool(active),
-                                          "reason": "matches no directory identity"}, doc)
-                else:
-                    self._add("orphaned_account", "medium", "Group", None, remote_id,
-                              {"displayName": doc.get("displayName"),
-                               "reason": "matches no directory group"}, _summary(doc))
-
-    def _gone(self, batch: list[tuple[str, str, str | None, str]]) -> None:
-        if not batch:
+        """Remote objects that no link points at and no identity matched."""
+        for remote_id, active, doc in self.scratch.unclaimed("User"):
+            self._add("orphaned_account", "high" if active else "low", "User", None,
+                      remote_id, {"userName": doc.get("userName"), "active": bool(active),
+                                  "reason": "matches no directory identity"}, doc)
+        if not self.config.profile.groups:
             return
-        for table, rtype in (("users", "User"), ("groups", "Group")):
-            mine = [b for b in batch if b[1] == rtype and b[2]]
-            found = self.scratch.by_id(table, [b[2] for b in mine if b[2]])
-            for rid, _, remote_id, _ in mine:
-                if remote_id not in found:
-                    continue
-                active, doc = found[remote_id]
-                if rtype == "User" and active:
-                    self._add("lingering_access", "critical", "User", rid, remote_id,
-                              {"userName": doc.get("userName"), "linked": True,
-                               "reason": "deleted from the directory, active in the target"},
-                              doc)
-                elif rtype == "Group":
-                    self._add("lingering_access", "high", "Group", rid, remote_id,
-                              {"displayName": doc.get("displayName"),
-                               "reason": "deleted from the directory, still in the target",
-                               "members": len(doc.get("members") or [])}, _summary(doc))
-            self.scratch.mark_seen(table, [b[2] for b in mine if b[2] in found])
+        for remote_id, _, doc in self.scratch.unclaimed("Group"):
+            self._add("orphaned_account", "medium", "Group", None, remote_id,
+                      {"displayName": doc.get("displayName"),
+                       "reason": "matches no directory group"}, _summary(doc))
+
+    def _gone(self, rtype: str, gone: list[Linked]) -> None:
+        """Links whose identity left the directory: the object must not grant access."""
+        for lk in gone:
+            if lk.doc is None:
+                continue  # gone from the target as well
+            if rtype == "User" and lk.active:
+                self._add("lingering_access", "critical", "User", lk.rid, lk.remote_id,
+                          {"userName": lk.doc.get("userName"), "linked": True,
+                           "reason": "deleted from the directory, active in the target"},
+                          lk.doc)
+            elif rtype == "Group":
+                self._add("lingering_access", "high", "Group", lk.rid, lk.remote_id,
+                          {"displayName": lk.doc.get("displayName"),
+                           "reason": "deleted from the directory, still in the target",
+                           "members": len(lk.doc.get("members") or [])}, _summary(lk.doc))
 
     def _add(self, cls: str, severity: str, rtype: str, rid: str | None,
              remote_id: str | None, evidence: Doc, remote: Doc | None) -> None:
