@@ -8,9 +8,9 @@ The target is a second scimsync instance (`serve --no-worker`, its own SQLite fi
 on loopback holding `--accounts` users, converged with a hub directory of the same
 users (links written as provisioning would have left them), plus some drift made by
 hand: `--drift` of each of orphaned accounts, names changed in the app, users
-deactivated in the hub only, and users never provisioned. The script runs one full reconciliation in-process and reports the
-end-to-end time (listing included), the comparison step's rate, what it found, and
-the peak RSS of the process during the run.
+deactivated in the hub only, and users never provisioned. The script runs one full
+reconciliation in-process and reports the end-to-end time (listing included), the
+comparison step's rate, what it found, and the peak RSS of the process during the run.
 """
 
 from __future__ import annotations

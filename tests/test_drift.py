@@ -100,27 +100,11 @@ def test_every_class_is_found_exactly(engine: Engine, scim: Scim, app_: App) -> 
     p = seed(scim)
     tid = add_target(engine, scim, app_, **ROLES)
     converge(engine, tid)
-    remote = app_.users()
-    rgroups = app_.groups()
-    alice, bob = remote[p["alice"]["id"]], remote[p["bob"]["id"]]
-    # Drift made in the application by hand ...
-    stranger = app_.call("POST", "Users", {"schemas": [CORE], "userName": "stranger@x.test",
-                                           "active": True})
-    app_.patch(f"Users/{alice['id']}", [
-        {"op": "replace", "path": "title", "value": "CEO"},
-        {"op": "add", "path": "roles", "value": [{"value": "superuser"}]}])
-    team = rgroups[p["Team"]["id"]]
-    app_.patch(f"Groups/{team['id']}", [
-        {"op": "remove", "path": f'members[value eq "{bob["id"]}"]'},
-        {"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}])
-    later_remote = app_.call("POST", "Users", {"schemas": [CORE],
-                                               "userName": "later@x.test", "active": True})
-    # ... and changes in the directory that were not propagated (no worker runs here).
-    scim.patch(f"/Users/{p['bob']['id']}", [{"op": "replace", "path": "active",
-                                              "value": False}])
-    scim.delete(f"/Users/{p['dave']['id']}")
-    newbie = scim.user("newbie@x.test")
-    later = scim.user("later@x.test")
+    before = app_.users()
+    alice, bob = before[p["alice"]["id"]], before[p["bob"]["id"]]
+    extra = make_drift(scim, app_, p)
+    stranger, newbie, later = extra["stranger"], extra["newbie"], extra["later"]
+    later_remote = app_.users()["later@x.test"]
     run = Detector(engine).run(tid)
     assert run["status"] == "complete", run
     expected = {
@@ -223,3 +207,89 @@ def test_webhook_targets_are_reported_not_reconcilable(engine: Engine, scim: Sci
     run = Detector(engine).run(t["id"])
     assert run["status"] == "not_reconcilable"
     assert "cannot be read back" in run["error"]
+
+
+def make_drift(scim: Scim, app: App, p: dict[str, Any]) -> dict[str, Any]:
+    """One finding of each class (as in test_every_class_is_found_exactly)."""
+    remote, rgroups = app.users(), app.groups()
+    alice, bob = remote[p["alice"]["id"]], remote[p["bob"]["id"]]
+    stranger = app.call("POST", "Users", {"schemas": [CORE], "userName": "stranger@x.test",
+                                          "active": True})
+    app.patch(f"Users/{alice['id']}", [
+        {"op": "replace", "path": "title", "value": "CEO"},
+        {"op": "add", "path": "roles", "value": [{"value": "superuser"}]}])
+    app.patch(f"Groups/{rgroups[p['Team']['id']]['id']}", [
+        {"op": "remove", "path": f'members[value eq "{bob["id"]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}])
+    app.call("POST", "Users", {"schemas": [CORE], "userName": "later@x.test", "active": True})
+    scim.patch(f"/Users/{p['bob']['id']}", [{"op": "replace", "path": "active",
+                                              "value": False}])
+    scim.delete(f"/Users/{p['dave']['id']}")
+    return {"stranger": stranger, "newbie": scim.user("newbie@x.test"),
+            "later": scim.user("later@x.test")}
+
+
+def test_fixing_every_class_converges_the_target(engine: Engine, scim: Scim,
+                                                 app_: App) -> None:
+    from scimsync.targets.config import DRIFT_CLASSES
+    from scimsync.targets.remediate import fix
+
+    p = seed(scim)
+    tid = add_target(engine, scim, app_, **ROLES)
+    converge(engine, tid)
+    extra = make_drift(scim, app_, p)
+    first = Detector(engine).run(tid)
+    assert sum(first["stats"]["findings"].values()) == 8
+    done = fix(engine, tid, list(DRIFT_CLASSES))
+    assert done["error"] is None and (done["fixed"], done["failed"]) == (8, 0)
+    assert {f["status"] for f in list_findings(engine, target_id=tid)} == {"remediated"}
+    after = Detector(engine).run(tid)
+    assert after["stats"]["findings"] == {}, list_findings(engine, target_id=tid,
+                                                          status="open")
+    assert after["stats"]["resolved"] == 8
+    remote = app_.users()
+    assert remote[p["alice"]["id"]]["title"] == "Alice"
+    assert {r["value"] for r in remote[p["alice"]["id"]]["roles"]} == {"admin"}
+    assert remote[p["bob"]["id"]]["active"] is False
+    assert remote[p["dave"]["id"]]["active"] is False  # deactivate is the default mode
+    assert remote["stranger@x.test"]["active"] is False
+    assert remote[extra["newbie"]["id"]]["userName"] == "newbie@x.test"
+    assert remote[extra["later"]["id"]]["userName"] == "later@x.test"  # adopted: externalId
+    assert "later@x.test" not in remote  # no duplicate was created
+
+
+def test_remediation_respects_modes_the_guard_and_incomplete_runs(
+        engine: Engine, scim: Scim, app_: App) -> None:
+    from scimsync.errors import UsageError
+    from scimsync.targets.remediate import fix
+
+    for i in range(12):
+        scim.user(f"m{i}@x.test")
+    tid = add_target(engine, scim, app_, drift={"remediate": {
+        "missing_account": "auto", "attribute_drift": "report"}},
+        profile={"max_deprovisions": 5})
+    converge(engine, tid)
+    for i in range(6):
+        app_.call("POST", "Users", {"schemas": [CORE], "userName": f"ghost{i}@x.test",
+                                    "active": True})
+    late = scim.user("late@x.test")
+    run = Detector(engine).run(tid)
+    # missing_account is fixed automatically after the run.
+    assert run["remediation"]["fixed"] == 1
+    assert late["id"] in app_.users()
+    with pytest.raises(UsageError, match="report-only"):
+        fix(engine, tid, ["attribute_drift"])
+    # Six orphans to take out: past the guard of five, a person must approve.
+    with pytest.raises(UsageError, match="deletion guard"):
+        fix(engine, tid, ["orphaned_account"])
+    assert all(u["active"] is True for n, u in app_.users().items() if "ghost" in n)
+    done = fix(engine, tid, ["orphaned_account"], approved=True)
+    assert done["fixed"] == 6
+    assert all(u["active"] is False for n, u in app_.users().items() if "ghost" in n)
+    # After an incomplete run nothing is fixed.
+    with engine.begin() as conn:
+        from scimsync.store.tables import drift_runs
+        conn.execute(sa.update(drift_runs).where(drift_runs.c.target_id == tid).values(
+            status="incomplete"))
+    with pytest.raises(UsageError, match="incomplete"):
+        fix(engine, tid, ["lingering_access"])

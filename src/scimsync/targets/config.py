@@ -52,13 +52,14 @@ class Scope:
 @dataclass
 class Drift:
     """Full reconciliation: how often (seconds, 0 = only on demand) and, per finding
-    class, whether to report, fix automatically, or fix once a person approves."""
+    class, whether to only report it, fix it automatically after each complete run,
+    or fix it when a person asks (`approve`, the default)."""
 
     interval: float = 0.0
     remediate: dict[str, str] = field(default_factory=dict)
 
     def mode(self, cls: str) -> str:
-        return self.remediate.get(cls, "report")
+        return self.remediate.get(cls, "approve")
 
 
 @dataclass

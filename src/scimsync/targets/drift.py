@@ -40,7 +40,7 @@ from scimsync.store.records import primary_email
 from scimsync.store.tables import drift_runs, links, resources
 from scimsync.targets import mapping
 from scimsync.targets.compare import ENTITLEMENT_ATTRIBUTES, user_differences, value_set
-from scimsync.targets.config import TargetConfig
+from scimsync.targets.config import DRIFT_CLASSES, TargetConfig
 from scimsync.targets.connector import Connector, ConnectorError, Remote
 from scimsync.targets.engine import make_connector
 from scimsync.targets.findings import Finding, FindingsWriter
@@ -187,6 +187,7 @@ class RunStats:
     findings: dict[str, int] = field(default_factory=dict)
     new: int = 0
     resolved: int = 0
+    inactive_unmatched: int = 0
 
     def to_json(self) -> Doc:
         rate = self.compared / self.comparison_seconds if self.comparison_seconds else 0.0
@@ -194,7 +195,8 @@ class RunStats:
                 "compared": self.compared, "listing_seconds": round(self.listing_seconds, 3),
                 "comparison_seconds": round(self.comparison_seconds, 3),
                 "compared_per_second": round(rate), "findings": self.findings,
-                "new": self.new, "resolved": self.resolved}
+                "new": self.new, "resolved": self.resolved,
+                "inactive_unmatched": self.inactive_unmatched}
 
 
 def _match_key(attr: str) -> str:
@@ -263,13 +265,21 @@ class Detector:
             stats.findings = writer.counts
             stats.new = writer.new
             stats.resolved = writer.resolve_unseen()
-            return self._finish(run_id, "complete", stats, None)
+            done = self._finish(run_id, "complete", stats, None)
         except Exception as exc:
             self._finish(run_id, "failed", stats, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             scratch.close()
             connector.close()
+        auto = [c for c in DRIFT_CLASSES if config.drift.mode(c) == "auto" and
+                writer.counts.get(c)]
+        if auto:
+            from scimsync.targets.remediate import fix
+
+            done["remediation"] = fix(self.engine, row.id, auto, automatic=True,
+                                      connector_factory=self.connector_factory)
+        return done
 
     def _list(self, connector: Connector, scratch: Scratch, kind: str,
               tick: Callable[[str, int], None]) -> int:
@@ -530,9 +540,14 @@ class _Comparison:
     def leftovers(self) -> None:
         """Remote objects that no link points at and no identity matched."""
         for remote_id, active, doc in self.scratch.unclaimed("User"):
-            self._add("orphaned_account", "high" if active else "low", "User", None,
-                      remote_id, {"userName": doc.get("userName"), "active": bool(active),
-                                  "reason": "matches no directory identity"}, doc)
+            if not active:
+                # Deactivated, it grants nothing (it is what deprovisioning by
+                # deactivation leaves behind): counted, not a finding.
+                self.stats.inactive_unmatched += 1
+                continue
+            self._add("orphaned_account", "high", "User", None, remote_id,
+                      {"userName": doc.get("userName"), "active": True,
+                       "reason": "matches no directory identity"}, doc)
         if not self.config.profile.groups:
             return
         for remote_id, _, doc in self.scratch.unclaimed("Group"):

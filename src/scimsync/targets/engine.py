@@ -294,6 +294,21 @@ class Reconciler:
                 updated=now()))
 
 
+def provisioned_users(engine: Engine, target_id: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(links).where(
+            L.target_id == target_id, L.state == "provisioned",
+            L.resource_type == "User")).scalar_one())
+
+
+def guard_exceeded(profile: Any, count: int, provisioned: int) -> bool:
+    """The accidental-deletion guard: more than N accounts, or more than X% of those
+    provisioned once over ten, needs a person's approval."""
+    share = 100.0 * count / max(provisioned, 1)
+    return count > profile.max_deprovisions or (
+        count > 10 and share > profile.max_deprovision_percent)
+
+
 def _alert(event: str, row: Any, **fields: Any) -> None:
     """An operational alert: one structured log line (the JSON log handler keeps the
     fields), alongside the `scimsync_target_active` metric for alerting rules."""
@@ -304,7 +319,7 @@ def _alert(event: str, row: Any, **fields: Any) -> None:
 _UPSERTS: dict[str, Any] = {}
 
 
-def _link_upsert(dialect: str) -> Any:
+def link_upsert(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (target_id, resource_id) DO UPDATE, built once per dialect."""
     found = _UPSERTS.get(dialect)
     if found is None:
@@ -448,7 +463,7 @@ class _Context:
         if not self._pending and not self._deliveries:
             return
         ts = now()
-        upsert = _link_upsert(self.r.engine.dialect.name)
+        upsert = link_upsert(self.r.engine.dialect.name)
         with self.r.engine.begin() as conn:
             batch: dict[str, dict[str, Any]] = {}
             for kind, item in self._pending:
@@ -640,14 +655,8 @@ class _Context:
         count = sum(1 for w in leaving if self.remote_id(w.resource_id) is not None)
         if not count or self.dry_run:
             return
-        p = self.config.profile
-        with self.r.engine.connect() as conn:
-            provisioned = conn.execute(select(func.count()).select_from(links).where(
-                L.target_id == self.row.id, L.state == "provisioned",
-                L.resource_type == "User")).scalar_one()
-        share = 100.0 * count / max(provisioned, 1)
-        too_many = count > p.max_deprovisions or (count > 10 and share > p.max_deprovision_percent)
-        if not too_many:
+        provisioned = provisioned_users(self.r.engine, self.row.id)
+        if not guard_exceeded(self.config.profile, count, provisioned):
             return
         approved = int((self.row.config.get("approved") or {}).get("count", -1))
         if approved >= count:

@@ -1,0 +1,182 @@
+"""Remediation: putting drift right through the provisioning engine.
+
+A fix does not talk to the application itself (orphaned accounts aside, which have no
+directory identity for the engine to reconcile): it tells the engine what the target
+really holds, by rewriting the link with the observed state, and lets the engine plan
+and apply the difference, with its ordering, retries, dead letters and deliveries.
+
+- missing account: the link (if any) is marked stale, so the engine creates or
+  recreates the account;
+- attribute and membership drift, lingering access: the link records the values the
+  app holds, so the engine patches them back (or deprovisions, per the profile);
+- unmanaged but matchable: the account is linked (adopted) and brought to the
+  desired state;
+- orphaned account: deactivated or deleted, per the target's deprovisioning mode.
+
+Destructive fixes (lingering access, orphaned accounts) count against the target's
+accidental-deletion guard, and are refused when the last reconciliation was not
+complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from scimsync.errors import UsageError
+from scimsync.protocol.timefmt import now
+from scimsync.store.tables import drift_runs, links, targets
+from scimsync.targets.config import DRIFT_CLASSES
+from scimsync.targets.connector import ConnectorError
+from scimsync.targets.engine import (
+    Reconciler,
+    Work,
+    guard_exceeded,
+    link_upsert,
+    make_connector,
+    provisioned_users,
+)
+from scimsync.targets.findings import mark, open_of
+from scimsync.targets.store import Targets
+
+log = logging.getLogger("scimsync.remediate")
+L = links.c
+Doc = dict[str, Any]
+DESTRUCTIVE = ("lingering_access", "orphaned_account")
+UNWANTED_KEYS = ("id", "meta", "schemas", "groups")
+
+
+def last_run(engine: Engine, target_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(drift_runs).where(drift_runs.c.target_id == target_id)
+                            .order_by(drift_runs.c.started.desc()).limit(1)).first()
+
+
+def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = False,
+        automatic: bool = False, connector_factory: Any = make_connector) -> Doc:
+    """Fix the open findings of these classes on one target; returns what was done.
+
+    `approved`: a person has approved going past the deletion guard. `automatic`: the
+    fix follows a run for classes in `auto` mode (a guard overrun is then reported,
+    not raised).
+    """
+    unknown = [c for c in classes if c not in DRIFT_CLASSES]
+    if unknown:
+        raise UsageError(f"unknown class {unknown[0]!r}; known: {', '.join(DRIFT_CLASSES)}")
+    row, config, secrets = Targets(engine).runtime(target_id)
+    report_only = [c for c in classes if config.drift.mode(c) == "report"]
+    if report_only:
+        raise UsageError(f"{', '.join(report_only)} is report-only on target {row.name} "
+                         "(drift.remediate)")
+    run = last_run(engine, row.id)
+    if run is None or run.status != "complete":
+        raise UsageError(f"the last reconciliation of {row.name} is "
+                         f"{'missing' if run is None else run.status}: run `scimsync drift "
+                         f"{row.name}` to completion before fixing")
+    todo = open_of(engine, row.id, classes)
+    out: Doc = {"target": row.name, "classes": classes, "fixed": 0, "failed": 0,
+                "findings": len(todo), "error": None}
+    if not todo:
+        return out
+    destructive = sum(1 for f in todo if f["class"] in DESTRUCTIVE)
+    if destructive and guard_exceeded(config.profile, destructive,
+                                      provisioned_users(engine, row.id)):
+        if not approved:
+            message = (f"fixing would deprovision {destructive} accounts, past the "
+                       f"accidental-deletion guard: approve it (--approve) to go ahead")
+            if automatic:
+                out["error"] = message
+                return out
+            raise UsageError(message)
+        with engine.begin() as conn:  # the engine's own guard reads the same approval
+            conn.execute(update(targets).where(targets.c.id == row.id).values(config={
+                **row.config, "approved": {"count": destructive, "at": now(),
+                                           "by": "drift remediation"}}))
+    works: dict[str, Work] = {}
+    by_resource: dict[str, list[str]] = {}
+    orphans = [f for f in todo if f["class"] == "orphaned_account"]
+    with engine.begin() as conn:
+        upsert = link_upsert(engine.dialect.name)
+        for f in todo:
+            if f["class"] == "orphaned_account":
+                continue
+            link = _observed_link(f)
+            if link is not None:
+                conn.execute(upsert, [{"target_id": row.id, "resource_id": f["resource_id"],
+                                       "resource_type": f["resource_type"], "updated": now(),
+                                       **link}])
+            elif f["class"] == "missing_account":
+                conn.execute(update(links).where(
+                    L.target_id == row.id, L.resource_id == f["resource_id"]).values(
+                    applied_hash=None))
+            works[f["resource_id"]] = Work(f["resource_type"], f["resource_id"])
+            by_resource.setdefault(f["resource_id"], []).append(f["id"])
+    fixed: list[str] = []
+    if works:
+        result = Reconciler(engine, connector_factory).run(row.id, only=list(works.values()))
+        ok = {a["resource_id"] for a in result.actions if a["outcome"] == "ok"}
+        done = {w for w in works if w in ok}
+        # A resource the engine found already right needs no action: fixed as well.
+        if result.error is None:
+            done |= {w for w in works if w not in {a["resource_id"] for a in result.actions}}
+        for rid in done:
+            fixed += by_resource[rid]
+        out["error"] = result.error
+    if orphans:
+        fixed += _take_out(row, config, secrets, orphans, connector_factory, out)
+    mark(engine, fixed, "remediated")
+    out["fixed"] = len(fixed)
+    out["failed"] = len(todo) - len(fixed)
+    log.info("drift remediation on %s: %s", row.name, {k: out[k] for k in ("fixed", "failed")})
+    return out
+
+
+def _observed_link(f: Doc) -> Doc | None:
+    """The link that tells the engine what the target holds for this finding."""
+    remote: Doc = f["remote"] or {}
+    cls = f["class"]
+    if f["remote_id"] is None or cls == "missing_account":
+        return None
+    base = {"remote_id": f["remote_id"], "applied_hash": None, "state": "provisioned"}
+    if f["resource_type"] == "Group" or cls == "unmanaged_matchable":
+        return {**base, "applied": None}  # the engine replaces it whole (PUT)
+    if cls == "lingering_access":
+        if str(f["evidence"].get("reason", "")).startswith("deactivated"):
+            # Still wanted, inactive: the engine patches `active` back to false.
+            return {**base, "applied": {"active": True}}
+        # Out of scope or deleted: deprovisioned per the profile (a PUT-only app gets
+        # the account as it is, with active false).
+        return {**base, "applied": {k: v for k, v in remote.items()
+                                    if k not in UNWANTED_KEYS}}
+    keys = [d["attribute"] for d in f["evidence"].get("differences", [])] + [
+        e["attribute"] for e in f["evidence"].get("entitlements", [])]
+    return {**base, "applied": {k: remote[k] for k in keys if k in remote}}
+
+
+def _take_out(row: Any, config: Any, secrets: dict[str, Any], orphans: list[Doc],
+              connector_factory: Any, out: Doc) -> list[str]:
+    """Deactivate (or delete, per the profile) objects that match no identity."""
+    connector = connector_factory(row.kind, config, secrets)
+    fixed = []
+    try:
+        for f in orphans:
+            kind, remote_id = f["resource_type"], f["remote_id"]
+            try:
+                if config.profile.deprovision == "delete" or kind == "Group":
+                    connector.delete(kind, remote_id)
+                elif config.profile.patch:
+                    connector.patch(kind, remote_id, [{"op": "replace", "path": "active",
+                                                       "value": False}])
+                else:
+                    body = {k: v for k, v in (f["remote"] or {}).items()
+                            if k not in ("id", "meta", "groups")}
+                    connector.replace(kind, remote_id, {**body, "active": False})
+            except ConnectorError as exc:
+                out["error"] = f"{kind} {remote_id}: {exc}"
+                continue
+            fixed.append(f["id"])
+    finally:
+        connector.close()
+    return fixed
