@@ -293,3 +293,49 @@ def test_remediation_respects_modes_the_guard_and_incomplete_runs(
             status="incomplete"))
     with pytest.raises(UsageError, match="incomplete"):
         fix(engine, tid, ["lingering_access"])
+
+
+def test_drift_and_findings_commands(engine: Engine, scim: Scim, app_: App) -> None:
+    """`scimsync drift` and `scimsync findings` as real processes."""
+    import csv
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+
+    db = engine.url.render_as_string(hide_password=False)
+
+    def cli(*args: str, code: int = 0) -> str:
+        proc = subprocess.run([sys.executable, "-m", "scimsync.cli", *args],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={**os.environ, "SCIMSYNC_DATABASE_URL": db,
+                                   "COLUMNS": "250"})
+        assert proc.returncode == code, proc.stderr
+        return proc.stdout + proc.stderr
+
+    scim.user("kept@x.test")
+    tid = add_target(engine, scim, app_)
+    converge(engine, tid)
+    ghost = app_.call("POST", "Users", {"schemas": [CORE], "userName": "ghost@x.test",
+                                        "active": True})
+    out = json.loads(cli("drift", tid, "--json"))
+    assert out["run"]["status"] == "complete"
+    assert [(f["class"], f["remote_id"]) for f in out["findings"]] == [
+        ("orphaned_account", ghost["id"])]
+    table = cli("drift", tid)
+    assert "orphaned_account" in table and "ghost@x.test" in table
+    rows = list(csv.DictReader(io.StringIO(cli("findings", "list", "--target", tid, "--csv"))))
+    assert [(r["class"], r["identity"]) for r in rows] == [("orphaned_account", "ghost@x.test")]
+    assert "needs a reason" not in cli("findings", "accept", rows[0]["id"], "--reason",
+                                       "test account", "--approver", "me@x.test", "--until",
+                                       "2099-01-01T00:00:00Z")
+    assert "in the future" in cli("findings", "accept", rows[0]["id"], "--reason", "r",
+                                  "--approver", "a", "--until", "2001-01-01", code=2)
+    listed = json.loads(cli("findings", "list", "--target", tid, "--status", "accepted",
+                            "--json"))
+    assert [f["id"] for f in listed] == [rows[0]["id"]]
+    fixed = json.loads(cli("drift", tid, "--fix", "orphaned_account", "--json"))
+    assert fixed["remediation"]["fixed"] == 0  # accepted findings are not fixed
+    assert rows[0]["id"] in cli("findings", "list", "--json")
+    assert "lingering_access" in cli("findings", "list", "--class", "nonsense", code=2)

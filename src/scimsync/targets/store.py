@@ -46,6 +46,11 @@ class Targets:
                              f"directory name {directory!r} is ambiguous: use its id")
         return str(row[0][0])
 
+    def directory_id(self, directory: str) -> str:
+        """A directory's id from its id or name."""
+        with self.engine.connect() as conn:
+            return self._directory(conn, directory)
+
     def add(self, directory: str, name: str, kind: str, settings: dict[str, Any],
             status: str = "active") -> dict[str, Any]:
         """Create a target; settings carry credentials, which are encrypted here."""
