@@ -339,3 +339,47 @@ def test_drift_and_findings_commands(engine: Engine, scim: Scim, app_: App) -> N
     assert fixed["remediation"]["fixed"] == 0  # accepted findings are not fixed
     assert rows[0]["id"] in cli("findings", "list", "--json")
     assert "lingering_access" in cli("findings", "list", "--class", "nonsense", code=2)
+
+
+def test_admin_api_runs_lists_accepts_and_fixes(client: Any, directories: Directories,
+                                                 engine: Engine, scim: Scim,
+                                                 app_: App) -> None:
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 't')['token']}"}
+    kept = scim.user("kept@x.test")
+    tid = add_target(engine, scim, app_)
+    converge(engine, tid)
+    ghost = app_.call("POST", "Users", {"schemas": [CORE], "userName": "ghost@x.test",
+                                        "active": True})
+    app_.patch(f"Users/{app_.users()[kept['id']]['id']}",
+               [{"op": "replace", "path": "active", "value": False}])
+    r = client.post(f"/admin/targets/{tid}/drift", headers=admin, json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["run"]["stats"]["findings"] == {"orphaned_account": 1,
+                                                    "attribute_drift": 1}
+    runs = client.get(f"/admin/targets/{tid}/drift-runs", headers=admin).json()["runs"]
+    assert [x["status"] for x in runs] == ["complete"]
+    listed = client.get("/admin/findings", headers=admin, params={
+        "target": tid, "class": "orphaned_account"}).json()["findings"]
+    assert [f["remote_id"] for f in listed] == [ghost["id"]]
+    by_identity = client.get("/admin/findings", headers=admin, params={
+        "directory": scim.directory_id, "identity": kept["id"]}).json()["findings"]
+    assert [f["class"] for f in by_identity] == ["attribute_drift"]
+    assert by_identity[0]["evidence"]["differences"] == [
+        {"attribute": "active", "desired": True, "actual": False}]
+    fid = listed[0]["id"]
+    assert client.get(f"/admin/findings/{fid}", headers=admin).json()["id"] == fid
+    assert client.get("/admin/findings/nope", headers=admin).status_code == 404
+    bad = client.post(f"/admin/findings/{fid}/accept", headers=admin, json={"reason": "x"})
+    assert bad.status_code == 400 and "approver" in bad.json()["error"]
+    ok = client.post(f"/admin/findings/{fid}/accept", headers=admin, json={
+        "reason": "vendor support login", "approver": "ciso@x.test",
+        "until": "2099-12-31T00:00:00Z"})
+    assert ok.json()["status"] == "accepted"
+    assert client.get("/admin/findings", headers=admin, params={"class": "bogus"}
+                      ).status_code == 400
+    fixed = client.post(f"/admin/targets/{tid}/drift/fix", headers=admin,
+                        json={"classes": ["attribute_drift"]}).json()
+    assert fixed["fixed"] == 1
+    assert app_.users()[kept["id"]]["active"] is True
+    assert client.post(f"/admin/targets/{tid}/drift/fix", headers=admin,
+                       json={"classes": "all"}).status_code == 400

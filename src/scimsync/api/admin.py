@@ -18,12 +18,23 @@ from scimsync.protocol.timefmt import format_time
 from scimsync.store import journal
 from scimsync.store.directories import Directories
 from scimsync.store.resources import Store
+from scimsync.targets.drift import Detector, list_runs
 from scimsync.targets.engine import retry_dead_letters
 from scimsync.targets.events import build_event, retention_days
+from scimsync.targets.findings import accept, get_finding, list_findings
 from scimsync.targets.lag import target_lag
+from scimsync.targets.remediate import fix
 from scimsync.targets.store import Targets, approve, list_dead_letters
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _classes(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise UsageError("a list of finding classes is expected")
+    return value
 
 
 class JSONResponse(Response):
@@ -205,6 +216,56 @@ class AdminApi:
             raise UsageError("ids must be a list of dead-letter ids")
         return await run_db(retry_dead_letters, self.store.engine, t["id"], ids)
 
+    # --- drift ------------------------------------------------------------------------
+
+    async def run_drift(self, request: Request) -> Any:
+        """A full reconciliation now; optionally fix classes afterwards."""
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        body = await self._body(request)
+        classes = _classes(body.get("fix", []))
+        run = await run_db(Detector(self.store.engine).run, t["id"])
+        fixed = None
+        if classes and run["status"] == "complete":
+            fixed = await run_db(fix, self.store.engine, t["id"], classes,
+                                 body.get("approve") is True)
+        return {"run": run, "remediation": fixed}
+
+    async def fix_drift(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        body = await self._body(request)
+        classes = _classes(body.get("classes"))
+        if not classes:
+            raise UsageError("classes: the finding classes to fix")
+        return await run_db(fix, self.store.engine, t["id"], classes,
+                            body.get("approve") is True)
+
+    async def drift_runs(self, request: Request) -> Any:
+        t = await run_db(self.targets.show, request.path_params["tid"])
+        return {"runs": await run_db(list_runs, self.store.engine, t["id"])}
+
+    async def findings(self, request: Request) -> Any:
+        q = request.query_params
+        did = await run_db(self.targets.directory_id, q["directory"]) if q.get("directory") \
+            else None
+        tid = (await run_db(self.targets.show, q["target"]))["id"] if q.get("target") else None
+        try:
+            limit = min(max(int(q.get("limit", "1000")), 1), 1000)
+        except ValueError as exc:
+            raise UsageError("limit is a number from 1 to 1000") from exc
+        rows = await run_db(list_findings, self.store.engine, did, tid, q.get("class"),
+                            q.get("status"), q.get("identity"), limit, q.get("after", ""))
+        return {"findings": rows}
+
+    async def finding(self, request: Request) -> Any:
+        return await run_db(get_finding, self.store.engine, request.path_params["fid"])
+
+    async def accept_finding(self, request: Request) -> Any:
+        body = await self._body(request)
+        values = [body.get(k) for k in ("reason", "approver", "until")]
+        if not all(isinstance(v, str) for v in values):
+            raise UsageError("reason, approver and until (a date-time) are required")
+        return await run_db(accept, self.store.engine, request.path_params["fid"], *values)
+
     async def openapi(self, _r: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -234,6 +295,12 @@ class AdminApi:
             Route("/targets/{tid}/dead-letters", e(self.dead_letters), methods=["GET"]),
             Route("/targets/{tid}/dead-letters/retry", e(self.retry_dead_letters),
                   methods=["POST"]),
+            Route("/targets/{tid}/drift", e(self.run_drift), methods=["POST"]),
+            Route("/targets/{tid}/drift/fix", e(self.fix_drift), methods=["POST"]),
+            Route("/targets/{tid}/drift-runs", e(self.drift_runs), methods=["GET"]),
+            Route("/findings", e(self.findings), methods=["GET"]),
+            Route("/findings/{fid}", e(self.finding), methods=["GET"]),
+            Route("/findings/{fid}/accept", e(self.accept_finding), methods=["POST"]),
             Route("/admin-tokens", e(self.list_tokens), methods=["GET"]),
             Route("/admin-tokens", e(self.create_token, 201), methods=["POST"]),
             Route("/admin-tokens/{tid}/rotate", e(self.rotate_token, 201), methods=["POST"]),

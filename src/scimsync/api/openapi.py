@@ -7,6 +7,8 @@ from typing import Any
 _ERR = {"$ref": "#/components/responses/Error"}
 _DID = {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
 _TID = {"name": "tid", "in": "path", "required": True, "schema": {"type": "string"}}
+_FID = {"name": "fid", "in": "path", "required": True, "schema": {"type": "string"}}
+_OBJECT = {"type": "object"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -132,6 +134,56 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_TID],
             "delete": {"summary": "Revoke an admin token",
                        "responses": {"204": {"description": "Revoked"}, "404": _ERR}},
+        },
+        "/targets/{tid}/drift": {
+            "parameters": [_TID],
+            "post": {"summary": "Reconcile the target in full now (read back, classify); "
+                                "optionally fix classes afterwards",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "fix": {"type": "array", "items": {"type": "string"}},
+                             "approve": {"type": "boolean"}}}}}},
+                     "responses": {"200": _json(_OBJECT, "The run and any remediation"),
+                                   "404": _ERR}},
+        },
+        "/targets/{tid}/drift/fix": {
+            "parameters": [_TID],
+            "post": {"summary": "Fix the open findings of these classes (an approval)",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "required": ["classes"], "properties": {
+                             "classes": {"type": "array", "items": {"type": "string"}},
+                             "approve": {"type": "boolean", "description":
+                                         "Go past the accidental-deletion guard"}}}}}},
+                     "responses": {"200": _json(_OBJECT, "What was fixed"), "400": _ERR}},
+        },
+        "/targets/{tid}/drift-runs": {
+            "parameters": [_TID],
+            "get": {"summary": "The latest full reconciliations, newest first",
+                    "responses": {"200": _json(_OBJECT, "Runs"), "404": _ERR}},
+        },
+        "/findings": {
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in
+                           ("directory", "target", "class", "status", "identity", "after",
+                            "limit")],
+            "get": {"summary": "Drift findings, filtered",
+                    "responses": {"200": _json(_OBJECT, "Findings"), "400": _ERR}},
+        },
+        "/findings/{fid}": {
+            "parameters": [_FID],
+            "get": {"summary": "One finding", "responses": {
+                "200": _json(_OBJECT, "The finding"), "404": _ERR}},
+        },
+        "/findings/{fid}/accept": {
+            "parameters": [_FID],
+            "post": {"summary": "Accept a finding as a risk until an expiry",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "required": ["reason", "approver", "until"],
+                         "properties": {"reason": {"type": "string"},
+                                        "approver": {"type": "string"},
+                                        "until": {"type": "string",
+                                                  "format": "date-time"}}}}}},
+                     "responses": {"200": _json(_OBJECT, "The finding"), "400": _ERR,
+                                   "404": _ERR}},
         },
         "/directories/{did}/journal": {
             "parameters": [

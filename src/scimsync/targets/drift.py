@@ -320,6 +320,14 @@ class Detector:
         return {str(k): v for k, v in row._mapping.items()}
 
 
+def list_runs(engine: Engine, target_id: str, limit: int = 50) -> list[Doc]:
+    """The latest reconciliation runs of a target, newest first."""
+    with engine.connect() as conn:
+        return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(
+            select(drift_runs).where(drift_runs.c.target_id == target_id)
+            .order_by(drift_runs.c.started.desc()).limit(limit))]
+
+
 class _Comparison:
     """The comparison step of one run."""
 
