@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from conftest import Scim
 from downstream import PEER_TOKEN, converge
+from scimsync.errors import UsageError
 from scimsync.store.directories import Directories
 from scimsync.store.tables import findings
 from scimsync.targets.connector import Transient
@@ -383,3 +384,27 @@ def test_admin_api_runs_lists_accepts_and_fixes(client: Any, directories: Direct
     assert app_.users()[kept["id"]]["active"] is True
     assert client.post(f"/admin/targets/{tid}/drift/fix", headers=admin,
                        json={"classes": "all"}).status_code == 400
+
+
+def test_worker_runs_scheduled_reconciliations(engine: Engine, scim: Scim, app_: App,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from scimsync.targets import worker as worker_module
+    from scimsync.targets.drift import list_runs
+
+    monkeypatch.setattr(worker_module, "DRIFT_CHECK_SECONDS", 0.0)
+    scim.user("sched@x.test")
+    tid = add_target(engine, scim, app_, drift={"interval": "1h"})
+    w = worker_module.Worker(engine)
+    w.run_once()  # provisions, then reconciles (never reconciled before)
+    runs = list_runs(engine, tid)
+    assert [(r["trigger"], r["status"]) for r in runs] == [("schedule", "complete")]
+    w.run_once()
+    assert len(list_runs(engine, tid)) == 1  # not due again for an hour
+    with engine.begin() as conn:
+        from scimsync.store.tables import drift_runs
+        conn.execute(sa.update(drift_runs).where(drift_runs.c.target_id == tid).values(
+            started="2000-01-01T00:00:00.000Z"))
+    w.run_once()
+    assert len(list_runs(engine, tid)) == 2
+    with pytest.raises(UsageError, match="at least 60 seconds"):
+        add_target(engine, scim, app_, drift={"interval": 5})

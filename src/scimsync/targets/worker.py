@@ -14,24 +14,28 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
 from scimsync.protocol.timefmt import format_time, now
-from scimsync.store.tables import directories, targets
+from scimsync.store.tables import directories, drift_runs, targets
+from scimsync.targets.drift import Detector
 from scimsync.targets.engine import Reconciler
 from scimsync.targets.store import FULL_SYNC
 
 log = logging.getLogger("scimsync.worker")
 T = targets.c
 D = directories.c
+R = drift_runs.c
 LEASE_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_SECONDS", "60"))
 POLL_SECONDS = 0.05
 # Under a stream of writes every commit wakes the worker; passes are at least this
 # far apart so that wakes coalesce instead of competing with the API for the CPU.
 MIN_PASS_INTERVAL = 0.02
 TARGETS_CHECK_SECONDS = 1.0
+DRIFT_CHECK_SECONDS = float(os.environ.get("SCIMSYNC_DRIFT_CHECK_SECONDS", "30"))
 
 
 class LeaseLost(Exception):
@@ -49,6 +53,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._targets_checked = -TARGETS_CHECK_SECONDS
         self._any_targets = True
+        self._drift_checked = -DRIFT_CHECK_SECONDS
 
     def any_targets(self) -> bool:
         """Whether any target could have work (checked at most once a second), so a
@@ -100,36 +105,70 @@ class Worker:
                 and_(T.id == target_id, T.lease_owner == self.name)
             ).values(lease_owner=None, lease_until=None))
 
+    def _leased(self, tid: str, work: Callable[[Callable[..., None]], int]) -> int:
+        """Run `work` under the target's lease (renewed through its progress callback)."""
+        if self._stop.is_set() or not self.claim(tid):
+            return 0
+        renewed = [time.monotonic()]
+
+        def keep_lease(*_: object) -> None:
+            # Renew well before expiry; stop at once if the lease was lost.
+            if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
+                if not self.claim(tid):
+                    raise LeaseLost(tid)
+                renewed[0] = time.monotonic()
+
+        try:
+            return work(keep_lease)
+        except LeaseLost:
+            log.warning("lost the lease on target %s; another worker continues", tid)
+        except Exception as exc:  # one broken target must not stop the others
+            log.error("target %s failed: %s", tid, type(exc).__name__, exc_info=exc)
+        finally:
+            self.release(tid)
+        return 0
+
     def run_once(self) -> int:
         """One pass over due targets; returns how many resources were processed."""
         processed = 0
         if not self.any_targets():
             return 0
         for tid in self.due():
-            if self._stop.is_set() or not self.claim(tid):
-                continue
-            renewed = [time.monotonic()]
 
-            def keep_lease(tid: str = tid, renewed: list[float] = renewed) -> None:
-                # Renew well before expiry; stop at once if the lease was lost.
-                if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
-                    if not self.claim(tid):
-                        raise LeaseLost(tid)
-                    renewed[0] = time.monotonic()
-
-            try:
+            def provision(keep_lease: Callable[..., None], tid: str = tid) -> int:
                 result = self.reconciler.run(tid, progress=keep_lease)
-                processed += result.processed
                 if result.error:
                     log.warning("target %s: %s", tid, result.error)
-            except LeaseLost:
-                log.warning("lost the lease on target %s; another worker continues", tid)
-                continue
-            except Exception as exc:  # one broken target must not stop the others
-                log.error("target %s failed: %s", tid, type(exc).__name__, exc_info=exc)
-            finally:
-                self.release(tid)
+                return result.processed
+
+            processed += self._leased(tid, provision)
+        if time.monotonic() - self._drift_checked >= DRIFT_CHECK_SECONDS:
+            self._drift_checked = time.monotonic()
+            for tid in self.drift_due():
+
+                def reconcile(keep_lease: Callable[..., None], tid: str = tid) -> int:
+                    run = Detector(self.engine).run(tid, trigger="schedule",
+                                                    progress=keep_lease)
+                    return int((run["stats"] or {}).get("compared", 0))
+
+                processed += self._leased(tid, reconcile)
         return processed
+
+    def drift_due(self) -> list[str]:
+        """Targets whose periodic full reconciliation (drift.interval) is due."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(T.id, T.config).where(
+                T.status == "active", T.kind == "scim")).all()
+            scheduled = {r.id: float((r.config.get("drift") or {}).get("interval") or 0)
+                         for r in rows}
+            scheduled = {k: v for k, v in scheduled.items() if v > 0}
+            if not scheduled:
+                return []
+            last = dict(conn.execute(select(R.target_id, func.max(R.started)).where(
+                R.target_id.in_(list(scheduled))).group_by(R.target_id)).all())
+        clock = datetime.now(UTC)
+        return [tid for tid, every in scheduled.items()
+                if tid not in last or format_time(clock - timedelta(seconds=every)) >= last[tid]]
 
     def run_forever(self) -> None:
         last = 0.0
