@@ -20,7 +20,7 @@ from scimsync.store.directories import Directories
 from scimsync.store.tables import findings
 from scimsync.targets.connector import Transient
 from scimsync.targets.drift import Detector
-from scimsync.targets.engine import make_connector
+from scimsync.targets.engine import Reconciler, make_connector
 from scimsync.targets.findings import accept, list_findings
 from scimsync.targets.store import Targets
 
@@ -357,6 +357,14 @@ def test_admin_api_runs_lists_accepts_and_fixes(client: Any, directories: Direct
     assert r.status_code == 200, r.text
     assert r.json()["run"]["stats"]["findings"] == {"orphaned_account": 1,
                                                     "attribute_drift": 1}
+    # New findings are announced: drift.detected in the directory's events.
+    events = client.get(f"/admin/directories/{scim.directory_id}/events", headers=admin,
+                        params={"limit": "1000"}).json()["events"]
+    detected = [e for e in events if e["type"] == "drift.detected"]
+    assert len(detected) == 1 and detected[0]["resource_id"] == tid
+    assert detected[0]["data"]["new_findings"] == 2
+    assert detected[0]["data"]["findings"] == {"orphaned_account": 1, "attribute_drift": 1}
+    assert Reconciler(engine).run(tid).error is None  # provisioning steps over it
     runs = client.get(f"/admin/targets/{tid}/drift-runs", headers=admin).json()["runs"]
     assert [x["status"] for x in runs] == ["complete"]
     listed = client.get("/admin/findings", headers=admin, params={

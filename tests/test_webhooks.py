@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from sqlalchemy import Engine
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from conftest import Scim, free_port
-from downstream import read_body
+from downstream import PEER_TOKEN, Peer, converge, read_body
 from scimsync.store.tables import dead_letters
 from scimsync.targets.engine import Reconciler
 from scimsync.targets.store import Targets
@@ -189,3 +190,25 @@ def test_events_api_by_cursor_and_retention(client: Any, engine: Engine, scim: S
     assert again["events"][0]["id"] == page["events"][0]["id"]  # stable ids
     monkeypatch.setenv("SCIMSYNC_EVENT_RETENTION_DAYS", "0")
     assert client.get(f"{url}?after=0", headers=admin).json()["events"] == []
+
+
+def test_drift_detected_reaches_webhooks_signed(engine: Engine, scim: Scim, peer: Peer,
+                                                receiver: tuple[Receiver, str]) -> None:
+    from scimsync.targets.drift import Detector
+
+    r, secret = receiver
+    tid_hook = hook(engine, scim, f"http://127.0.0.1:{r.port}/hook", secret)
+    scim.user("seen@x.test")
+    app = Targets(engine).add(scim.directory_id, f"app-{secrets.token_hex(2)}", "scim", {
+        "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
+    converge(engine, app["id"])
+    httpx2.post(f"{peer.base}/Users", headers={"Authorization": f"Bearer {PEER_TOKEN}"},
+                json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": "rogue@x.test"}).raise_for_status()
+    Detector(engine).run(app["id"])
+    Detector(engine).run(app["id"])  # nothing new: no second event
+    drain(engine, tid_hook)
+    drift = [e for e in r.events if e["type"] == "drift.detected"]
+    assert len(drift) == 1 and r.rejected == 0
+    assert drift[0]["data"]["target"] == app["name"]
+    assert drift[0]["data"]["findings"] == {"orphaned_account": 1}

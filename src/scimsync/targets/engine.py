@@ -43,7 +43,7 @@ from scimsync.targets.connector import (
     RemoteNotFound,
     Transient,
 )
-from scimsync.targets.events import build_event, resource_doc
+from scimsync.targets.events import HUB_RESOURCE, build_event, resource_doc
 from scimsync.targets.store import FULL_SYNC, Targets
 from scimsync.targets.webhook import WebhookSender
 
@@ -615,6 +615,10 @@ class _Context:
         """Send one journal entry's event if its resource is in scope (webhooks)."""
         work = Work(entry["resource_type"], entry["resource_id"], entry["seq"], entry["at"],
                     entry["lifecycle"])
+        if work.resource_type == HUB_RESOURCE:
+            self.result.processed += 1
+            self.send(work, build_event(self.r.store, entry, self.row.id))
+            return
         rec = self.load(work)
         if rec is None:
             # Gone since: in scope if delivered before, or if the target takes everything.
@@ -632,14 +636,7 @@ class _Context:
         # The record is already loaded: build_event must not read it again.
         event = build_event(self.r.store, entry, self.row.id,
                             resource_doc(rec, self.row.directory_id, work.resource_id))
-        if self.dry_run:
-            self.record(work, event["type"])
-            return
-        assert self.sender is not None
-        try:
-            self.sender.send(event)
-        except Rejected as exc:
-            self.dead_letter(work, event["type"], exc)
+        if not self.send(work, event):
             return
         if rec is None:
             self.drop_link(work.resource_id)
@@ -649,6 +646,22 @@ class _Context:
         self.result.applied += 1
         self.record(work, event["type"])
         self.progress()
+
+    def send(self, work: Work, event: Doc) -> bool:
+        """Sign and send one event; False if it was not sent (dry run, refused)."""
+        if self.dry_run:
+            self.record(work, event["type"])
+            return False
+        assert self.sender is not None
+        try:
+            self.sender.send(event)
+        except Rejected as exc:
+            self.dead_letter(work, event["type"], exc)
+            return False
+        if work.resource_type == HUB_RESOURCE:
+            self.result.applied += 1
+            self.record(work, event["type"])
+        return True
 
     def check_guard(self, leaving: list[Work]) -> None:
         """Stop before a mass deprovisioning unless a person approved it."""

@@ -26,7 +26,12 @@ USER_EVENTS = {"created": "user.created", "updated": "user.updated",
 GROUP_EVENTS = {"created": "group.created", "updated": "group.updated",
                 "deleted": "group.deleted", "member_added": "group.member_added",
                 "member_removed": "group.member_removed"}
-EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values())
+# Events of the hub itself, journaled with resource_type "Target" (the target they
+# concern): they reach webhooks and the events API in journal order, like the others.
+HUB_EVENTS = {"drift_detected": "drift.detected"}
+HUB_RESOURCE = "Target"
+EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values()) + tuple(
+    HUB_EVENTS.values())
 
 
 def retention_days() -> int:
@@ -35,6 +40,8 @@ def retention_days() -> int:
 
 
 def event_type(entry: dict[str, Any]) -> str:
+    if entry["resource_type"] == HUB_RESOURCE:
+        return HUB_EVENTS.get(entry["op"], f"target.{entry['op']}")
     table = USER_EVENTS if entry["resource_type"] == "User" else GROUP_EVENTS
     return table.get(entry["op"], f"{entry['resource_type'].lower()}.updated")
 
@@ -49,7 +56,9 @@ def build_event(store: Store, entry: dict[str, Any], consumer: str,
                 resource: Doc | None = None) -> Doc:
     """The event for one journal entry, with the resource's current state."""
     did = entry["directory_id"]
-    if resource is None:
+    if entry["resource_type"] == HUB_RESOURCE:
+        resource = {"id": entry["resource_id"], "type": "target"}
+    elif resource is None:
         resource = current(store, did, entry["resource_type"], entry["resource_id"])
     data: Doc = {"resource": resource, "changed": entry["changed"],
                  "lifecycle": entry["lifecycle"], "version": entry["version"]}
