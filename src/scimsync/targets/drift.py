@@ -35,17 +35,15 @@ from sqlalchemy import Engine, insert, select, update
 from scimsync.protocol.record import Record
 from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import now
-from scimsync.store import journal
 from scimsync.store import members as store_members
 from scimsync.store.records import primary_email
-from scimsync.store.resources import Store
 from scimsync.store.tables import drift_runs, links, resources
 from scimsync.targets import mapping
 from scimsync.targets.compare import ENTITLEMENT_ATTRIBUTES, user_differences, value_set
 from scimsync.targets.config import DRIFT_CLASSES, TargetConfig
 from scimsync.targets.connector import Connector, ConnectorError, Remote
 from scimsync.targets.engine import make_connector
-from scimsync.targets.events import HUB_RESOURCE
+from scimsync.targets.events import announce
 from scimsync.targets.findings import Finding, FindingsWriter
 from scimsync.targets.store import Targets
 
@@ -317,12 +315,9 @@ class Detector:
     def _announce(self, row: Any, run: Doc) -> None:
         """`drift.detected` in the directory's journal: to webhooks and the events API."""
         stats = run["stats"]
-        entry = journal.Entry(HUB_RESOURCE, row.id, "drift_detected", 0, [], None, {
+        announce(self.engine, row.directory_id, row.id, "drift_detected", {
             "target": row.name, "run_id": run["id"], "new_findings": stats["new"],
             "findings": stats["findings"]})
-        store = Store(self.engine, group_commit=False)
-        with store.write() as conn:
-            journal.append(conn, row.directory_id, [entry], "scimsync-drift")
 
     def _finish(self, run_id: str, status: str, stats: RunStats, error: str | None) -> Doc:
         values = {"status": status, "finished": now(), "stats": stats.to_json(),

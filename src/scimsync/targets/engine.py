@@ -43,7 +43,7 @@ from scimsync.targets.connector import (
     RemoteNotFound,
     Transient,
 )
-from scimsync.targets.events import HUB_RESOURCE, build_event, resource_doc
+from scimsync.targets.events import HUB_RESOURCE, announce, build_event, resource_doc
 from scimsync.targets.store import FULL_SYNC, Targets
 from scimsync.targets.webhook import WebhookSender
 
@@ -265,7 +265,8 @@ class Reconciler:
         status = row.status
         if failures >= QUARANTINE_AFTER and status == "active":
             status = "quarantined"
-            _alert("target.quarantined", row, failures=failures, error=str(exc)[:500])
+            _alert("target.quarantined", row, self.engine, failures=failures,
+                   error=str(exc)[:500])
         if status == "quarantined" and exc.retry_after is None:
             delay = max(delay, QUARANTINE_RETRY)
         retry = format_time(datetime.now(UTC) + timedelta(seconds=delay))
@@ -275,7 +276,7 @@ class Reconciler:
                 status=status, updated=now()))
 
     def _hold(self, row: Any, exc: GuardHeld) -> None:
-        _alert("target.held", row, deprovisions=exc.count)
+        _alert("target.held", row, self.engine, deprovisions=exc.count)
         config = {**row.config, "hold": {"count": exc.count, "at": now()}}
         config.pop("approved", None)
         with self.engine.begin() as conn:
@@ -285,7 +286,7 @@ class Reconciler:
     def _healthy(self, row: Any) -> None:
         """A run went through: clear failures, release quarantine, use up an approval."""
         if row.status == "quarantined":
-            _alert("target.released", row)
+            _alert("target.released", row, self.engine)
         config = {k: v for k, v in row.config.items() if k != "approved"}
         with self.engine.begin() as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
@@ -309,11 +310,16 @@ def guard_exceeded(profile: Any, count: int, provisioned: int) -> bool:
         count > 10 and share > profile.max_deprovision_percent)
 
 
-def _alert(event: str, row: Any, **fields: Any) -> None:
-    """An operational alert: one structured log line (the JSON log handler keeps the
-    fields), alongside the `scimsync_target_active` metric for alerting rules."""
+def _alert(event: str, row: Any, engine: Engine | None = None, **fields: Any) -> None:
+    """An operational alert: a structured log line, the `scimsync_target_active`
+    metric for alerting rules, and (with `engine`) an event in the directory's journal
+    (`target.quarantined`, `target.released`, `target.held`) for webhooks and the
+    events API."""
     log.warning(json.dumps({"event": event, "target": row.name, "target_id": row.id,
                             "directory_id": row.directory_id, **fields}))
+    if engine is not None:
+        announce(engine, row.directory_id, row.id, event.split(".", 1)[1],
+                 {"target": row.name, **fields})
 
 
 _UPSERTS: dict[str, Any] = {}

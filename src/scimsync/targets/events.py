@@ -28,7 +28,8 @@ GROUP_EVENTS = {"created": "group.created", "updated": "group.updated",
                 "member_removed": "group.member_removed"}
 # Events of the hub itself, journaled with resource_type "Target" (the target they
 # concern): they reach webhooks and the events API in journal order, like the others.
-HUB_EVENTS = {"drift_detected": "drift.detected"}
+HUB_EVENTS = {"drift_detected": "drift.detected", "quarantined": "target.quarantined",
+              "released": "target.released", "held": "target.held"}
 HUB_RESOURCE = "Target"
 EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values()) + tuple(
     HUB_EVENTS.values())
@@ -37,6 +38,15 @@ EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values()) + tuple
 def retention_days() -> int:
     """How long events stay available (SCIMSYNC_EVENT_RETENTION_DAYS, default 30)."""
     return int(os.environ.get("SCIMSYNC_EVENT_RETENTION_DAYS", "30"))
+
+
+def announce(engine: Any, directory_id: str, target_id: str, op: str, detail: Doc) -> None:
+    """Journal an event of the hub about a target (HUB_EVENTS), in its own transaction."""
+    from scimsync.store import journal
+
+    entry = journal.Entry(HUB_RESOURCE, target_id, op, 0, [], None, detail)
+    with Store(engine, group_commit=False).write() as conn:
+        journal.append(conn, directory_id, [entry], "scimsync")
 
 
 def event_type(entry: dict[str, Any]) -> str:
