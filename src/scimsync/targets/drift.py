@@ -355,7 +355,6 @@ class _Comparison:
         self.need_groups = bool(scope.groups or config.roles or
                                 (scope.filter and "groups" in scope.filter))
         self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
-        self._ids: set[str] = set()
         self._claimed: set[str] = set()
 
     def _batches(self, rtype: str) -> Iterator[list[Record]]:
@@ -389,14 +388,14 @@ class _Comparison:
             last = records[-1].id
             linked = self.scratch.linked_range("User", after, last)
             self._user_batch(records, linked)
-            self._gone("User", [lk for rid, lk in linked.items() if rid not in self._ids])
+            ids = {r.id for r in records}
+            self._gone("User", [lk for rid, lk in linked.items() if rid not in ids])
             self.stats.compared += len(records)
             self.tick("comparing users", self.stats.compared)
             after = last
         self._gone("User", list(self.scratch.linked_range("User", after, None).values()))
 
     def _user_batch(self, records: list[Record], linked: dict[str, Linked]) -> None:
-        self._ids = {r.id for r in records}
         managers = [m for r in records if (m := _manager(r)) is not None]
         remote_of = self.scratch.remote_ids(managers) if managers else {}
         # Unlinked identities (or links whose remote is gone): match as provisioning would.
