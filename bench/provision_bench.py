@@ -76,6 +76,17 @@ def serve(db: str, workdir: Path, name: str, worker: bool) -> tuple[subprocess.P
     raise RuntimeError(f"{name} did not start")
 
 
+def status_mb(pid: int) -> dict[str, float]:
+    """A process's resident (VmRSS) and peak resident (VmHWM) memory, in MB; neither
+    once the process is exiting."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)
     try:

@@ -205,7 +205,7 @@ def latencies(server: Server, fx: dict[str, list[str]], samples: int) -> dict[st
 
         def p50(fn: Any) -> float:
             fn()  # warm
-            return statistics.median(fn() for _ in range(samples))
+            return float(statistics.median(fn() for _ in range(samples)))
 
         out["get_by_id"] = p50(lambda: timed("GET", f"{server.base}/Users/"
                                              f"{random.choice(fx['ids'])}"))

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provision_bench import CLI, seed, serve, stop  # puts src/ on sys.path
+from provision_bench import CLI, seed, serve, status_mb, stop  # puts src/ on sys.path
 from sqlalchemy import func, select
 
 from scimsync.store.directories import Directories
@@ -34,15 +34,6 @@ from scimsync.store.engine import make_engine, upgrade
 from scimsync.store.resources import Store
 from scimsync.store.tables import links
 from scimsync.targets.store import Targets
-
-
-def status_mb(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 def linked(engine: Any, target_id: str) -> int:

@@ -3,6 +3,8 @@ and a second scimsync directory behind a real HTTP server."""
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -376,6 +378,19 @@ def test_admin_api_runs_lists_accepts_and_fixes(client: Any, directories: Direct
     assert by_identity[0]["evidence"]["differences"] == [
         {"attribute": "active", "desired": True, "actual": False}]
     fid = listed[0]["id"]
+    # The same report as CSV, by query parameter or by Accept header.
+    for params, extra in (({"format": "csv"}, {}), ({}, {"Accept": "text/csv"})):
+        r = client.get("/admin/findings", headers={**admin, **extra},
+                       params={"target": tid, **params})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert sorted((x["class"], x["identity"], x["status"]) for x in rows) == [
+            ("attribute_drift", "kept@x.test", "open"),
+            ("orphaned_account", "ghost@x.test", "open")]
+        assert {x["id"] for x in rows} == {f["id"] for f in client.get(
+            "/admin/findings", headers=admin, params={"target": tid}).json()["findings"]}
+    assert client.get("/admin/findings", headers=admin, params={"format": "xml"}
+                      ).status_code == 400
     assert client.get(f"/admin/findings/{fid}", headers=admin).json()["id"] == fid
     assert client.get("/admin/findings/nope", headers=admin).status_code == 404
     bad = client.post(f"/admin/findings/{fid}/accept", headers=admin, json={"reason": "x"})
@@ -416,3 +431,31 @@ def test_worker_runs_scheduled_reconciliations(engine: Engine, scim: Scim, app_:
     assert len(list_runs(engine, tid)) == 2
     with pytest.raises(UsageError, match="at least 60 seconds"):
         add_target(engine, scim, app_, drift={"interval": 5})
+
+
+def test_fewer_collections_overlapping_runs_restore_the_thresholds() -> None:
+    import gc
+    import threading
+
+    from scimsync.targets.drift import fewer_collections
+
+    before = gc.get_threshold()
+    inside: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        with fewer_collections():
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_run)
+    with fewer_collections():
+        inside.append(gc.get_threshold()[0])
+        t.start()
+        assert entered.wait(10)
+    # The first run is out, the other is still in: the relaxed setting holds.
+    inside.append(gc.get_threshold()[0])
+    release.set()
+    t.join()
+    assert inside == [max(before[0], 50_000)] * 2
+    assert gc.get_threshold() == before

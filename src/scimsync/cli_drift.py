@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from typing import Any
 
@@ -15,32 +14,14 @@ COLUMNS = ["class", "severity", "status", "resource_type", "identity", "remote_i
            "summary", "first_seen", "id"]
 
 
-def _row(f: dict[str, Any]) -> dict[str, Any]:
-    """A finding as one line for people (JSON keeps everything)."""
-    ev = f["evidence"]
-    identity = ev.get("userName") or ev.get("displayName") or f["resource_id"]
-    if ev.get("differences"):
-        summary = ", ".join(f"{d['attribute']}: {d['actual']!r} (want {d['desired']!r})"
-                            for d in ev["differences"])
-    elif "entitlements" in ev:
-        summary = "; ".join(f"{e['attribute']} extra {e['extra']} missing {e['missing']}"
-                            for e in ev["entitlements"])
-    elif "extra" in ev:
-        summary = f"{ev['extra']} extra, {ev['missing']} missing members"
-    else:
-        summary = ev.get("reason", "")
-    return {**f, "identity": identity, "summary": summary[:120]}
-
-
 def _print(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str) -> None:
+    from scimsync.reports import csv_text
+    from scimsync.targets.findings import LINE_COLUMNS, as_line
+
     if as_csv:
-        out = csv.DictWriter(sys.stdout, fieldnames=[*COLUMNS, "target", "last_seen"],
-                             extrasaction="ignore")
-        out.writeheader()
-        for r in rows:
-            out.writerow(_row(r))
+        click.echo(csv_text((as_line(r) for r in rows), LINE_COLUMNS), nl=False)
         return
-    _emit(rows if as_json else [_row(r) for r in rows], as_json, COLUMNS, title)
+    _emit(rows if as_json else [as_line(r) for r in rows], as_json, COLUMNS, title)
 
 
 @main.command("drift")
@@ -150,7 +131,9 @@ def findings_accept(finding_id: str, reason: str, approver: str, until: str, as_
         from scimsync.targets.findings import accept
 
         row = accept(_engine(database), finding_id, reason, approver, until)
-        _emit(row if as_json else _row(row), as_json, None if as_json else
+        from scimsync.targets.findings import as_line
+
+        _emit(row if as_json else as_line(row), as_json, None if as_json else
               ["class", "status", "identity", "id"], "accepted")
 
     _run(go)

@@ -15,13 +15,14 @@ from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
 from scimsync.errors import ScimError, UsageError
 from scimsync.protocol.timefmt import format_time
+from scimsync.reports import csv_text
 from scimsync.store import journal
 from scimsync.store.directories import Directories
 from scimsync.store.resources import Store
 from scimsync.targets.drift import Detector, list_runs
 from scimsync.targets.engine import retry_dead_letters
 from scimsync.targets.events import build_event, retention_days
-from scimsync.targets.findings import accept, get_finding, list_findings
+from scimsync.targets.findings import LINE_COLUMNS, accept, as_line, get_finding, list_findings
 from scimsync.targets.lag import target_lag
 from scimsync.targets.remediate import fix
 from scimsync.targets.store import Targets, approve, list_dead_letters
@@ -72,6 +73,8 @@ class AdminApi:
                 return _error(exc.status, exc.detail)
             if result is None:
                 return Response(status_code=204)
+            if isinstance(result, Response):
+                return result
             return JSONResponse(result, status_code=status)
 
         return handler
@@ -254,6 +257,8 @@ class AdminApi:
             raise UsageError("limit is a number from 1 to 1000") from exc
         rows = await run_db(list_findings, self.store.engine, did, tid, q.get("class"),
                             q.get("status"), q.get("identity"), limit, q.get("after", ""))
+        if _wants_csv(request):
+            return _csv(csv_text((as_line(r) for r in rows), LINE_COLUMNS), "findings.csv")
         return {"findings": rows}
 
     async def finding(self, request: Request) -> Any:
@@ -323,3 +328,16 @@ def _seconds(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"{name} must be a non-negative integer")
     return value
+
+
+def _wants_csv(request: Request) -> bool:
+    """`format=csv`, or an Accept header that asks for CSV (reports only)."""
+    fmt = request.query_params.get("format")
+    if fmt is not None and fmt not in ("csv", "json"):
+        raise UsageError("format is csv or json")
+    return fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -9,10 +9,17 @@ _DID = {"name": "did", "in": "path", "required": True, "schema": {"type": "strin
 _TID = {"name": "tid", "in": "path", "required": True, "schema": {"type": "string"}}
 _FID = {"name": "fid", "in": "path", "required": True, "schema": {"type": "string"}}
 _OBJECT = {"type": "object"}
+# Reports come as JSON, or as CSV with format=csv (or Accept: text/csv).
+_FORMAT = {"name": "format", "in": "query",
+           "schema": {"type": "string", "enum": ["json", "csv"]}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_REPORT = {"description": "The report", "content": {
+    "application/json": {"schema": _OBJECT}, "text/csv": {"schema": {"type": "string"}}}}
 
 
 _DIRECTORY = {
@@ -164,9 +171,9 @@ OPENAPI: dict[str, Any] = {
         "/findings": {
             "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in
                            ("directory", "target", "class", "status", "identity", "after",
-                            "limit")],
-            "get": {"summary": "Drift findings, filtered",
-                    "responses": {"200": _json(_OBJECT, "Findings"), "400": _ERR}},
+                            "limit")] + [_FORMAT],
+            "get": {"summary": "Drift findings, filtered (JSON, or CSV with format=csv)",
+                    "responses": {"200": _REPORT, "400": _ERR}},
         },
         "/findings/{fid}": {
             "parameters": [_FID],

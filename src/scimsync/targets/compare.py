@@ -71,7 +71,11 @@ def user_differences(desired: Doc, actual: Doc, applied_keys: frozenset[str] | s
     """Managed attributes of a user that differ: those the hub sends now and those it
     sent before (a value the hub removed must be gone from the app too)."""
     out = []
-    for key in sorted((desired.keys() | applied_keys) - NOT_COMPARED):
+    # Most accounts have no difference: compare first, sort only what differs.
+    keys = desired.keys() | applied_keys if applied_keys - desired.keys() else desired.keys()
+    for key in keys:
+        if key in NOT_COMPARED:
+            continue
         want, have = desired.get(key), actual.get(key)
         if key == "active" and have is None:
             have = True  # an app that does not say otherwise grants access
@@ -84,6 +88,8 @@ def user_differences(desired: Doc, actual: Doc, applied_keys: frozenset[str] | s
         elif same(_definition(key), want, have):
             continue
         out.append({"attribute": key, "desired": want, "actual": have})
+    if len(out) > 1:
+        out.sort(key=lambda d: str(d["attribute"]))
     return out
 
 

@@ -19,10 +19,12 @@ target or the directory in memory:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from scimsync.protocol.record import Record
 from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import now
 from scimsync.store import members as store_members
+from scimsync.store.lean import Lean, json_value
 from scimsync.store.records import primary_email
 from scimsync.store.tables import drift_runs, links, resources
 from scimsync.targets import mapping
@@ -59,9 +62,15 @@ DROPPED = ("groups", "meta", "schemas")
 
 
 TABLES = {"User": "users", "Group": "groups"}
+# A batch of directory identities in id order, read on the lean path: SQLAlchemy's
+# row processing (its JSON decoder above all) cost a third of the comparison.
+IDENTITIES = (select(R.id, R.type, R.doc, R.created, R.last_modified, R.version)
+              .where(R.directory_id == bindparam("d"), R.type == bindparam("t"),
+                     R.id > bindparam("after"))
+              .order_by(R.id).limit(BATCH))
 
 
-@dataclass
+@dataclass(slots=True)
 class Linked:
     """A link of the target joined with the remote object it points at, if listed."""
 
@@ -85,15 +94,18 @@ class Scratch:
     def __init__(self, directory: str | None = None):
         fd, self.path = tempfile.mkstemp(prefix="scimsync-drift-", suffix=".db", dir=directory)
         os.close(fd)
+        self._keysets: dict[str, frozenset[str]] = {}
         self.db = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32000",
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000",
                        "temp_store=FILE"):
             self.db.execute(f"PRAGMA {pragma}")
+        # Listed objects are appended in the order they arrive; their indexes are built
+        # once the listing is whole (a sort is far cheaper than random inserts).
         self.db.executescript("""
-            CREATE TABLE users (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
-                                active INTEGER, doc BLOB);
-            CREATE TABLE groups (id TEXT PRIMARY KEY, ext TEXT, uname TEXT, email TEXT,
-                                 active INTEGER, doc BLOB);
+            CREATE TABLE users (id TEXT, ext TEXT, uname TEXT, email TEXT, active INTEGER,
+                                doc BLOB);
+            CREATE TABLE groups (id TEXT, ext TEXT, uname TEXT, email TEXT, active INTEGER,
+                                 doc BLOB);
             CREATE TABLE links (rid TEXT, type TEXT, remote TEXT, state TEXT, keys TEXT,
                                 PRIMARY KEY (type, rid));
             CREATE TABLE claimed (type TEXT, id TEXT, PRIMARY KEY (type, id));
@@ -104,6 +116,16 @@ class Scratch:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction per batch: in autocommit, each row would be one."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(sql, rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     def add(self, table: str, remotes: list[Remote]) -> None:
         rows = []
         for r in remotes:
@@ -113,19 +135,37 @@ class Scratch:
             rows.append((r.id, doc.get("externalId"),
                          uname.lower() if isinstance(uname, str) else None,
                          primary_email(doc), 0 if active is False else 1, orjson.dumps(doc)))
-        self.db.executemany(f"INSERT OR REPLACE INTO {table} (id, ext, uname, email, active, "  # noqa: S608
-                            "doc) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._many(f"INSERT INTO {table} (id, ext, uname, email, active, doc) "  # noqa: S608
+                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def add_links(self, rows: list[tuple[str, str, str | None, str, str]]) -> None:
-        self.db.executemany("INSERT INTO links (rid, type, remote, state, keys) "
-                            "VALUES (?, ?, ?, ?, ?)", rows)
+        self._many("INSERT INTO links (rid, type, remote, state, keys) VALUES (?, ?, ?, ?, ?)",
+                   rows)
 
     def index(self) -> None:
+        """Once the listing and the links are in: drop objects listed twice (paging by
+        index while the app changes can repeat one; the last copy wins), index, and
+        lay the links out joined with their remote objects in resource-id order, the
+        order the comparison walks the directory in, so each batch reads one range."""
         self.db.executescript("""
-            CREATE INDEX users_ext ON users (ext); CREATE INDEX users_uname ON users (uname);
-            CREATE INDEX users_email ON users (email);
-            CREATE INDEX groups_ext ON groups (ext); CREATE INDEX groups_uname ON groups (uname);
+            DELETE FROM users WHERE rowid NOT IN (SELECT max(rowid) FROM users GROUP BY id);
+            DELETE FROM groups WHERE rowid NOT IN (SELECT max(rowid) FROM groups GROUP BY id);
+            CREATE UNIQUE INDEX users_id ON users (id); CREATE INDEX users_ext ON users (ext);
+            CREATE INDEX users_uname ON users (uname); CREATE INDEX users_email ON users (email);
+            CREATE UNIQUE INDEX groups_id ON groups (id); CREATE INDEX groups_ext ON groups (ext);
+            CREATE INDEX groups_uname ON groups (uname);
             CREATE INDEX links_remote ON links (type, remote);
+            CREATE TABLE linked (type TEXT, rid TEXT, remote TEXT, state TEXT, keys TEXT,
+                                 active INTEGER, doc BLOB, PRIMARY KEY (type, rid))
+                WITHOUT ROWID;
+            BEGIN;
+            INSERT INTO linked SELECT l.type, l.rid, l.remote, l.state, l.keys, u.active, u.doc
+                FROM links l LEFT JOIN users u ON u.id = l.remote WHERE l.type = 'User'
+                ORDER BY l.rid;
+            INSERT INTO linked SELECT l.type, l.rid, l.remote, l.state, l.keys, g.active, g.doc
+                FROM links l LEFT JOIN groups g ON g.id = l.remote WHERE l.type = 'Group'
+                ORDER BY l.rid;
+            COMMIT;
         """)
 
     def _in(self, sql: str, values: list[str], *args: Any) -> Iterator[tuple[Any, ...]]:
@@ -136,16 +176,22 @@ class Scratch:
 
     def linked_range(self, rtype: str, after: str, last: str | None) -> dict[str, Linked]:
         """Links of `rtype` with after < resource id <= last (no bound if None)."""
-        sql = (f"SELECT l.rid, l.remote, l.state, l.keys, r.active, r.doc FROM links l "  # noqa: S608
-               f"LEFT JOIN {TABLES[rtype]} r ON r.id = l.remote "
-               f"WHERE l.type = ? AND l.rid > ?")
+        sql = ("SELECT rid, remote, state, keys, active, doc FROM linked "
+               "WHERE type = ? AND rid > ?")
         params: tuple[str, ...] = (rtype, after)
         if last is not None:
-            sql += " AND l.rid <= ?"
+            sql += " AND rid <= ?"
             params = (rtype, after, last)
-        return {rid: Linked(rid, remote, state, frozenset(keys.split(",")) if keys else
-                            frozenset(), active, orjson.loads(doc) if doc else None)
-                for rid, remote, state, keys, active, doc in self.db.execute(sql, params)}
+        out: dict[str, Linked] = {}
+        keysets = self._keysets
+        for rid, remote, state, keys, active, doc in self.db.execute(sql, params):
+            # Links mostly share one set of applied attribute names: parse each once.
+            keyset = keysets.get(keys)
+            if keyset is None:
+                keyset = keysets[keys] = frozenset(keys.split(",")) if keys else frozenset()
+            out[rid] = Linked(rid, remote, state, keyset, active,
+                              orjson.loads(doc) if doc else None)
+        return out
 
     def remote_ids(self, ids: list[str]) -> dict[str, str]:
         """Provisioned user links only: resource id -> remote id."""
@@ -198,6 +244,43 @@ class RunStats:
                 "compared_per_second": round(rate), "findings": self.findings,
                 "new": self.new, "resolved": self.resolved,
                 "inactive_unmatched": self.inactive_unmatched}
+
+
+class _Collector:
+    """A larger young generation for the garbage collector while comparisons run.
+
+    The comparison makes and drops millions of small dicts and lists (decoded
+    documents, desired bodies) with no reference cycles among them: reference counting
+    frees them. At the default threshold (a collection every 700 allocations) the
+    collector spent a quarter of the comparison walking them (docs/benchmarks.md).
+    The setting is process-wide, so overlapping runs share it: the first one in saves
+    the thresholds, the last one out restores them. At most 50,000 young objects wait.
+    """
+
+    YOUNG = 50_000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = gc.get_threshold()
+
+    @contextlib.contextmanager
+    def relaxed(self) -> Iterator[None]:
+        with self.lock:
+            if self.users == 0:
+                self.saved = gc.get_threshold()
+                gc.set_threshold(max(self.saved[0], self.YOUNG), *self.saved[1:])
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    gc.set_threshold(*self.saved)
+
+
+fewer_collections = _Collector().relaxed
 
 
 def _match_key(attr: str) -> str:
@@ -257,10 +340,11 @@ class Detector:
             stats.listing_seconds = time.perf_counter() - start
             start = time.perf_counter()
             comparison = _Comparison(self.engine, row, config, scratch, writer, stats, tick)
-            comparison.users()
-            if config.profile.groups:
-                comparison.groups()
-            comparison.leftovers()
+            with fewer_collections():
+                comparison.users()
+                if config.profile.groups:
+                    comparison.groups()
+                comparison.leftovers()
             writer.flush()
             stats.comparison_seconds = time.perf_counter() - start
             stats.findings = writer.counts
@@ -357,43 +441,63 @@ class _Comparison:
         self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
         self._claimed: set[str] = set()
 
-    def _batches(self, rtype: str) -> Iterator[list[Record]]:
+    def _walk(self, rtype: str) -> Iterator[tuple[list[Record], dict[str, Linked]]]:
+        """The directory's identities of `rtype` in batches, each with its links; links
+        whose identity has left the directory are passed to `_gone` on the way."""
         after = ""
-        did = self.row.directory_id
-        while True:
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(R.id, R.type, R.doc, R.created, R.last_modified, R.version)
-                    .where(R.directory_id == did, R.type == rtype, R.id > after)
-                    .order_by(R.id).limit(BATCH)).all()
+        for records in self._batches(rtype):
+            last = records[-1].id
+            linked = self.scratch.linked_range(rtype, after, last)
+            yield records, linked
+            ids = {r.id for r in records}
+            self._gone(rtype, [lk for rid, lk in linked.items() if rid not in ids])
+            after = last
+        self._gone(rtype, list(self.scratch.linked_range(rtype, after, None).values()))
+
+    def _batches(self, rtype: str) -> Iterator[list[Record]]:
+        lean = Lean(self.engine)
+        prepared = lean.prepared(IDENTITIES)
+        params = {"d": self.row.directory_id, "t": rtype, "after": ""}
+        # Text on SQLite, already decoded by the driver on PostgreSQL.
+        decode = orjson.loads if lean.sqlite else json_value
+        raw = self.engine.raw_connection()  # this thread's own, returned at the end
+        try:
+            cur = raw.cursor()
+            while True:
+                cur.execute(*prepared.render(params))
+                rows = cur.fetchall()
                 if not rows:
                     return
-                records = [Record(*r) for r in rows]
-                if rtype == "User" and self.need_groups:
-                    found = store_members.load_groups(conn, [r.id for r in records])
-                    for rec in records:
-                        rec.groups = found[rec.id]
-                if rtype == "Group":
-                    found = store_members.load_members(conn, [r.id for r in records])
-                    for rec in records:
-                        rec.members = found[rec.id]
-            yield records
-            after = records[-1].id
+                records = [Record(rid, rt, decode(doc), created, modified, version)
+                           for rid, rt, doc, created, modified, version in rows]
+                self._attach(rtype, records)
+                yield records
+                params["after"] = records[-1].id
+        finally:
+            raw.rollback()
+            raw.close()
+
+    def _attach(self, rtype: str, records: list[Record]) -> None:
+        """Groups of users (where scope or roles need them), members of groups."""
+        ids = [r.id for r in records]
+        if rtype == "User" and self.need_groups:
+            with self.engine.connect() as conn:
+                groups = store_members.load_groups(conn, ids)
+            for rec in records:
+                rec.groups = groups[rec.id]
+        elif rtype == "Group":
+            with self.engine.connect() as conn:
+                members = store_members.load_members(conn, ids)
+            for rec in records:
+                rec.members = members[rec.id]
 
     # --- users --------------------------------------------------------------------
 
     def users(self) -> None:
-        after = ""
-        for records in self._batches("User"):
-            last = records[-1].id
-            linked = self.scratch.linked_range("User", after, last)
+        for records, linked in self._walk("User"):
             self._user_batch(records, linked)
-            ids = {r.id for r in records}
-            self._gone("User", [lk for rid, lk in linked.items() if rid not in ids])
             self.stats.compared += len(records)
             self.tick("comparing users", self.stats.compared)
-            after = last
-        self._gone("User", list(self.scratch.linked_range("User", after, None).values()))
 
     def _user_batch(self, records: list[Record], linked: dict[str, Linked]) -> None:
         managers = [m for r in records if (m := _manager(r)) is not None]
@@ -428,12 +532,10 @@ class _Comparison:
     def _classify_user(self, rec: Record, desired: Doc | None,
                        remote: tuple[str, int, Doc] | None, via_link: bool,
                        link: Linked | None) -> None:
-        name = rec.doc.get("userName")
-        ident = {"userName": name, "active": rec.doc.get("active", True)}
         wants_access = desired is not None and desired.get("active", True) is not False
         if remote is None:
             if wants_access:
-                evidence: Doc = {**ident,
+                evidence: Doc = {**_ident(rec),
                                  "reason": "in scope and active, no account in the target"}
                 if link is not None and link.remote_id:
                     evidence["linked_remote_id"] = link.remote_id
@@ -446,13 +548,13 @@ class _Comparison:
                 why = ("deactivated in the directory" if desired is not None
                        else "out of the target's scope")
                 self._add("lingering_access", "critical", "User", rec.id, remote_id,
-                          {**ident, "reason": f"{why}, active in the target",
+                          {**_ident(rec), "reason": f"{why}, active in the target",
                            "linked": via_link}, doc)
             return
         assert desired is not None
         if not via_link:
             self._add("unmanaged_matchable", "low", "User", rec.id, remote_id,
-                      {**ident, "reason": "an account in the target matches this identity "
+                      {**_ident(rec), "reason": "an account in the target matches this identity "
                        "but is not linked: it can be adopted",
                        "differences": user_differences(desired, doc, set())}, doc)
             return
@@ -461,7 +563,7 @@ class _Comparison:
                         and d["attribute"] in self.managed_roles]
         attributes = [d for d in differences if d not in entitlements]
         if entitlements:
-            proof: Doc = {**ident, "entitlements": []}
+            proof: Doc = {**_ident(rec), "entitlements": []}
             extra_any = False
             for d in entitlements:
                 extra = sorted(value_set(d["actual"]) - value_set(d["desired"]))
@@ -475,16 +577,12 @@ class _Comparison:
             severity = "medium" if any(d["attribute"] == "active" for d in attributes) \
                 else "low"
             self._add("attribute_drift", severity, "User", rec.id, remote_id,
-                      {**ident, "differences": attributes}, doc)
+                      {**_ident(rec), "differences": attributes}, doc)
 
     # --- groups -------------------------------------------------------------------
 
     def groups(self) -> None:
-        after = ""
-        for records in self._batches("Group"):
-            last = records[-1].id
-            linked = self.scratch.linked_range("Group", after, last)
-            ids = {r.id for r in records}
+        for records, linked in self._walk("Group"):
             for rec in records:
                 member_ids = self._flatten(rec)
                 remote_of = self.scratch.remote_ids(member_ids)
@@ -504,9 +602,6 @@ class _Comparison:
                         self.scratch.claim("Group", [remote[0]])
                         break
                 self._classify_group(rec, desired, remote, False)
-            self._gone("Group", [lk for rid, lk in linked.items() if rid not in ids])
-            after = last
-        self._gone("Group", list(self.scratch.linked_range("Group", after, None).values()))
 
     def _flatten(self, rec: Record) -> list[str]:
         """User members, nested groups flattened (as provisioning sends them)."""
@@ -592,6 +687,11 @@ class _Comparison:
              remote_id: str | None, evidence: Doc, remote: Doc | None) -> None:
         self.writer.add(Finding(cls, rid if rid is not None else f"remote:{remote_id}",
                                 severity, rtype, rid, remote_id, evidence, remote))
+
+
+def _ident(rec: Record) -> Doc:
+    """Who a user finding is about, in words (made only when there is a finding)."""
+    return {"userName": rec.doc.get("userName"), "active": rec.doc.get("active", True)}
 
 
 def _manager(rec: Record) -> str | None:

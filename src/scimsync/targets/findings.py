@@ -29,6 +29,28 @@ STATUSES = ("open", "remediated", "accepted", "resolved")
 STILL_THERE = ("open", "accepted", "remediated")
 
 
+# The columns of a finding as one line (tables and CSV); JSON keeps everything.
+LINE_COLUMNS = ["class", "severity", "status", "resource_type", "identity", "remote_id",
+                "summary", "first_seen", "last_seen", "target", "id"]
+
+
+def as_line(f: Doc) -> Doc:
+    """A finding as one line for people: who it is about and what differs, in words."""
+    ev = f["evidence"]
+    identity = ev.get("userName") or ev.get("displayName") or f["resource_id"]
+    if ev.get("differences"):
+        summary = ", ".join(f"{d['attribute']}: {d['actual']!r} (want {d['desired']!r})"
+                            for d in ev["differences"])
+    elif "entitlements" in ev:
+        summary = "; ".join(f"{e['attribute']} extra {e['extra']} missing {e['missing']}"
+                            for e in ev["entitlements"])
+    elif "extra" in ev:
+        summary = f"{ev['extra']} extra, {ev['missing']} missing members"
+    else:
+        summary = ev.get("reason", "")
+    return {**f, "identity": identity, "summary": summary[:120]}
+
+
 @dataclass
 class Finding:
     cls: str
