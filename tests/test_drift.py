@@ -289,6 +289,16 @@ def test_remediation_respects_modes_the_guard_and_incomplete_runs(
     done = fix(engine, tid, ["orphaned_account"], approved=True)
     assert done["fixed"] == 6
     assert all(u["active"] is False for n, u in app_.users().items() if "ghost" in n)
+    # Each take-out is a delivery, as the engine's own are: the audit trail.
+    from scimsync.store.tables import deliveries
+    orphan_ids = {f["id"] for f in list_findings(engine, target_id=tid,
+                                                 cls="orphaned_account")}
+    with engine.connect() as conn:
+        taken = conn.execute(sa.select(deliveries).where(
+            deliveries.c.target_id == tid, deliveries.c.lifecycle == "remediation")).all()
+    assert sorted(r.resource_id for r in taken) == sorted(orphan_ids)
+    assert {(r.action, r.outcome) for r in taken} == {("deactivate", "ok")}
+    assert all("orphaned account" in r.detail for r in taken)
     # After an incomplete run nothing is fixed.
     with engine.begin() as conn:
         from scimsync.store.tables import drift_runs

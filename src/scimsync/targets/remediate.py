@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from scimsync.errors import UsageError
-from scimsync.protocol.timefmt import now
-from scimsync.store.tables import drift_runs, links, targets
+from scimsync.protocol.timefmt import now, parse_time
+from scimsync.store.tables import deliveries, drift_runs, links, targets
 from scimsync.targets.config import DRIFT_CLASSES
 from scimsync.targets.connector import ConnectorError
 from scimsync.targets.engine import (
@@ -125,7 +125,7 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
             fixed += by_resource[rid]
         out["error"] = result.error
     if orphans:
-        fixed += _take_out(row, config, secrets, orphans, connector_factory, out)
+        fixed += _take_out(engine, row, config, secrets, orphans, connector_factory, out)
     mark(engine, fixed, "remediated")
     out["fixed"] = len(fixed)
     out["failed"] = len(todo) - len(fixed)
@@ -155,16 +155,21 @@ def _observed_link(f: Doc) -> Doc | None:
     return {**base, "applied": {k: remote[k] for k in keys if k in remote}}
 
 
-def _take_out(row: Any, config: Any, secrets: dict[str, Any], orphans: list[Doc],
-              connector_factory: Any, out: Doc) -> list[str]:
-    """Deactivate (or delete, per the profile) objects that match no identity."""
+def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
+              orphans: list[Doc], connector_factory: Any, out: Doc) -> list[str]:
+    """Deactivate (or delete, per the profile) objects that match no identity. Each
+    attempt is a delivery (lifecycle `remediation`, lag counted from when the finding
+    was first seen), as the engine records its own."""
     connector = connector_factory(row.kind, config, secrets)
-    fixed = []
+    fixed, evidence = [], []
     try:
         for f in orphans:
             kind, remote_id = f["resource_type"], f["remote_id"]
+            outcome, detail = "ok", f"orphaned account {remote_id} (finding {f['id']})"
+            action = "delete" if config.profile.deprovision == "delete" or kind == "Group" \
+                else "deactivate"
             try:
-                if config.profile.deprovision == "delete" or kind == "Group":
+                if action == "delete":
                     connector.delete(kind, remote_id)
                 elif config.profile.patch:
                     connector.patch(kind, remote_id, [{"op": "replace", "path": "active",
@@ -173,10 +178,20 @@ def _take_out(row: Any, config: Any, secrets: dict[str, Any], orphans: list[Doc]
                     body = {k: v for k, v in (f["remote"] or {}).items()
                             if k not in ("id", "meta", "groups")}
                     connector.replace(kind, remote_id, {**body, "active": False})
+                fixed.append(f["id"])
             except ConnectorError as exc:
                 out["error"] = f"{kind} {remote_id}: {exc}"
-                continue
-            fixed.append(f["id"])
+                outcome, detail = "failed", f"{detail}: {exc}"
+            applied = now()
+            lag = (parse_time(applied) - parse_time(f["first_seen"])).total_seconds()
+            evidence.append({"target_id": row.id, "resource_type": kind,
+                             "resource_id": f["id"], "action": action, "outcome": outcome,
+                             "seq": 0, "lifecycle": "remediation",
+                             "changed_at": f["first_seen"], "applied_at": applied,
+                             "lag_ms": max(int(lag * 1000), 0), "detail": detail})
     finally:
         connector.close()
+        if evidence:
+            with engine.begin() as conn:
+                conn.execute(insert(deliveries), evidence)
     return fixed
