@@ -34,6 +34,9 @@ def service_provider_config(base: str) -> dict[str, Any]:
         "changePassword": {"supported": False},
         "sort": {"supported": True},
         "etag": {"supported": True},
+        # draft-abbey-scim-agent-extension-00 §4.1.
+        "agentExtension": {"supported": True, "agentsSupported": True,
+                           "agenticApplicationsSupported": True},
         "pagination": {
             "cursor": True,
             "index": True,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from scimsync.protocol.agents import with_refs
 from scimsync.protocol.projection import Projection, project
 from scimsync.protocol.record import Member, Record
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.protocol.values import Doc
 
-ENDPOINTS = {"User": "Users", "Group": "Groups"}
+NHI_TYPES = frozenset({"Agent", "AgenticApplication", "User"})  # types with references
+
+ENDPOINTS = {name: rt.endpoint.lstrip("/") for name, rt in RESOURCE_TYPES.items()}
+_LOCATIONS = {name: rt.endpoint for name, rt in RESOURCE_TYPES.items()}
 
 
 def _refs(base: str, items: list[Member], kind: str) -> list[dict[str, Any]]:
@@ -36,6 +40,8 @@ def full_document(rec: Record, base: str) -> Doc:
         doc["members"] = _refs(base, rec.members, "members")
     if rec.groups is not None and rec.groups:
         doc["groups"] = _refs(base, rec.groups, "groups")
+    if rec.type in NHI_TYPES:
+        with_refs(rec.type, doc, base, _LOCATIONS)
     doc["meta"] = {
         "resourceType": rec.type,
         "created": rec.created,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scimsync.protocol.agents import AGENT, AGENTIC_APPLICATION, NHI_SCHEMA
 from scimsync.protocol.schema import (
     CORE_GROUP,
     CORE_USER,
@@ -111,9 +112,16 @@ GROUP_SCHEMA = Schema(
 )
 
 USER = ResourceType(
-    "User", "/Users", "User Account", USER_SCHEMA, ((ENTERPRISE_SCHEMA, False),)
+    "User", "/Users", "User Account", USER_SCHEMA,
+    ((ENTERPRISE_SCHEMA, False), (NHI_SCHEMA, False)),
 )
 GROUP = ResourceType("Group", "/Groups", "Group", GROUP_SCHEMA)
 
-RESOURCE_TYPES: dict[str, ResourceType] = {"User": USER, "Group": GROUP}
-BY_ENDPOINT: dict[str, ResourceType] = {"Users": USER, "Groups": GROUP}
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    "User": USER, "Group": GROUP, "Agent": AGENT, "AgenticApplication": AGENTIC_APPLICATION}
+BY_ENDPOINT: dict[str, ResourceType] = {rt.endpoint.lstrip("/"): rt
+                                        for rt in RESOURCE_TYPES.values()}
+# Resource types with an administrative status (`active`, true unless said otherwise)
+# and a unique name (`userName`, `name`) kept in the indexed name column.
+ACTIVE_TYPES = frozenset({"User", "Agent", "AgenticApplication"})
+NAME_ATTRIBUTE = {"User": "userName", "Agent": "name", "AgenticApplication": "name"}

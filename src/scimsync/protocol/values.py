@@ -194,5 +194,11 @@ def finish(rtype: ResourceType, doc: Doc) -> None:
         if attr.required and is_unassigned(doc.get(attr.name)):
             raise invalid_value(f"{attr.name} is required")
     for ext, required in rtype.extensions:
-        if required and ext.id not in doc:
-            raise invalid_value(f"extension {ext.id} is required")
+        part = doc.get(ext.id)
+        if part is None:
+            if required:
+                raise invalid_value(f"extension {ext.id} is required")
+            continue
+        for attr in ext.attributes:  # an extension that is there is there whole
+            if attr.required and is_unassigned(part.get(attr.name)):
+                raise invalid_value(f"{ext.id}:{attr.name} is required")

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from scimsync.errors import invalid_filter, invalid_value
 from scimsync.protocol.evaluate import comparable, resolve_filter_path
 from scimsync.protocol.filter import And, Compare, Filter, Not, Or, Present, ValuePath
+from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType, resolve
 from scimsync.store.tables import memberships, resources
 
@@ -158,11 +159,11 @@ class Compiler:
                 "meta.lastModified": R.last_modified,
                 "meta.resourceType": R.type,
             }.get(name)
-        if name == "userName" and self.rtype.name == "User":
+        if name == NAME_ATTRIBUTE.get(self.rtype.name):
             return R.user_name_ci
         if name == "displayName":
             return R.display_name_ci
-        if name == "active" and self.rtype.name == "User":
+        if name == "active" and self.rtype.name in ACTIVE_TYPES:
             return R.active
         return None
 

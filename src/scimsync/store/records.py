@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.values import Doc
 
 
@@ -18,12 +19,15 @@ def indexed_columns(rtype_name: str, doc: Doc) -> dict[str, Any]:
         "email_ci": None,
         "active": None,
     }
-    if rtype_name == "User":
-        user_name = doc.get("userName")
-        cols["user_name"] = user_name
-        cols["user_name_ci"] = user_name.lower() if isinstance(user_name, str) else None
+    name_attr = NAME_ATTRIBUTE.get(rtype_name)
+    if name_attr is not None:  # userName of a User, name of an Agent or application
+        name = doc.get(name_attr)
+        cols["user_name"] = name
+        cols["user_name_ci"] = name.lower() if isinstance(name, str) else None
+    if rtype_name in ACTIVE_TYPES:
         cols["active"] = doc.get("active", True) if isinstance(doc.get("active", True), bool) \
             else True
+    if rtype_name == "User":
         cols["email_ci"] = primary_email(doc)
     return cols
 

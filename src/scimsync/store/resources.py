@@ -19,10 +19,11 @@ from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
 from scimsync.protocol.record import Member, Record
+from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
-from scimsync.store import journal, members
+from scimsync.store import journal, members, references
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
@@ -166,8 +167,9 @@ class Store:
         if conn is None:
             with self.write() as c:
                 return self.create(directory_id, rtype, incoming, actor, c, loads)
-        doc = _defaults(rtype, incoming.doc)
         rid = str(uuid.uuid4())
+        doc = references.checked(conn, directory_id, rtype.name, rid,
+                                 _defaults(rtype, incoming.doc))
         ts = now()
         cols = indexed_columns(rtype.name, doc)
         self._check_unique(conn, directory_id, rtype, rid, doc, cols)
@@ -227,6 +229,7 @@ class Store:
                        row: StoredRow, new_doc: Doc, changes: list[MemberChange],
                        actor: str | None, loads: Loads) -> Record:
         rid = row.id
+        new_doc = references.checked(conn, directory_id, rtype.name, rid, new_doc, row.doc)
         added, removed = self._apply_members(conn, directory_id, rid, changes)
         changed = journal.changed_paths(row.doc, new_doc)
         if not changed and not added and not removed:
@@ -250,7 +253,7 @@ class Store:
         entries: list[Entry] = []
         if changed:
             op = "updated"
-            if rtype.name == "User":
+            if rtype.name in ACTIVE_TYPES:
                 was, is_now = row.doc.get("active", True), new_doc.get("active", True)
                 if was and not is_now:
                     op = "deactivated"
@@ -279,7 +282,8 @@ class Store:
         if taken is None:
             return
         if cols["user_name_ci"] is not None and taken[0] == cols["user_name_ci"]:
-            raise Conflict(f"userName {doc.get('userName')!r} is already taken")
+            name = NAME_ATTRIBUTE[rtype.name]
+            raise Conflict(f"{name} {doc.get(name)!r} is already taken")
         raise Conflict(f"externalId {doc.get('externalId')!r} is already taken")
 
     def _apply_members(self, conn: LeanConnection, directory_id: str, group_id: str,
@@ -333,7 +337,7 @@ class Store:
         row = self._row(conn, directory_id, rtype, rid, lock=True)
         _check_etag(row, if_match)
         entries = [Entry(rtype.name, rid, "deleted", row.version + 1, [],
-                         "leaver" if rtype.name == "User" else None)]
+                         "leaver" if rtype.name in ACTIVE_TYPES else None)]
         # The groups this resource belonged to change too: journal them.
         ts = now()
         for gid in members.groups_of(conn, rid):
@@ -431,8 +435,9 @@ def _lean_record(row: Any) -> Record:
 
 
 def _defaults(rtype: ResourceType, doc: Doc) -> Doc:
-    """A new or replaced User is active unless it says otherwise."""
-    if rtype.name == "User" and "active" not in doc:
+    """A new or replaced User (or Agent, or application) is active unless it says
+    otherwise."""
+    if rtype.name in ACTIVE_TYPES and "active" not in doc:
         return {**doc, "active": True}
     return doc
 
@@ -440,7 +445,7 @@ def _defaults(rtype: ResourceType, doc: Doc) -> Doc:
 def _entry(rtype: ResourceType, rid: str, op: str, version: int, changed: list[str],
            doc: Doc) -> Entry:
     lifecycle: str | None = None
-    if rtype.name == "User":
+    if rtype.name in ACTIVE_TYPES:  # joiners, movers and leavers, human or not
         lifecycle = journal.user_lifecycle(op, changed)
         if op == "created" and doc.get("active") is False:
             lifecycle = None

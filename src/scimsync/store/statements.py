@@ -70,6 +70,9 @@ INSERT_JOURNAL = insert(journal)
 
 RESOLVE_MEMBERS = select(R.id, R.type).where(
     R.directory_id == bindparam("d"), R.id.in_(_many("ids")), R.type.in_(("User", "Group")))
+# References (owners, parent, ...) are checked against any type; the caller says which.
+REFERENCED = select(R.id, R.type).where(R.directory_id == bindparam("d"),
+                                        R.id.in_(_many("ids")))
 EXISTING_MEMBERS = select(M.member_id).where(
     M.group_id == bindparam("g"), M.member_id.in_(_many("ids")))
 INSERT_MEMBERS = insert(memberships)

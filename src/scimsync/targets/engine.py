@@ -26,7 +26,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from scimsync.errors import NotFound
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
-from scimsync.protocol.resources import GROUP, USER
+from scimsync.protocol.resources import RESOURCE_TYPES, USER
 from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store import journal
@@ -43,7 +43,13 @@ from scimsync.targets.connector import (
     RemoteNotFound,
     Transient,
 )
-from scimsync.targets.events import HUB_RESOURCE, announce, build_event, resource_doc
+from scimsync.targets.events import (
+    HUB_RESOURCE,
+    NHI_EVENTS,
+    announce,
+    build_event,
+    resource_doc,
+)
 from scimsync.targets.store import FULL_SYNC, Targets
 from scimsync.targets.webhook import WebhookSender
 
@@ -358,6 +364,8 @@ def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
     """Many changes to one resource between runs become one piece of work."""
     work: dict[str, Work] = {}
     for e in entries:
+        if e["op"] in NHI_EVENTS:
+            continue  # a notice for webhooks and the events API: nothing to apply
         w = work.pop(e["resource_id"], None) or Work(e["resource_type"], e["resource_id"])
         w.seq, w.changed_at = e["seq"], e["at"]
         w.lifecycle = e["lifecycle"] if e["lifecycle"] == "leaver" else (
@@ -530,7 +538,7 @@ class _Context:
         key = (work.resource_type, work.resource_id)
         if key in self._loaded:
             return self._loaded.pop(key)  # prefetched once, used once
-        rtype = USER if work.resource_type == "User" else GROUP
+        rtype = RESOURCE_TYPES[work.resource_type]
         try:
             return self.r.store.get(self.row.directory_id, rtype, work.resource_id,
                                     Loads(members=True, groups=True))
@@ -634,8 +642,10 @@ class _Context:
             in_scope = everything or self.link(work.resource_id) is not None
         elif rec.type == "User":
             in_scope = mapping.user_in_scope(self.config, rec)
-        else:
+        elif rec.type == "Group":
             in_scope = mapping.group_in_scope(self.config, rec)
+        else:
+            in_scope = True  # agents and agentic applications: every webhook hears of them
         self.result.processed += 1
         if not in_scope:
             return

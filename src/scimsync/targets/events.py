@@ -26,13 +26,24 @@ USER_EVENTS = {"created": "user.created", "updated": "user.updated",
 GROUP_EVENTS = {"created": "group.created", "updated": "group.updated",
                 "deleted": "group.deleted", "member_added": "group.member_added",
                 "member_removed": "group.member_removed"}
+AGENT_EVENTS = {op: f"agent.{op}" for op in USER_EVENTS}
+APPLICATION_EVENTS = {op: f"agentic_application.{op}" for op in USER_EVENTS}
+BY_TYPE = {"User": USER_EVENTS, "Group": GROUP_EVENTS, "Agent": AGENT_EVENTS,
+           "AgenticApplication": APPLICATION_EVENTS}
+# Notices about a non-human identity (an Agent, or a User marked non-human), journaled
+# against it: they reach webhooks and the events API; SCIM targets have nothing to
+# apply for them (scimsync.nhi).
+NHI_EVENTS = {"owner_departed": "nhi.owner_departed", "reassigned": "nhi.reassigned",
+              "suspended": "nhi.suspended", "expired": "nhi.expired",
+              "credentials_revoke_requested": "nhi.credentials_revoke_requested",
+              "unowned": "nhi.unowned"}
 # Events of the hub itself, journaled with resource_type "Target" (the target they
 # concern): they reach webhooks and the events API in journal order, like the others.
 HUB_EVENTS = {"drift_detected": "drift.detected", "quarantined": "target.quarantined",
               "released": "target.released", "held": "target.held"}
 HUB_RESOURCE = "Target"
-EVENT_TYPES = tuple(USER_EVENTS.values()) + tuple(GROUP_EVENTS.values()) + tuple(
-    HUB_EVENTS.values())
+EVENT_TYPES = tuple(t for table in (*BY_TYPE.values(), HUB_EVENTS, NHI_EVENTS)
+                    for t in table.values())
 
 
 def retention_days() -> int:
@@ -52,7 +63,9 @@ def announce(engine: Any, directory_id: str, target_id: str, op: str, detail: Do
 def event_type(entry: dict[str, Any]) -> str:
     if entry["resource_type"] == HUB_RESOURCE:
         return HUB_EVENTS.get(entry["op"], f"target.{entry['op']}")
-    table = USER_EVENTS if entry["resource_type"] == "User" else GROUP_EVENTS
+    if entry["op"] in NHI_EVENTS:
+        return NHI_EVENTS[entry["op"]]
+    table = BY_TYPE.get(entry["resource_type"], GROUP_EVENTS)
     return table.get(entry["op"], f"{entry['resource_type'].lower()}.updated")
 
 

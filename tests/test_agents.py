@@ -1,0 +1,230 @@
+"""Agents and agentic applications (draft-abbey-scim-agent-extension-00) and non-human
+Users (scimsync's extension), through a real HTTP server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Scim
+from scimsync.store.directories import Directories
+
+AGENT = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+APP = "urn:ietf:params:scim:schemas:core:2.0:AgenticApplication"
+NHI = "urn:scimsync:params:scim:schemas:extension:nhi:1.0:User"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+@pytest.fixture
+def web(live_server: str, directories: Directories) -> Iterator[Scim]:
+    """A fresh directory, spoken to over a real socket."""
+    d = directories.create(f"agents-{secrets.token_hex(4)}")
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        yield Scim(http, d["id"], d["token"], d["token_id"])
+
+
+@pytest.fixture
+def admin(directories: Directories) -> dict[str, str]:
+    return {"Authorization": f"Bearer {directories.create_token(None, 'agents')['token']}"}
+
+
+def agent(web: Scim, name: str, **attrs: Any) -> dict[str, Any]:
+    r = web.post("/Agents", {"schemas": [AGENT], "name": name, **attrs})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def error(r: Any, status: int, scim_type: str | None = None) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["schemas"] == [ERROR] and body["status"] == str(status)
+    if scim_type:
+        assert body["scimType"] == scim_type
+    return str(body["detail"])
+
+
+def test_discovery_advertises_agents(web: Scim) -> None:
+    spc = web.get("/ServiceProviderConfig").json()
+    assert spc["agentExtension"] == {"supported": True, "agentsSupported": True,
+                                     "agenticApplicationsSupported": True}
+    types = {t["id"]: t for t in web.get("/ResourceTypes").json()["Resources"]}
+    assert types["Agent"]["endpoint"] == "/Agents" and types["Agent"]["schema"] == AGENT
+    assert types["AgenticApplication"]["endpoint"] == "/AgenticApplications"
+    assert {"schema": NHI, "required": False} in types["User"]["schemaExtensions"]
+    schemas = {s["id"]: s for s in web.get("/Schemas").json()["Resources"]}
+    owners = next(a for a in schemas[AGENT]["attributes"] if a["name"] == "owners")
+    assert owners["mutability"] == "readWrite" and owners["multiValued"] is True
+    assert {s["name"] for s in owners["subAttributes"]} == {"value", "$ref", "display", "type"}
+    name = next(a for a in schemas[APP]["attributes"] if a["name"] == "name")
+    assert name["required"] is True and name["uniqueness"] == "server"
+    assert web.get(f"/Schemas/{NHI}").json()["name"] == "NonHumanIdentity"
+
+
+def test_agent_lifecycle(web: Scim, admin: dict[str, str]) -> None:
+    owner = web.user("alice@x.test")
+    team = web.group("ml-platform")
+    created = agent(web, "Helpdesk bot", externalId="ext-1", agentType="Assistant",
+                    owners=[{"value": owner["id"]}, {"value": team["id"]}],
+                    protocols=[{"type": "MCP-Server",
+                                "specificationUrl": "https://bots.x.test/mcp"}])
+    aid = created["id"]
+    assert created["active"] is True  # active unless said otherwise
+    assert created["meta"]["resourceType"] == "Agent"
+    assert created["meta"]["location"].endswith(f"/Agents/{aid}")
+    # Owner types are filled in from the directory; $ref points into it.
+    assert [(o["value"], o["type"]) for o in created["owners"]] == [
+        (owner["id"], "User"), (team["id"], "Group")]
+    assert created["owners"][0]["$ref"].endswith(f"/Users/{owner['id']}")
+    got = web.get(f"/Agents/{aid}")
+    assert got.status_code == 200 and got.json()["name"] == "Helpdesk bot"
+    etag = got.headers["ETag"]
+    # Filters the draft recommends: name (case-insensitive) and externalId.
+    for flt in ('name eq "helpdesk BOT"', 'externalId eq "ext-1"', 'agentType eq "Assistant"',
+                f'owners.value eq "{owner["id"]}"'):
+        found = web.get("/Agents", params={"filter": flt}).json()
+        assert [r["id"] for r in found["Resources"]] == [aid], flt
+    assert web.get("/Agents", params={"filter": 'name eq "other"'}).json()["totalResults"] == 0
+    # Names are unique within the directory.
+    error(web.post("/Agents", {"schemas": [AGENT], "name": "HELPDESK bot"}), 409, "uniqueness")
+    # Replace, with the ETag; a stale one is refused.
+    body = {"schemas": [AGENT], "name": "Helpdesk bot", "description": "Answers tickets",
+            "owners": [{"value": owner["id"]}]}
+    replaced = web.put(f"/Agents/{aid}", body, headers={"If-Match": etag})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["description"] == "Answers tickets"
+    assert "agentType" not in replaced.json()
+    error(web.put(f"/Agents/{aid}", body, headers={"If-Match": etag}), 412)
+    # Patch: deactivate (suspend) the agent.
+    patched = web.patch(f"/Agents/{aid}", [{"op": "replace", "path": "active",
+                                            "value": False}])
+    assert patched.status_code == 200 and patched.json()["active"] is False
+    inactive = web.get("/Agents", params={"filter": "active eq false"}).json()
+    assert [r["id"] for r in inactive["Resources"]] == [aid]
+    # The journal has it all, as events.
+    events = web.http.get(f"/admin/directories/{web.directory_id}/events",
+                          headers=admin).json()
+    kinds = [e["type"] for e in events["events"] if e["resource_id"] == aid]
+    assert kinds == ["agent.created", "agent.updated", "agent.deactivated"]
+    assert web.delete(f"/Agents/{aid}").status_code == 204
+    error(web.get(f"/Agents/{aid}"), 404)
+
+
+def test_agentic_application_lifecycle(web: Scim) -> None:
+    bot = agent(web, "Clippy")
+    r = web.post("/AgenticApplications", {
+        "schemas": [APP], "name": "AI Assistant Platform", "externalId": "app-123456",
+        "applicationUrls": [{"type": "homepage", "value": "https://ai.x.test/",
+                             "primary": True}],
+        "oAuthConfiguration": [{"clientId": "cid-1", "issuerUri": "https://idp.x.test"}],
+        "agents": [{"value": bot["id"], "type": "owned"}]})
+    assert r.status_code == 201, r.text
+    app = r.json()
+    assert app["active"] is True and app["meta"]["resourceType"] == "AgenticApplication"
+    assert app["agents"][0]["$ref"].endswith(f"/Agents/{bot['id']}")
+    for flt in ('name eq "ai assistant platform"', 'externalId eq "app-123456"',
+                'applicationUrls.value eq "https://ai.x.test/"'):
+        found = web.get("/AgenticApplications", params={"filter": flt}).json()
+        assert [x["id"] for x in found["Resources"]] == [app["id"]], flt
+    # The agent says which application it belongs to; both references are checked.
+    linked = web.patch(f"/Agents/{bot['id']}", [{"op": "add", "path": "applications",
+                                                 "value": [{"value": app["id"]}]}])
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["applications"][0]["$ref"].endswith(
+        f"/AgenticApplications/{app['id']}")
+    put = web.put(f"/AgenticApplications/{app['id']}", {
+        "schemas": [APP], "name": "AI Assistant Platform", "active": False})
+    assert put.status_code == 200 and put.json()["active"] is False and "agents" not in put.json()
+    assert web.delete(f"/AgenticApplications/{app['id']}").status_code == 204
+    assert web.get("/AgenticApplications").json()["totalResults"] == 0
+
+
+def test_references_must_name_resources_of_the_same_directory(
+        web: Scim, directories: Directories) -> None:
+    owner = web.user("bob@x.test")
+    team = web.group("team")
+    other = directories.create(f"other-{secrets.token_hex(4)}")
+    stranger = Scim(web.http, other["id"], other["token"], other["token_id"]).user("eve@x.test")
+    bad = [
+        ({"owners": [{"value": stranger["id"]}]}, "no User or Group"),  # another tenant's
+        ({"owners": [{"value": "nope"}]}, "no User or Group 'nope'"),
+        ({"owners": [{"value": team["id"], "type": "User"}]}, "is a Group, not a User"),
+        ({"parent": {"value": owner["id"]}}, "no Agent"),
+        ({"applications": [{"value": owner["id"]}]}, "no AgenticApplication"),
+    ]
+    for attrs, message in bad:
+        detail = error(web.post("/Agents", {"schemas": [AGENT], "name": "x", **attrs}), 400,
+                       "invalidValue")
+        assert message in detail, (attrs, detail)
+    assert web.get("/Agents").json()["totalResults"] == 0  # nothing was created
+    parent = agent(web, "parent")
+    child = agent(web, "child", parent={"value": parent["id"]})
+    assert child["parent"]["$ref"].endswith(f"/Agents/{parent['id']}")
+    detail = error(web.patch(f"/Agents/{child['id']}", [
+        {"op": "replace", "path": "parent", "value": {"value": child["id"]}}]), 400)
+    assert "itself" in detail
+    # Bulk goes through the same checks.
+    bulk = web.post("/Bulk", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                              "Operations": [
+        {"method": "POST", "path": "/Agents", "bulkId": "a",
+         "data": {"schemas": [AGENT], "name": "bulk-ok", "owners": [{"value": owner["id"]}]}},
+        {"method": "POST", "path": "/Agents", "bulkId": "b",
+         "data": {"schemas": [AGENT], "name": "bulk-bad", "owners": [{"value": "nope"}]}}]})
+    statuses = [op["status"] for op in bulk.json()["Operations"]]
+    assert statuses == ["201", "400"], bulk.text
+
+
+def test_a_deleted_owner_does_not_block_other_changes(web: Scim) -> None:
+    owner = web.user("carol@x.test")
+    bot = agent(web, "orphan-to-be", owners=[{"value": owner["id"]}])
+    assert web.delete(f"/Users/{owner['id']}").status_code == 204
+    r = web.patch(f"/Agents/{bot['id']}", [{"op": "replace", "path": "description",
+                                            "value": "still editable"}])
+    assert r.status_code == 200, r.text
+    # A new owner is still checked.
+    error(web.patch(f"/Agents/{bot['id']}", [{"op": "add", "path": "owners",
+                                              "value": [{"value": "ghost"}]}]), 400)
+
+
+def test_service_account_extension(web: Scim) -> None:
+    owner = web.user("dana@x.test")
+    r = web.post("/Users", {
+        "schemas": [USER, NHI], "userName": "svc-backup",
+        NHI: {"kind": "service", "purpose": "nightly backups",
+              "validUntil": "2027-01-31T00:00:00Z",
+              "owners": [{"value": owner["id"]}],
+              "credentials": [{"value": "AKIA-EXAMPLE-ID", "type": "apiKey",
+                               "system": "aws"}]}})
+    assert r.status_code == 201, r.text
+    svc = r.json()
+    ext = svc[NHI]
+    assert ext["owners"][0]["type"] == "User"
+    assert ext["owners"][0]["$ref"].endswith(f"/Users/{owner['id']}")
+    found = web.get("/Users", params={"filter": f'{NHI}:kind eq "service"'}).json()
+    assert [u["id"] for u in found["Resources"]] == [svc["id"]]
+    by_owner = web.get("/Users", params={
+        "filter": f'{NHI}:owners.value eq "{owner["id"]}"'}).json()
+    assert [u["id"] for u in by_owner["Resources"]] == [svc["id"]]
+    error(web.post("/Users", {"schemas": [USER, NHI], "userName": "svc-2",
+                              NHI: {"kind": "service", "owners": [{"value": "nope"}]}}),
+          400, "invalidValue")
+
+
+def test_bad_values_are_refused(web: Scim) -> None:
+    detail = error(web.post("/Users", {"schemas": [USER, NHI], "userName": "svc-bad",
+                                       NHI: {"kind": "service", "validUntil": "soon"}}),
+                   400, "invalidValue")
+    assert "validUntil" in detail
+    detail = error(web.post("/Agents", {"schemas": [AGENT, "urn:scimsync:params:scim:schemas:"
+                                                           "extension:nhi:1.0:Agent"],
+                                        "name": "bad", "urn:scimsync:params:scim:schemas:"
+                                        "extension:nhi:1.0:Agent": {"validUntil": "x"}}),
+                   400, "invalidValue")
+    assert "validUntil" in detail
+    error(web.post("/Users", {"schemas": [USER, NHI], "userName": "svc-nokind",
+                              NHI: {"purpose": "no kind"}}),
+          400)
