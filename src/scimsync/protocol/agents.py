@@ -24,6 +24,7 @@ are the draft's).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from scimsync.protocol.schema import Attribute, ResourceType, Schema
@@ -223,3 +224,38 @@ def with_refs(rtype: str, doc: dict[str, Any], base: str,
         items = holder[attr]
         holder[attr] = [ref(i, kind) for i in items] if isinstance(items, list) \
             else ref(items, kind)
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What makes a resource a non-human identity, read from its document."""
+
+    kind: str  # agent, service, bot, workload
+    owners: list[dict[str, Any]]
+    owners_path: str  # the PATCH path of its owners
+    valid_until: str | None
+    credentials: list[dict[str, Any]]
+    active: bool
+
+
+def facets(rtype: str, doc: dict[str, Any] | None) -> Facets | None:
+    """The non-human facets of an Agent, or of a User that carries the extension;
+    None for anything else (people, groups, applications)."""
+    if doc is None:
+        return None
+    ext: dict[str, Any]
+    if rtype == "Agent":
+        found = doc.get(NHI_AGENT)
+        ext = found if isinstance(found, dict) else {}
+        kind, owners, path = "agent", doc.get("owners"), "owners"
+    elif rtype == "User" and isinstance(doc.get(NHI_USER), dict):
+        ext = doc[NHI_USER]
+        kind, owners, path = str(ext.get("kind")), ext.get("owners"), f"{NHI_USER}:owners"
+    else:
+        return None
+    creds = ext.get("credentials")
+    until = ext.get("validUntil")
+    return Facets(kind, [o for o in owners or [] if isinstance(o, dict)], path,
+                  until if isinstance(until, str) else None,
+                  [c for c in creds or [] if isinstance(c, dict)],
+                  doc.get("active", True) is not False)

@@ -23,7 +23,7 @@ from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
-from scimsync.store import journal, members, references
+from scimsync.store import journal, members, nhi, references
 from scimsync.store import statements as sql
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
@@ -170,6 +170,7 @@ class Store:
         rid = str(uuid.uuid4())
         doc = references.checked(conn, directory_id, rtype.name, rid,
                                  _defaults(rtype, incoming.doc))
+        nhi.check_owned(conn, directory_id, rtype.name, doc)
         ts = now()
         cols = indexed_columns(rtype.name, doc)
         self._check_unique(conn, directory_id, rtype, rid, doc, cols)
@@ -230,6 +231,8 @@ class Store:
                        actor: str | None, loads: Loads) -> Record:
         rid = row.id
         new_doc = references.checked(conn, directory_id, rtype.name, rid, new_doc, row.doc)
+        if new_doc != row.doc:
+            nhi.check_owned(conn, directory_id, rtype.name, new_doc)
         added, removed = self._apply_members(conn, directory_id, rid, changes)
         changed = journal.changed_paths(row.doc, new_doc)
         if not changed and not added and not removed:
@@ -266,6 +269,9 @@ class Store:
         if added:
             entries.append(Entry(rtype.name, rid, "member_added", version, ["members"],
                                  "mover", {"added": added}))
+        if changed:
+            entries += nhi.leaving(conn, directory_id, rtype.name, rid, row.doc, new_doc,
+                                   version, actor)
         journal.append(conn, directory_id, entries, actor)
         rec = Record(rid, rtype.name, doc, row.created, ts, version)
         self._attach(conn, [rec], loads)
@@ -346,6 +352,8 @@ class Store:
                                  "mover", {"removed": [rid]}))
         conn.execute(sql.DELETE_MEMBERSHIPS_OF, {"rid": rid})
         conn.execute(sql.DELETE_RESOURCE, {"rid": rid})
+        entries += nhi.leaving(conn, directory_id, rtype.name, rid, row.doc, None,
+                               row.version + 1, actor)
         journal.append(conn, directory_id, entries, actor)
 
     # --- search -------------------------------------------------------------

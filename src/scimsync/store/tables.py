@@ -244,3 +244,43 @@ __all__ = [
     "dead_letters", "deliveries", "directories", "drift_runs", "findings", "journal", "links",
     "memberships", "metadata", "resources", "targets", "tokens",
 ]
+
+# Non-human identities (scimsync.nhi): per identity, what the ownership policy noticed
+# (its owners' managers while they were active, since when it has had no active
+# owner, which owners left, which notices were sent), and the credential
+# revocations requested when one was suspended or deleted, until acknowledged.
+nhi_state = Table(
+    "nhi_state",
+    metadata,
+    Column("resource_id", String(36), primary_key=True),
+    Column("directory_id", String(36), ForeignKey("directories.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("managers", Doc, nullable=True),
+    Column("orphaned_since", String(32), nullable=True),
+    Column("departed", Doc, nullable=True),
+    Column("notified", Doc, nullable=True),
+    Column("updated", String(32), nullable=False),
+    Index("ix_nhi_state_directory", "directory_id"),
+)
+
+nhi_revocations = Table(
+    "nhi_revocations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("directory_id", String(36), ForeignKey("directories.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(36), nullable=False),
+    Column("identity", String(255), nullable=True),
+    Column("credential", String(512), nullable=False),
+    Column("credential_type", String(32), nullable=True),
+    Column("system", String(255), nullable=True),
+    Column("reason", String(32), nullable=False),
+    Column("requested", String(32), nullable=False),
+    Column("acknowledged", String(32), nullable=True),
+    Column("acknowledged_by", String(255), nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_nhi_revocations_open", "directory_id", "acknowledged"),
+    Index("ix_nhi_revocations_resource", "resource_id"),
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from scimsync.durations import seconds
 from scimsync.errors import ScimError, UsageError
 from scimsync.netpolicy import check_url
 from scimsync.protocol.filter import parse_filter
@@ -145,19 +146,10 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
 
 def parse_interval(value: Any) -> float:
     """Seconds from a number or a duration such as `90s`, `30m`, `24h`, `7d`."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if isinstance(value, bool):
-        raise UsageError("drift.interval is a number of seconds or a duration like 24h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value[-1:] in units and value[:-1].replace(".", "", 1) \
-            .isdigit():
-        seconds = float(value[:-1]) * units[value[-1]]
-    else:
-        raise UsageError(f"drift.interval {value!r} is not a duration (e.g. 3600, 30m, 24h)")
-    if seconds != 0 and seconds < 60:
+    out = seconds(value, "drift.interval")
+    if out != 0 and out < 60:
         raise UsageError("drift.interval is at least 60 seconds (or 0 for on demand only)")
-    return seconds
+    return out
 
 
 def _check_drift(raw: Any) -> Drift:

@@ -35,7 +35,7 @@ BY_TYPE = {"User": USER_EVENTS, "Group": GROUP_EVENTS, "Agent": AGENT_EVENTS,
 # apply for them (scimsync.nhi).
 NHI_EVENTS = {"owner_departed": "nhi.owner_departed", "reassigned": "nhi.reassigned",
               "suspended": "nhi.suspended", "expired": "nhi.expired",
-              "credentials_revoke_requested": "nhi.credentials_revoke_requested",
+              "revoke_requested": "nhi.credentials_revoke_requested",
               "unowned": "nhi.unowned"}
 # Events of the hub itself, journaled with resource_type "Target" (the target they
 # concern): they reach webhooks and the events API in journal order, like the others.

@@ -1,0 +1,183 @@
+"""Ownership policy, expiry and credential revocation for non-human identities, on
+SQLite and PostgreSQL: the sweep applied at chosen times, the notices read back
+through the events API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from conftest import Scim
+from scimsync.errors import UsageError
+from scimsync.nhi.policy import get_policy, set_policy
+from scimsync.nhi.sweep import Sweeper
+from scimsync.store.directories import Directories
+
+AGENT = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+AGENT_NHI = "urn:scimsync:params:scim:schemas:extension:nhi:1.0:Agent"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+NHI = "urn:scimsync:params:scim:schemas:extension:nhi:1.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def admin(directories: Directories) -> dict[str, str]:
+    return {"Authorization": f"Bearer {directories.create_token(None, 'nhi')['token']}"}
+
+
+def agent(scim: Scim, name: str, **attrs: Any) -> dict[str, Any]:
+    r = scim.post("/Agents", {"schemas": [AGENT, AGENT_NHI], "name": name, **attrs})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def deactivate(scim: Scim, path: str) -> None:
+    r = scim.patch(path, [{"op": "replace", "path": "active", "value": False}])
+    assert r.status_code == 200, r.text
+
+
+def events(scim: Scim, admin: dict[str, str], rid: str | None = None) -> list[dict[str, Any]]:
+    out = scim.http.get(f"/admin/directories/{scim.directory_id}/events", headers=admin,
+                        params={"limit": "1000"}).json()["events"]
+    return [e for e in out if rid is None or e["resource_id"] == rid]
+
+
+def event_data(scim: Scim, admin: dict[str, str], rid: str, kind: str) -> dict[str, Any]:
+    """The data of the one event of this type about `rid`."""
+    found = [e["data"] for e in events(scim, admin, rid) if e["type"] == kind]
+    assert len(found) == 1, found
+    return found[0]  # type: ignore[no-any-return]
+
+
+def nhi_events(scim: Scim, admin: dict[str, str], rid: str) -> list[str]:
+    return [e["type"] for e in events(scim, admin, rid) if e["type"].startswith("nhi.")]
+
+
+def test_owner_leaves_and_the_manager_takes_over(engine: Engine, scim: Scim,
+                                                 admin: dict[str, str]) -> None:
+    boss = scim.user("boss@x.test")
+    alice = scim.user("alice@x.test", **{ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    bot = agent(scim, "release-bot", owners=[{"value": alice["id"]}])
+    sweeper = Sweeper(engine)
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {}  # all is well
+    deactivate(scim, f"/Users/{alice['id']}")
+    done = sweeper.run(scim.directory_id, NOW)
+    assert done["notices"] == {"owner_departed": 1, "reassigned": 1}
+    now = scim.get(f"/Agents/{bot['id']}").json()
+    assert [(o["value"], o["type"]) for o in now["owners"]] == [(boss["id"], "User")]
+    assert now["active"] is True
+    assert nhi_events(scim, admin, bot["id"]) == ["nhi.owner_departed", "nhi.reassigned"]
+    reassigned = event_data(scim, admin, bot["id"], "nhi.reassigned")
+    assert reassigned["reason"] == "manager" and reassigned["from"] == [alice["id"]]
+    # The change itself is journaled too (and provisioned like any other).
+    assert "agent.updated" in [e["type"] for e in events(scim, admin, bot["id"])]
+    # Nothing more to do: a second sweep is silent.
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {}
+
+
+def test_a_deleted_owner_is_succeeded_by_the_manager_seen_before(
+        engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    boss = scim.user("boss2@x.test")
+    alice = scim.user("alice2@x.test", **{ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    svc = scim.user("svc-ci", **{"schemas": [USER, NHI], NHI: {
+        "kind": "service", "owners": [{"value": alice["id"]}]}})
+    Sweeper(engine).run(scim.directory_id, NOW)  # notes alice's manager
+    assert scim.delete(f"/Users/{alice['id']}").status_code == 204
+    done = Sweeper(engine).run(scim.directory_id, NOW)
+    assert done["notices"] == {"owner_departed": 1, "reassigned": 1}
+    owners = scim.get(f"/Users/{svc['id']}").json()[NHI]["owners"]
+    assert [(o["value"], o["type"]) for o in owners] == [(boss["id"], "User")]
+    departed = event_data(scim, admin, svc["id"], "nhi.owner_departed")
+    assert departed["owners"] == [{"value": alice["id"], "status": "deleted"}]
+
+
+def test_fallback_group_takes_over(engine: Engine, scim: Scim) -> None:
+    team = scim.group("platform", [scim.user("pat@x.test")["id"]])
+    set_policy(engine, scim.directory_id, {"on_owner_departure": "group",
+                                           "fallback_group": team["id"]})
+    alice = scim.user("alice3@x.test")
+    bot = agent(scim, "bot3", owners=[{"value": alice["id"]}])
+    deactivate(scim, f"/Users/{alice['id']}")
+    assert Sweeper(engine).run(scim.directory_id, NOW)["notices"] == {
+        "owner_departed": 1, "reassigned": 1}
+    owners = scim.get(f"/Agents/{bot['id']}").json()["owners"]
+    assert [(o["value"], o["type"]) for o in owners] == [(team["id"], "Group")]
+
+
+def test_no_heir_suspends_after_the_grace_period_and_requests_revocation(
+        engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    set_policy(engine, scim.directory_id, {"on_owner_departure": "manager", "grace": "2d"})
+    alice = scim.user("alice4@x.test")  # no manager, no fallback group
+    bot = agent(scim, "bot4", owners=[{"value": alice["id"]}], **{AGENT_NHI: {
+        "credentials": [{"value": "key-1", "type": "apiKey", "system": "vault"},
+                        {"value": "client-9", "type": "oauthClient"}]}})
+    deactivate(scim, f"/Users/{alice['id']}")
+    sweeper = Sweeper(engine)
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {"owner_departed": 1}
+    assert sweeper.run(scim.directory_id, NOW + timedelta(days=1))["notices"] == {}
+    assert scim.get(f"/Agents/{bot['id']}").json()["active"] is True  # still in grace
+    later = sweeper.run(scim.directory_id, NOW + timedelta(days=2, seconds=1))
+    assert later["notices"] == {"suspended": 1}
+    assert scim.get(f"/Agents/{bot['id']}").json()["active"] is False
+    kinds = [e["type"] for e in events(scim, admin, bot["id"])]
+    assert kinds[-3:] == ["agent.deactivated", "nhi.credentials_revoke_requested",
+                          "nhi.suspended"]
+    revoke = event_data(scim, admin, bot["id"], "nhi.credentials_revoke_requested")
+    assert revoke["reason"] == "owner_departed"
+    assert [(c["value"], c["type"]) for c in revoke["credentials"]] == [
+        ("key-1", "apiKey"), ("client-9", "oauthClient")]
+    assert sweeper.run(scim.directory_id, NOW + timedelta(days=3))["notices"] == {}
+
+
+def test_expiry_suspends(engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    owner = scim.user("owner5@x.test")
+    svc = scim.user("svc-expiring", **{"schemas": [USER, NHI], NHI: {
+        "kind": "workload", "owners": [{"value": owner["id"]}],
+        "validUntil": "2026-12-01T00:00:00Z",
+        "credentials": [{"value": "ssh-key-7", "type": "sshKey"}]}})
+    sweeper = Sweeper(engine)
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {}
+    done = sweeper.run(scim.directory_id, datetime(2026, 12, 1, tzinfo=UTC))
+    assert done["notices"] == {"expired": 1, "suspended": 1}
+    assert scim.get(f"/Users/{svc['id']}").json()["active"] is False
+    assert nhi_events(scim, admin, svc["id"]) == [
+        "nhi.expired", "nhi.credentials_revoke_requested", "nhi.suspended"]
+
+
+def test_unowned_is_flagged_once(engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    bot = agent(scim, "stray")
+    sweeper = Sweeper(engine)
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {"unowned": 1}
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {}
+    assert nhi_events(scim, admin, bot["id"]) == ["nhi.unowned"]
+
+
+def test_reject_policy_refuses_identities_without_an_active_owner(
+        engine: Engine, scim: Scim) -> None:
+    set_policy(engine, scim.directory_id, {"unowned": "reject"})
+    gone = scim.user("gone@x.test", active=False)
+    empty = scim.group("nobody-home")
+    for owners in ([], [{"value": gone["id"]}], [{"value": empty["id"]}]):
+        r = scim.post("/Agents", {"schemas": [AGENT], "name": "strict", "owners": owners})
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert "active owner" in r.json()["detail"]
+    ok = scim.post("/Agents", {"schemas": [AGENT], "name": "strict", "owners": [
+        {"value": scim.user("here@x.test")["id"]}]})
+    assert ok.status_code == 201
+    # An inactive identity needs no owner.
+    assert scim.post("/Agents", {"schemas": [AGENT], "name": "parked",
+                                 "active": False}).status_code == 201
+
+
+def test_policy_is_validated(engine: Engine, scim: Scim) -> None:
+    for raw, message in (({"unowned": "maybe"}, "unowned"),
+                         ({"on_owner_departure": "group"}, "fallback_group"),
+                         ({"fallback_group": "nope"}, "no Group"),
+                         ({"grace": "soon"}, "grace"), ({"colour": "red"}, "unknown")):
+        with pytest.raises(UsageError, match=message):
+            set_policy(engine, scim.directory_id, raw)
+    assert get_policy(engine, scim.directory_id).on_owner_departure == "manager"
