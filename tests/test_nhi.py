@@ -181,3 +181,154 @@ def test_policy_is_validated(engine: Engine, scim: Scim) -> None:
         with pytest.raises(UsageError, match=message):
             set_policy(engine, scim.directory_id, raw)
     assert get_policy(engine, scim.directory_id).on_owner_departure == "manager"
+
+
+def test_deleting_an_identity_requests_revocation_until_acknowledged(
+        client: Any, engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    import csv
+    import io
+
+    owner = scim.user("own6@x.test")
+    bot = agent(scim, "bot6", owners=[{"value": owner["id"]}], **{AGENT_NHI: {
+        "credentials": [{"value": "key-6", "type": "apiKey", "system": "vault"}]}})
+    svc = scim.user("svc-6", **{"schemas": [USER, NHI], NHI: {
+        "kind": "bot", "owners": [{"value": owner["id"]}],
+        "credentials": [{"value": "token-6", "type": "token"}]}})
+    assert scim.delete(f"/Agents/{bot['id']}").status_code == 204
+    deactivate(scim, f"/Users/{svc['id']}")
+    deactivate(scim, f"/Users/{svc['id']}")  # no change, no second request
+    listed = client.get("/admin/revocations", headers=admin, params={
+        "directory": scim.directory_id, "status": "open"}).json()["revocations"]
+    assert sorted((r["credential"], r["reason"], r["identity"]) for r in listed) == [
+        ("key-6", "deleted", "bot6"), ("token-6", "deactivated", "svc-6")]
+    as_csv = client.get("/admin/revocations", headers=admin, params={
+        "directory": scim.directory_id, "format": "csv"})
+    assert sorted(r["credential"] for r in csv.DictReader(io.StringIO(as_csv.text))) == [
+        "key-6", "token-6"]
+    key = next(r for r in listed if r["credential"] == "key-6")
+    bad = client.post(f"/admin/revocations/{key['id']}/acknowledge", headers=admin, json={})
+    assert bad.status_code == 400
+    ok = client.post(f"/admin/revocations/{key['id']}/acknowledge", headers=admin,
+                     json={"by": "secops@x.test", "note": "rotated in vault"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["status"] == "acknowledged"
+    assert ok.json()["acknowledged_by"] == "secops@x.test"
+    again = client.post(f"/admin/revocations/{key['id']}/acknowledge", headers=admin,
+                        json={"by": "secops@x.test"})
+    assert again.status_code == 400 and "acknowledged" in again.json()["error"]
+    assert client.post("/admin/revocations/nope/acknowledge", headers=admin,
+                       json={"by": "x"}).status_code == 404
+    still_open = client.get("/admin/revocations", headers=admin, params={
+        "directory": scim.directory_id, "status": "open"}).json()["revocations"]
+    assert [r["credential"] for r in still_open] == ["token-6"]
+    revoked = event_data(scim, admin, bot["id"], "nhi.credential_revoked")
+    assert revoked["credential"] == "key-6" and revoked["by"] == "secops@x.test"
+
+
+def test_reports(client: Any, engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    import csv
+    import io
+
+    alice = scim.user("alice7@x.test")
+    bob = scim.user("bob7@x.test")
+    kept = agent(scim, "kept", owners=[{"value": alice["id"]}],
+                 **{AGENT_NHI: {"validUntil": "2027-06-01T00:00:00Z"}})
+    soon = agent(scim, "soon", owners=[{"value": alice["id"]}],
+                 **{AGENT_NHI: {"validUntil": "2026-12-10T00:00:00Z"}})
+    left = agent(scim, "left", owners=[{"value": bob["id"]}],
+                 **{AGENT_NHI: {"credentials": [{"value": "k7"}]}})
+    stray = agent(scim, "stray7")
+    deactivate(scim, f"/Users/{bob['id']}")
+    Sweeper(engine).run(scim.directory_id, NOW)
+
+    def rows(kind: str, **params: Any) -> list[dict[str, Any]]:
+        r = client.get(f"/admin/directories/{scim.directory_id}/nhi/reports/{kind}",
+                       headers=admin, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["rows"]  # type: ignore[no-any-return]
+
+    inventory = {r["name"]: r for r in rows("inventory")}
+    assert set(inventory) == {"kept", "soon", "left", "stray7"}
+    assert inventory["kept"]["owners"] == ["alice7@x.test (active)"]
+    assert inventory["left"]["owner_status"] == "departed"
+    assert inventory["left"]["owners"] == ["bob7@x.test (inactive)"]
+    assert inventory["stray7"]["owner_status"] == "none"
+    assert inventory["kept"]["kind"] == "agent" and inventory["kept"]["targets"] == []
+    assert sorted(r["id"] for r in rows("orphaned")) == sorted([left["id"], stray["id"]])
+    expiring = rows("expiring", days=30)
+    assert [r["id"] for r in expiring] == [soon["id"]]
+    assert [r["id"] for r in rows("expiring", days=365)] == [soon["id"], kept["id"]]
+    leavers = rows("leavers", days=3650)
+    assert [(r["id"], r["outcome"], r["departed_owners"]) for r in leavers] == [
+        (left["id"], "waiting", [bob["id"]])]
+    as_csv = client.get(f"/admin/directories/{scim.directory_id}/nhi/reports/orphaned",
+                        headers={**admin, "Accept": "text/csv"})
+    assert sorted(r["name"] for r in csv.DictReader(io.StringIO(as_csv.text))) == [
+        "left", "stray7"]
+    assert client.get(f"/admin/directories/{scim.directory_id}/nhi/reports/bogus",
+                      headers=admin).status_code == 400
+    # The policy over the admin API.
+    r = client.put(f"/admin/directories/{scim.directory_id}/nhi/policy", headers=admin,
+                   json={"on_owner_departure": "suspend", "grace": "1d"})
+    assert r.status_code == 200 and r.json()["grace"] == 86400
+    assert client.get(f"/admin/directories/{scim.directory_id}/nhi/policy",
+                      headers=admin).json()["on_owner_departure"] == "suspend"
+    assert client.put(f"/admin/directories/{scim.directory_id}/nhi/policy", headers=admin,
+                      json={"unowned": "sometimes"}).status_code == 400
+    swept = client.post(f"/admin/directories/{scim.directory_id}/nhi/sweep", headers=admin)
+    assert swept.status_code == 200 and swept.json()["checked"] == 4
+
+
+def test_worker_sweeps(engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
+    from scimsync.targets.worker import Worker
+
+    bot = agent(scim, "worker-swept")
+    Worker(engine).run_once()
+    assert nhi_events(scim, admin, bot["id"]) == ["nhi.unowned"]
+
+
+def test_cli(engine: Engine, scim: Scim, tmp_path: Any) -> None:
+    """`scimsync nhi ...` as real processes."""
+    import csv
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+
+    url = engine.url.render_as_string(hide_password=False)
+
+    def cli(*args: str, ok: bool = True) -> str:
+        r = subprocess.run([sys.executable, "-m", "scimsync.cli", *args, "--database", url],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COLUMNS": "250"})
+        assert (r.returncode == 0) == ok, r.stderr + r.stdout
+        return r.stdout + r.stderr
+
+    owner = scim.user("own8@x.test")
+    bot = agent(scim, "cli-bot", owners=[{"value": owner["id"]}], **{AGENT_NHI: {
+        "credentials": [{"value": "cli-key"}]}})
+    policy = json.loads(cli("nhi", "policy", scim.directory_id, "--on-owner-departure",
+                            "suspend", "--grace", "0", "--json"))
+    assert policy["on_owner_departure"] == "suspend" and policy["grace"] == 0
+    assert "unowned is one of" not in cli("nhi", "policy", scim.directory_id)
+    assert "error:" in cli("nhi", "policy", scim.directory_id, "--fallback-group", "nope",
+                           ok=False)
+    deactivate(scim, f"/Users/{owner['id']}")
+    out = cli("nhi", "sweep", "--directory", scim.directory_id)
+    assert "owner_departed: 1" in out and "suspended: 1" in out
+    inventory = list(csv.DictReader(io.StringIO(cli(
+        "nhi", "report", "inventory", "--directory", scim.directory_id, "--csv"))))
+    assert [(r["name"], r["active"], r["open_revocations"]) for r in inventory] == [
+        ("cli-bot", "False", "1")]
+    assert "cli-bot" in cli("nhi", "report", "leavers", "--directory", scim.directory_id)
+    revocations = json.loads(cli("nhi", "revocations", "--directory", scim.directory_id,
+                                 "--status", "open", "--json"))
+    assert [(r["credential"], r["reason"]) for r in revocations] == [
+        ("cli-key", "owner_departed")]
+    acked = json.loads(cli("nhi", "ack", revocations[0]["id"], "--by", "ops", "--json"))
+    assert acked["status"] == "acknowledged"
+    assert "already" not in cli("nhi", "revocations", "--directory", scim.directory_id)
+    assert "was acknowledged" in cli("nhi", "ack", revocations[0]["id"], "--by", "ops",
+                                     ok=False)
+    assert bot["id"] == inventory[0]["id"]

@@ -212,3 +212,33 @@ def test_drift_detected_reaches_webhooks_signed(engine: Engine, scim: Scim, peer
     assert len(drift) == 1 and r.rejected == 0
     assert drift[0]["data"]["target"] == app["name"]
     assert drift[0]["data"]["findings"] == {"orphaned_account": 1}
+
+
+def test_agents_and_nhi_notices_reach_webhooks_signed(
+        engine: Engine, scim: Scim, receiver: tuple[Receiver, str]) -> None:
+    from scimsync.nhi.sweep import Sweeper
+
+    r, secret = receiver
+    tid = hook(engine, scim, f"http://127.0.0.1:{r.port}/hook", secret)
+    owner = scim.user("owner@x.test")
+    bot = scim.post("/Agents", {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent",
+                    "urn:scimsync:params:scim:schemas:extension:nhi:1.0:Agent"],
+        "name": "deploy-bot", "owners": [{"value": owner["id"]}],
+        "urn:scimsync:params:scim:schemas:extension:nhi:1.0:Agent": {
+            "credentials": [{"value": "gh-app-42", "type": "oauthClient",
+                             "system": "github"}]}}).json()
+    scim.patch(f"/Users/{owner['id']}", [{"op": "replace", "path": "active", "value": False}])
+    from datetime import UTC, datetime, timedelta
+
+    sweeper = Sweeper(engine)
+    sweeper.run(scim.directory_id)
+    sweeper.run(scim.directory_id, datetime.now(UTC) + timedelta(days=8))  # past grace
+    drain(engine, tid)
+    assert r.rejected == 0
+    about_bot = [e["type"] for e in r.events if e["resource_id"] == bot["id"]]
+    assert about_bot == ["agent.created", "nhi.owner_departed", "agent.deactivated",
+                         "nhi.credentials_revoke_requested", "nhi.suspended"]
+    revoke = next(e for e in r.events if e["type"] == "nhi.credentials_revoke_requested")
+    assert revoke["data"]["credentials"][0]["value"] == "gh-app-42"
+    assert revoke["data"]["reason"] == "owner_departed"

@@ -341,9 +341,9 @@ def journal_cmd(directory_id: str, after: int, limit: int, follow: bool, as_json
 
 
 def _load_commands() -> None:
-    from scimsync import cli_drift, cli_targets  # register their commands on `main`
+    from scimsync import cli_drift, cli_nhi, cli_targets  # register their commands on `main`
 
-    del cli_drift, cli_targets
+    del cli_drift, cli_nhi, cli_targets
 
 
 _load_commands()

@@ -16,6 +16,8 @@ def seconds(value: Any, name: str) -> float:
         raise UsageError(f"{name} is a number of seconds or a duration like 24h")
     if isinstance(value, int | float):
         out = float(value)
+    elif isinstance(value, str) and value.replace(".", "", 1).isdigit():
+        out = float(value)  # seconds, as typed on a command line
     elif isinstance(value, str) and value[-1:] in UNITS and value[:-1].replace(".", "", 1) \
             .isdigit():
         out = float(value[:-1]) * UNITS[value[-1]]

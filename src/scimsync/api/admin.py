@@ -14,6 +14,13 @@ from starlette.routing import Route
 from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
 from scimsync.errors import ScimError, UsageError
+from scimsync.nhi.policy import get_policy, set_policy
+from scimsync.nhi.reports import COLUMNS as NHI_COLUMNS
+from scimsync.nhi.reports import LEAVER_COLUMNS
+from scimsync.nhi.reports import report as nhi_report
+from scimsync.nhi.revocations import COLUMNS as REVOCATION_COLUMNS
+from scimsync.nhi.revocations import acknowledge, list_revocations
+from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time
 from scimsync.reports import csv_text
 from scimsync.store import journal
@@ -271,6 +278,47 @@ class AdminApi:
             raise UsageError("reason, approver and until (a date-time) are required")
         return await run_db(accept, self.store.engine, request.path_params["fid"], *values)
 
+    # --- non-human identities ---------------------------------------------------------
+
+    async def nhi_policy(self, request: Request) -> Any:
+        did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
+        if request.method == "PUT":
+            return (await run_db(set_policy, self.store.engine, did,
+                                 await self._body(request))).to_json()
+        return (await run_db(get_policy, self.store.engine, did)).to_json()
+
+    async def nhi_sweep(self, request: Request) -> Any:
+        did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
+        return await run_db(Sweeper(self.store.engine).run, did)
+
+    async def nhi_report(self, request: Request) -> Any:
+        did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
+        kind = request.path_params["kind"]
+        rows = await run_db(nhi_report, self.store.engine, did, kind,
+                            _int_param(request, "days", 30))
+        if _wants_csv(request):
+            columns = LEAVER_COLUMNS if kind == "leavers" else NHI_COLUMNS
+            return _csv(csv_text(rows, columns), f"nhi-{kind}.csv")
+        return {"report": kind, "rows": rows}
+
+    async def revocations(self, request: Request) -> Any:
+        q = request.query_params
+        did = (await run_db(self.dirs.get, q["directory"]))["id"] if q.get("directory") \
+            else None
+        rows = await run_db(list_revocations, self.store.engine, did, q.get("status"),
+                            q.get("identity"))
+        if _wants_csv(request):
+            return _csv(csv_text(rows, REVOCATION_COLUMNS), "revocations.csv")
+        return {"revocations": rows}
+
+    async def acknowledge_revocation(self, request: Request) -> Any:
+        body = await self._body(request)
+        by, note = body.get("by"), body.get("note")
+        if not isinstance(by, str) or (note is not None and not isinstance(note, str)):
+            raise UsageError("by (who revoked the credential) is required; note is text")
+        return await run_db(acknowledge, self.store.engine, request.path_params["rid"],
+                            by, note)
+
     async def openapi(self, _r: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -306,6 +354,13 @@ class AdminApi:
             Route("/findings", e(self.findings), methods=["GET"]),
             Route("/findings/{fid}", e(self.finding), methods=["GET"]),
             Route("/findings/{fid}/accept", e(self.accept_finding), methods=["POST"]),
+            Route("/directories/{did}/nhi/policy", e(self.nhi_policy), methods=["GET", "PUT"]),
+            Route("/directories/{did}/nhi/sweep", e(self.nhi_sweep), methods=["POST"]),
+            Route("/directories/{did}/nhi/reports/{kind}", e(self.nhi_report),
+                  methods=["GET"]),
+            Route("/revocations", e(self.revocations), methods=["GET"]),
+            Route("/revocations/{rid}/acknowledge", e(self.acknowledge_revocation),
+                  methods=["POST"]),
             Route("/admin-tokens", e(self.list_tokens), methods=["GET"]),
             Route("/admin-tokens", e(self.create_token, 201), methods=["POST"]),
             Route("/admin-tokens/{tid}/rotate", e(self.rotate_token, 201), methods=["POST"]),

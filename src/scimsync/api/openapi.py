@@ -18,6 +18,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_POLICY = {"type": "object", "properties": {
+    "unowned": {"type": "string", "enum": ["flag", "reject"]},
+    "on_owner_departure": {"type": "string", "enum": ["manager", "group", "suspend"]},
+    "fallback_group": {"type": ["string", "null"]},
+    "grace": {"type": ["string", "number"], "description": "seconds, or 7d, 12h, ..."}}}
 _REPORT = {"description": "The report", "content": {
     "application/json": {"schema": _OBJECT}, "text/csv": {"schema": {"type": "string"}}}}
 
@@ -190,6 +195,47 @@ OPENAPI: dict[str, Any] = {
                                         "until": {"type": "string",
                                                   "format": "date-time"}}}}}},
                      "responses": {"200": _json(_OBJECT, "The finding"), "400": _ERR,
+                                   "404": _ERR}},
+        },
+        "/directories/{did}/nhi/policy": {
+            "parameters": [_DID],
+            "get": {"summary": "The directory's ownership policy for non-human identities",
+                    "responses": {"200": _json(_POLICY, "The policy"), "404": _ERR}},
+            "put": {"summary": "Set the ownership policy",
+                    "requestBody": {"content": {"application/json": {"schema": _POLICY}}},
+                    "responses": {"200": _json(_POLICY, "The policy"), "400": _ERR,
+                                  "404": _ERR}},
+        },
+        "/directories/{did}/nhi/sweep": {
+            "parameters": [_DID],
+            "post": {"summary": "Apply the ownership policy and expiry now",
+                     "responses": {"200": _json(_OBJECT, "What the sweep did"),
+                                   "404": _ERR}},
+        },
+        "/directories/{did}/nhi/reports/{kind}": {
+            "parameters": [_DID, {"name": "kind", "in": "path", "required": True,
+                                  "schema": {"type": "string", "enum": [
+                                      "inventory", "orphaned", "expiring", "leavers"]}},
+                           {"name": "days", "in": "query", "schema": {"type": "integer"}},
+                           _FORMAT],
+            "get": {"summary": "A report on the directory's non-human identities",
+                    "responses": {"200": _REPORT, "400": _ERR, "404": _ERR}},
+        },
+        "/revocations": {
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                           for n in ("directory", "status", "identity")] + [_FORMAT],
+            "get": {"summary": "Credential revocation requests (open ones are open risks)",
+                    "responses": {"200": _REPORT, "400": _ERR}},
+        },
+        "/revocations/{rid}/acknowledge": {
+            "parameters": [{"name": "rid", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "post": {"summary": "Record that a credential was revoked",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "required": ["by"],
+                         "properties": {"by": {"type": "string"},
+                                        "note": {"type": "string"}}}}}},
+                     "responses": {"200": _json(_OBJECT, "The revocation"), "400": _ERR,
                                    "404": _ERR}},
         },
         "/directories/{did}/journal": {

@@ -32,6 +32,7 @@ from scimsync.errors import NotFound
 from scimsync.nhi.policy import Policy, get_policy
 from scimsync.protocol.agents import AGENT, NHI_USER, Facets, facets
 from scimsync.protocol.filter import parse_filter
+from scimsync.protocol.record import Record
 from scimsync.protocol.resources import USER
 from scimsync.protocol.schema import ENTERPRISE_USER, ResourceType
 from scimsync.protocol.timefmt import format_time, parse_time
@@ -58,7 +59,9 @@ class State:
     managers: dict[str, str] = field(default_factory=dict)  # active owner -> manager
     orphaned_since: str | None = None
     departed: list[str] = field(default_factory=list)
-    notified: dict[str, str] = field(default_factory=dict)  # notice -> when
+    # Notices sent once (notice -> when), and the last departure (kept after a
+    # reassignment, for the leavers report): owner_departed, departed_owners.
+    notified: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +126,7 @@ def decide(f: Facets, status: dict[str, Doc], state: State, policy: Policy,
     if state.orphaned_since is None:
         new.orphaned_since = stamp
         new.departed = owners
+        new.notified["owner_departed"], new.notified["departed_owners"] = stamp, owners
         plan.changed_state = True
         plan.notices.append(("owner_departed", {"owners": [
             {"value": o, "status": "deactivated" if o in status else "deleted"}
@@ -160,6 +164,21 @@ def decide(f: Facets, status: dict[str, Doc], state: State, policy: Policy,
     return plan
 
 
+def identities(store: Store, did: str) -> list[tuple[ResourceType, Record]]:
+    """Every Agent and every non-human User of a directory, in id order."""
+    out: list[tuple[ResourceType, Record]] = []
+    for rtype, flt in ((AGENT, None), (USER, parse_filter(f"{NHI_USER}:kind pr"))):
+        after = ""
+        while True:
+            _, page = store.search(did, rtype, flt, None, False, 0, PAGE,
+                                   Loads(False, False), after_id=after)
+            out += [(rtype, r) for r in page]
+            if len(page) < PAGE:
+                break
+            after = page[-1].id
+    return out
+
+
 class Sweeper:
     """Applies the ownership policy and expiry to the non-human identities."""
 
@@ -176,24 +195,12 @@ class Sweeper:
         totals: Doc = {"checked": 0, "notices": {}}
         for did in ids:
             policy = get_policy(self.engine, did)
-            for rtype, rid in self._identities(did):
+            for rtype, rec in identities(self.store, did):
+                rid = rec.id
                 totals["checked"] += 1
                 for op in self._one(did, policy, rtype, rid, at):
                     totals["notices"][op] = totals["notices"].get(op, 0) + 1
         return totals
-
-    def _identities(self, did: str) -> list[tuple[ResourceType, str]]:
-        out: list[tuple[ResourceType, str]] = []
-        for rtype, flt in ((AGENT, None), (USER, parse_filter(f"{NHI_USER}:kind pr"))):
-            after = ""
-            while True:
-                _, page = self.store.search(did, rtype, flt, None, False, 0, PAGE,
-                                            Loads(False, False), after_id=after)
-                out += [(rtype, r.id) for r in page]
-                if len(page) < PAGE:
-                    break
-                after = page[-1].id
-        return out
 
     def _judge(self, conn: Conn, did: str, policy: Policy, rtype: ResourceType,
                doc: Doc, state: State, at: datetime) -> Plan | None:

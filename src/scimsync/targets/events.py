@@ -36,6 +36,7 @@ BY_TYPE = {"User": USER_EVENTS, "Group": GROUP_EVENTS, "Agent": AGENT_EVENTS,
 NHI_EVENTS = {"owner_departed": "nhi.owner_departed", "reassigned": "nhi.reassigned",
               "suspended": "nhi.suspended", "expired": "nhi.expired",
               "revoke_requested": "nhi.credentials_revoke_requested",
+              "revoked": "nhi.credential_revoked",
               "unowned": "nhi.unowned"}
 # Events of the hub itself, journaled with resource_type "Target" (the target they
 # concern): they reach webhooks and the events API in journal order, like the others.

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 
+from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time, now
 from scimsync.store.tables import directories, drift_runs, targets
 from scimsync.targets.drift import Detector
@@ -36,6 +37,8 @@ POLL_SECONDS = 0.05
 MIN_PASS_INTERVAL = 0.02
 TARGETS_CHECK_SECONDS = 1.0
 DRIFT_CHECK_SECONDS = float(os.environ.get("SCIMSYNC_DRIFT_CHECK_SECONDS", "30"))
+# How often the ownership policy and expiry are applied to non-human identities.
+NHI_SWEEP_SECONDS = float(os.environ.get("SCIMSYNC_NHI_SWEEP_SECONDS", "60"))
 
 
 class LeaseLost(Exception):
@@ -54,6 +57,7 @@ class Worker:
         self._targets_checked = -TARGETS_CHECK_SECONDS
         self._any_targets = True
         self._drift_checked = -DRIFT_CHECK_SECONDS
+        self._nhi_swept = -NHI_SWEEP_SECONDS
 
     def any_targets(self) -> bool:
         """Whether any target could have work (checked at most once a second), so a
@@ -131,6 +135,9 @@ class Worker:
     def run_once(self) -> int:
         """One pass over due targets; returns how many resources were processed."""
         processed = 0
+        if time.monotonic() - self._nhi_swept >= NHI_SWEEP_SECONDS:
+            self._nhi_swept = time.monotonic()
+            self.sweep_nhi()
         if not self.any_targets():
             return 0
         for tid in self.due():
@@ -153,6 +160,17 @@ class Worker:
 
                 processed += self._leased(tid, reconcile)
         return processed
+
+    def sweep_nhi(self) -> None:
+        """The ownership policy and expiry, for every directory (scimsync.nhi.sweep)."""
+        try:
+            done = Sweeper(self.engine).run()
+        except Exception as exc:  # the next sweep tries again
+            log.error("non-human identity sweep failed: %s", type(exc).__name__,
+                      exc_info=exc)
+            return
+        if done["notices"]:
+            log.info("non-human identity sweep: %s", done["notices"])
 
     def drift_due(self) -> list[str]:
         """Targets whose periodic full reconciliation (drift.interval) is due."""

@@ -15,6 +15,13 @@ Doc = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 def upgrade() -> None:
+    # Event types such as nhi.credentials_revoke_requested are the actions of deliveries
+    # and dead letters too.
+    # (SQLite does not enforce VARCHAR lengths.)
+    if op.get_bind().dialect.name == "postgresql":
+        for table in ("deliveries", "dead_letters"):
+            op.alter_column(table, "action", type_=sa.String(64),
+                            existing_type=sa.String(24), existing_nullable=False)
     op.create_table(
         "nhi_state",
         sa.Column("resource_id", sa.String(36), primary_key=True),
@@ -51,5 +58,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in ("deliveries", "dead_letters"):
+            op.alter_column(table, "action", type_=sa.String(24),
+                            existing_type=sa.String(64), existing_nullable=False)
     op.drop_table("nhi_revocations")
     op.drop_table("nhi_state")
