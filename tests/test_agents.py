@@ -228,3 +228,51 @@ def test_bad_values_are_refused(web: Scim) -> None:
     error(web.post("/Users", {"schemas": [USER, NHI], "userName": "svc-nokind",
                               NHI: {"purpose": "no kind"}}),
           400)
+
+
+def test_agents_are_provisioned_to_applications_that_take_them(
+        engine: Any, web: Scim, live_server: str, directories: Directories,
+        peer_root: str) -> None:
+    """Agents reach a downstream scimsync (it advertises agentExtension), with their
+    owners as the application's ids, suspension and deletion included; python-scim's
+    scim2-server, which does not take agents, is sent none."""
+    from downstream import PEER_TOKEN, converge
+    from scimsync.targets.engine import Reconciler
+    from scimsync.targets.store import Targets
+
+    app_dir = directories.create(f"app-{secrets.token_hex(3)}")
+    app = Scim(web.http, app_dir["id"], app_dir["token"], app_dir["token_id"])
+    owner = web.user("olga@x.test")
+    bot = agent(web, "ship-it", agentType="Assistant", owners=[{"value": owner["id"]}])
+    takes = Targets(engine).add(web.directory_id, "agents-app", "scim", {
+        "url": f"{live_server}{app_dir['scim_path']}",
+        "auth": {"type": "bearer", "token": app_dir["token"]}})["id"]
+    plain = Targets(engine).add(web.directory_id, "plain-app", "scim", {
+        "url": f"{peer_root}/t{secrets.token_hex(4)}",
+        "auth": {"type": "bearer", "token": PEER_TOKEN}})["id"]
+    converge(engine, takes)
+    converge(engine, plain)
+    remote_owner = app.get("/Users", params={"filter": 'userName eq "olga@x.test"'}
+                           ).json()["Resources"][0]
+    found = app.get("/Agents", params={"filter": f'externalId eq "{bot["id"]}"'}).json()
+    assert found["totalResults"] == 1
+    remote = found["Resources"][0]
+    assert remote["name"] == "ship-it" and remote["agentType"] == "Assistant"
+    assert [o["value"] for o in remote["owners"]] == [remote_owner["id"]]
+    # Suspended in the hub: suspended in the application.
+    web.patch(f"/Agents/{bot['id']}", [{"op": "replace", "path": "active", "value": False}])
+    assert Reconciler(engine).run(takes).error is None
+    assert app.get(f"/Agents/{remote['id']}").json()["active"] is False
+    # Deleted in the hub: deleted in the application.
+    assert web.delete(f"/Agents/{bot['id']}").status_code == 204
+    assert Reconciler(engine).run(takes).error is None
+    assert app.get(f"/Agents/{remote['id']}").status_code == 404
+    # The other application got the person and no agent, and no error.
+    assert Reconciler(engine).run(plain).error is None
+    from sqlalchemy import select
+
+    from scimsync.store.tables import links
+    with engine.connect() as conn:
+        kinds = set(conn.execute(select(links.c.resource_type).where(
+            links.c.target_id == plain)).scalars())
+    assert kinds == {"User"}

@@ -13,6 +13,7 @@ groups (with the groups of users whose link changed), then users that should go
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -227,7 +228,9 @@ class Reconciler:
         with self.engine.connect() as conn:
             start = conn.execute(select(directories.c.journal_seq).where(
                 directories.c.id == did)).scalar_one()
-        for rtype in ("User", "Group"):
+        for rtype in ("User", "Group", "Agent"):
+            if rtype == "Agent" and not ctx.takes_agents:
+                continue
             after = ""
             while True:
                 with self.engine.connect() as conn:
@@ -346,6 +349,10 @@ def link_upsert(dialect: str) -> Any:
     return found
 
 
+# What stands for userName when matching other kinds.
+NAMED_BY = {"Group": "displayName", "Agent": "name"}
+
+
 def _match_value(body: Doc, kind: str, attr: str) -> str | None:
     """The value of a match attribute in a body (a group matches on displayName)."""
     value: Any
@@ -353,8 +360,8 @@ def _match_value(body: Doc, kind: str, attr: str) -> str | None:
         emails = body.get("emails") or []
         value = next((e.get("value") for e in emails if e.get("primary")), None) or (
             emails[0].get("value") if emails else None)
-    elif kind == "Group" and attr == "userName":
-        value = body.get("displayName")
+    elif attr == "userName" and kind in NAMED_BY:
+        value = body.get(NAMED_BY[kind])
     else:
         value = body.get(attr)
     return value if isinstance(value, str) and value else None
@@ -393,6 +400,7 @@ class _Context:
         self.sender = connector if isinstance(connector, WebhookSender) else None  # webhooks
         self.can_patch = config.profile.patch
         self.can_filter = True
+        self.takes_agents = False
         if self.sender is None and hasattr(connector, "capabilities"):
             try:
                 found = connector.capabilities()
@@ -401,6 +409,8 @@ class _Context:
             # What the app advertises narrows what the profile allows.
             self.can_patch = self.can_patch and found.get("patch", True)
             self.can_filter = found.get("filter", True)
+            # Agents go to applications that say they take them (agentExtension).
+            self.takes_agents = found.get("agents", False)
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
@@ -623,7 +633,27 @@ class _Context:
                 self.guarded(w, lambda w=w: self.sync_group(w))
         for w, _ in leaving:
             self.guarded(w, lambda w=w: self.deprovision(w))
-        self.result.processed += len(users) + len(groups)
+        agents = [w for w in items if w.resource_type == "Agent"] if self.takes_agents else []
+        for w in agents:  # after people and groups: their owners are linked by now
+            self.guarded(w, lambda w=w: self.sync_agent(w))
+        self.result.processed += len(users) + len(groups) + len(agents)
+
+    def sync_agent(self, work: Work) -> None:
+        """Create or update an Agent (a suspended one is sent `active: false`); delete it
+        when it is gone from the directory."""
+        rec = self.load(work)
+        if rec is not None:
+            self.put(work, "Agent", mapping.desired_agent(rec, self.remote_id))
+            return
+        link = self.link(work.resource_id)
+        if link is None or not link.remote_id:
+            return
+        if not self.dry_run:
+            with contextlib.suppress(RemoteNotFound):  # gone already: as wanted
+                self.connector.delete("Agent", link.remote_id)
+            self.drop_link(work.resource_id)
+        self.result.applied += 1
+        self.record(work, "delete")
 
     def deliver(self, entry: dict[str, Any]) -> None:
         """Send one journal entry's event if its resource is in scope (webhooks)."""
@@ -726,8 +756,8 @@ class _Context:
             if (kind, attr, value) in self._matches:
                 found = self._matches.pop((kind, attr, value))
             else:
-                found = self.connector.find(kind, "displayName" if kind == "Group" and
-                                            attr == "userName" else attr, value)
+                found = self.connector.find(kind, NAMED_BY.get(kind, attr)
+                                            if attr == "userName" else attr, value)
             if found is not None:
                 return found
         return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from scimsync.protocol.agents import CORE_AGENT
 from scimsync.protocol.evaluate import matches
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
@@ -85,6 +86,36 @@ def desired_user(config: TargetConfig, rec: Record, remote_id: RemoteId) -> Doc 
         apply_mapping(config.mapping, body, full_document(rec, ""))
     if config.roles:
         apply_roles(config.roles, body, rec)
+    return body
+
+
+# Agent attributes an application is sent (draft-abbey-scim-agent-extension-00 §5.1.4);
+# `owners` and `parent` are references, sent as the application's own ids.
+AGENT_ATTRIBUTES = ("name", "displayName", "description", "agentType", "active",
+                    "entitlements", "roles", "subject", "protocols", "x509Certificates")
+
+
+def desired_agent(rec: Record, remote_id: RemoteId) -> Doc:
+    """The body an Agent should have in an application that takes agents. Owners (and
+    the parent) are sent as the application's ids for them; one the application does
+    not hold is left out, not sent dangling."""
+    body: Doc = {"schemas": [CORE_AGENT], "externalId": rec.id}
+    for attr in AGENT_ATTRIBUTES:
+        if attr in rec.doc:
+            body[attr] = rec.doc[attr]
+    body.setdefault("active", True)
+    owners = []
+    for o in rec.doc.get("owners") or []:
+        mid = remote_id(o["value"]) if isinstance(o, dict) and "value" in o else None
+        if mid is not None:
+            owners.append({"value": mid})
+    if owners:
+        body["owners"] = owners
+    parent = rec.doc.get("parent")
+    pid = remote_id(parent["value"]) if isinstance(parent, dict) and "value" in parent \
+        else None
+    if pid is not None:
+        body["parent"] = {"value": pid}
     return body
 
 
