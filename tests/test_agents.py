@@ -259,6 +259,9 @@ def test_agents_are_provisioned_to_applications_that_take_them(
     remote = found["Resources"][0]
     assert remote["name"] == "ship-it" and remote["agentType"] == "Assistant"
     assert [o["value"] for o in remote["owners"]] == [remote_owner["id"]]
+    from scimsync.nhi.reports import report
+    listed = report(engine, web.directory_id, "inventory")
+    assert [(r["name"], r["targets"]) for r in listed] == [("ship-it", ["agents-app"])]
     # Suspended in the hub: suspended in the application.
     web.patch(f"/Agents/{bot['id']}", [{"op": "replace", "path": "active", "value": False}])
     assert Reconciler(engine).run(takes).error is None

@@ -133,6 +133,21 @@ def test_no_heir_suspends_after_the_grace_period_and_requests_revocation(
     assert sweeper.run(scim.directory_id, NOW + timedelta(days=3))["notices"] == {}
 
 
+def test_suspend_policy_hands_over_to_no_one(engine: Engine, scim: Scim) -> None:
+    set_policy(engine, scim.directory_id, {"on_owner_departure": "suspend", "grace": "1h"})
+    boss = scim.user("boss9@x.test")
+    alice = scim.user("alice9@x.test", **{ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    bot = agent(scim, "bot9", owners=[{"value": alice["id"]}])
+    deactivate(scim, f"/Users/{alice['id']}")
+    sweeper = Sweeper(engine)
+    assert sweeper.run(scim.directory_id, NOW)["notices"] == {"owner_departed": 1}
+    assert sweeper.run(scim.directory_id, NOW + timedelta(hours=1))["notices"] == {
+        "suspended": 1}
+    now = scim.get(f"/Agents/{bot['id']}").json()
+    assert now["active"] is False
+    assert [o["value"] for o in now["owners"]] == [alice["id"]]  # not handed to the boss
+
+
 def test_expiry_suspends(engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
     owner = scim.user("owner5@x.test")
     svc = scim.user("svc-expiring", **{"schemas": [USER, NHI], NHI: {
