@@ -42,7 +42,7 @@ def _name(status: Doc) -> str:
 def inventory(engine: Engine, directory_id: str, at: datetime | None = None) -> list[Doc]:
     at = at or datetime.now(UTC)
     store = Store(engine, group_commit=False)
-    found = identities(store, directory_id)
+    found = list(identities(store, directory_id))
     ids = [rec.id for _, rec in found]
     provisioned: dict[str, list[str]] = {}
     with engine.connect() as conn:

@@ -22,6 +22,7 @@ at once act once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,19 +165,19 @@ def decide(f: Facets, status: dict[str, Doc], state: State, policy: Policy,
     return plan
 
 
-def identities(store: Store, did: str) -> list[tuple[ResourceType, Record]]:
-    """Every Agent and every non-human User of a directory, in id order."""
-    out: list[tuple[ResourceType, Record]] = []
+def identities(store: Store, did: str) -> Iterator[tuple[ResourceType, Record]]:
+    """Every Agent and every non-human User of a directory, in id order, read a page
+    at a time."""
     for rtype, flt in ((AGENT, None), (USER, parse_filter(f"{NHI_USER}:kind pr"))):
         after = ""
         while True:
             _, page = store.search(did, rtype, flt, None, False, 0, PAGE,
                                    Loads(False, False), after_id=after)
-            out += [(rtype, r) for r in page]
+            for rec in page:
+                yield rtype, rec
             if len(page) < PAGE:
                 break
             after = page[-1].id
-    return out
 
 
 class Sweeper:
