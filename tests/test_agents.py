@@ -233,9 +233,10 @@ def test_bad_values_are_refused(web: Scim) -> None:
 def test_agents_are_provisioned_to_applications_that_take_them(
         engine: Any, web: Scim, live_server: str, directories: Directories,
         peer_root: str) -> None:
-    """Agents reach a downstream scimsync (it advertises agentExtension), with their
-    owners as the application's ids, suspension and deletion included; python-scim's
-    scim2-server, which does not take agents, is sent none."""
+    """Agents and agentic applications reach a downstream scimsync (it advertises
+    agentExtension), with their references as the application's ids, suspension and
+    deletion included; python-scim's scim2-server, which does not take agents, is
+    sent none."""
     from downstream import PEER_TOKEN, converge
     from scimsync.targets.engine import Reconciler
     from scimsync.targets.store import Targets
@@ -244,6 +245,9 @@ def test_agents_are_provisioned_to_applications_that_take_them(
     app = Scim(web.http, app_dir["id"], app_dir["token"], app_dir["token_id"])
     owner = web.user("olga@x.test")
     bot = agent(web, "ship-it", agentType="Assistant", owners=[{"value": owner["id"]}])
+    portal = web.post("/AgenticApplications", {
+        "schemas": [APP], "name": "ship portal",
+        "agents": [{"value": bot["id"], "type": "owned"}]}).json()
     takes = Targets(engine).add(web.directory_id, "agents-app", "scim", {
         "url": f"{live_server}{app_dir['scim_path']}",
         "auth": {"type": "bearer", "token": app_dir["token"]}})["id"]
@@ -259,6 +263,10 @@ def test_agents_are_provisioned_to_applications_that_take_them(
     remote = found["Resources"][0]
     assert remote["name"] == "ship-it" and remote["agentType"] == "Assistant"
     assert [o["value"] for o in remote["owners"]] == [remote_owner["id"]]
+    apps = app.get("/AgenticApplications", params={
+        "filter": f'externalId eq "{portal["id"]}"'}).json()["Resources"]
+    assert [(a["name"], [(x["value"], x["type"]) for x in a["agents"]]) for a in apps] == [
+        ("ship portal", [(remote["id"], "owned")])]
     from scimsync.nhi.reports import report
     listed = report(engine, web.directory_id, "inventory")
     assert [(r["name"], r["targets"]) for r in listed] == [("ship-it", ["agents-app"])]
@@ -267,9 +275,11 @@ def test_agents_are_provisioned_to_applications_that_take_them(
     assert Reconciler(engine).run(takes).error is None
     assert app.get(f"/Agents/{remote['id']}").json()["active"] is False
     # Deleted in the hub: deleted in the application.
+    assert web.delete(f"/AgenticApplications/{portal['id']}").status_code == 204
     assert web.delete(f"/Agents/{bot['id']}").status_code == 204
     assert Reconciler(engine).run(takes).error is None
     assert app.get(f"/Agents/{remote['id']}").status_code == 404
+    assert app.get(f"/AgenticApplications/{apps[0]['id']}").status_code == 404
     # The other application got the person and no agent, and no error.
     assert Reconciler(engine).run(plain).error is None
     from sqlalchemy import select

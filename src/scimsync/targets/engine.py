@@ -228,8 +228,9 @@ class Reconciler:
         with self.engine.connect() as conn:
             start = conn.execute(select(directories.c.journal_seq).where(
                 directories.c.id == did)).scalar_one()
-        for rtype in ("User", "Group", "Agent"):
-            if rtype == "Agent" and not ctx.takes_agents:
+        for rtype in ("User", "Group", "Agent", "AgenticApplication"):
+            if (rtype == "Agent" and not ctx.takes_agents) or (
+                    rtype == "AgenticApplication" and not ctx.takes_applications):
                 continue
             after = ""
             while True:
@@ -350,7 +351,7 @@ def link_upsert(dialect: str) -> Any:
 
 
 # What stands for userName when matching other kinds.
-NAMED_BY = {"Group": "displayName", "Agent": "name"}
+NAMED_BY = {"Group": "displayName", "Agent": "name", "AgenticApplication": "name"}
 
 
 def _match_value(body: Doc, kind: str, attr: str) -> str | None:
@@ -400,7 +401,7 @@ class _Context:
         self.sender = connector if isinstance(connector, WebhookSender) else None  # webhooks
         self.can_patch = config.profile.patch
         self.can_filter = True
-        self.takes_agents = False
+        self.takes_agents = self.takes_applications = False
         if self.sender is None and hasattr(connector, "capabilities"):
             try:
                 found = connector.capabilities()
@@ -409,8 +410,10 @@ class _Context:
             # What the app advertises narrows what the profile allows.
             self.can_patch = self.can_patch and found.get("patch", True)
             self.can_filter = found.get("filter", True)
-            # Agents go to applications that say they take them (agentExtension).
+            # Agents and agentic applications go to applications that say they take
+            # them (agentExtension).
             self.takes_agents = found.get("agents", False)
+            self.takes_applications = found.get("applications", False)
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
@@ -633,24 +636,28 @@ class _Context:
                 self.guarded(w, lambda w=w: self.sync_group(w))
         for w, _ in leaving:
             self.guarded(w, lambda w=w: self.deprovision(w))
-        agents = [w for w in items if w.resource_type == "Agent"] if self.takes_agents else []
-        for w in agents:  # after people and groups: their owners are linked by now
-            self.guarded(w, lambda w=w: self.sync_agent(w))
-        self.result.processed += len(users) + len(groups) + len(agents)
+        # After people and groups (their owners are linked by now); agents before the
+        # applications that list them.
+        nhis = [w for kind, takes in (("Agent", self.takes_agents),
+                                      ("AgenticApplication", self.takes_applications))
+                if takes for w in items if w.resource_type == kind]
+        for w in nhis:
+            self.guarded(w, lambda w=w: self.sync_nhi(w))
+        self.result.processed += len(users) + len(groups) + len(nhis)
 
-    def sync_agent(self, work: Work) -> None:
-        """Create or update an Agent (a suspended one is sent `active: false`); delete it
-        when it is gone from the directory."""
+    def sync_nhi(self, work: Work) -> None:
+        """Create or update an Agent or an AgenticApplication (a suspended one is sent
+        `active: false`); delete it when it is gone from the directory."""
         rec = self.load(work)
         if rec is not None:
-            self.put(work, "Agent", mapping.desired_agent(rec, self.remote_id))
+            self.put(work, work.resource_type, mapping.desired_nhi(rec, self.remote_id))
             return
         link = self.link(work.resource_id)
         if link is None or not link.remote_id:
             return
         if not self.dry_run:
             with contextlib.suppress(RemoteNotFound):  # gone already: as wanted
-                self.connector.delete("Agent", link.remote_id)
+                self.connector.delete(work.resource_type, link.remote_id)
             self.drop_link(work.resource_id)
         self.result.applied += 1
         self.record(work, "delete")

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from scimsync.protocol.agents import CORE_AGENT
+from scimsync.protocol.agents import CORE_AGENT, CORE_AGENTIC_APPLICATION
 from scimsync.protocol.evaluate import matches
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
@@ -89,33 +89,48 @@ def desired_user(config: TargetConfig, rec: Record, remote_id: RemoteId) -> Doc 
     return body
 
 
-# Agent attributes an application is sent (draft-abbey-scim-agent-extension-00 §5.1.4);
-# `owners` and `parent` are references, sent as the application's own ids.
+# What an application that takes agents is sent (draft-abbey-scim-agent-extension-00
+# §5.1.4, §5.2.4). References (an agent's owners and parent, an application's agents)
+# are sent as the application's own ids; one it does not hold is left out, not sent
+# dangling.
 AGENT_ATTRIBUTES = ("name", "displayName", "description", "agentType", "active",
                     "entitlements", "roles", "subject", "protocols", "x509Certificates")
+APPLICATION_ATTRIBUTES = ("name", "displayName", "description", "active", "applicationUrls",
+                          "lastAccessed", "oAuthConfiguration", "externalIdentifiers")
+_NHI_SHAPES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    # kind: (schema, attributes, multi-valued references, single references)
+    "Agent": (CORE_AGENT, AGENT_ATTRIBUTES, ("owners",), ("parent",)),
+    "AgenticApplication": (CORE_AGENTIC_APPLICATION, APPLICATION_ATTRIBUTES, ("agents",), ()),
+}
 
 
-def desired_agent(rec: Record, remote_id: RemoteId) -> Doc:
-    """The body an Agent should have in an application that takes agents. Owners (and
-    the parent) are sent as the application's ids for them; one the application does
-    not hold is left out, not sent dangling."""
-    body: Doc = {"schemas": [CORE_AGENT], "externalId": rec.id}
-    for attr in AGENT_ATTRIBUTES:
+def desired_nhi(rec: Record, remote_id: RemoteId) -> Doc:
+    """The body an Agent or an AgenticApplication should have in an application that
+    takes them."""
+    schema, attributes, many, single = _NHI_SHAPES[rec.type]
+    body: Doc = {"schemas": [schema], "externalId": rec.id}
+    for attr in attributes:
         if attr in rec.doc:
             body[attr] = rec.doc[attr]
     body.setdefault("active", True)
-    owners = []
-    for o in rec.doc.get("owners") or []:
-        mid = remote_id(o["value"]) if isinstance(o, dict) and "value" in o else None
-        if mid is not None:
-            owners.append({"value": mid})
-    if owners:
-        body["owners"] = owners
-    parent = rec.doc.get("parent")
-    pid = remote_id(parent["value"]) if isinstance(parent, dict) and "value" in parent \
-        else None
-    if pid is not None:
-        body["parent"] = {"value": pid}
+
+    def mapped(ref: Any) -> Doc | None:
+        mid = remote_id(ref["value"]) if isinstance(ref, dict) and "value" in ref else None
+        if mid is None:
+            return None
+        out: Doc = {"value": mid}
+        if isinstance(ref.get("type"), str) and ref["type"] in ("owned", "authorized", "guest"):
+            out["type"] = ref["type"]  # an application's relation to its agent
+        return out
+
+    for attr in many:
+        refs = [m for r in rec.doc.get(attr) or [] if (m := mapped(r)) is not None]
+        if refs:
+            body[attr] = refs
+    for attr in single:
+        ref = mapped(rec.doc.get(attr))
+        if ref is not None:
+            body[attr] = ref
     return body
 
 

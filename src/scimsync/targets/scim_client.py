@@ -23,7 +23,8 @@ from scimsync.targets.connector import (
     redact,
 )
 
-ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents"}
+ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
+            "AgenticApplication": "AgenticApplications"}
 DISCOVERY_TTL = 600.0
 _DISCOVERED: dict[str, tuple[float, dict[str, bool]]] = {}
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -92,7 +93,8 @@ class ScimConnector:
         cached = _DISCOVERED.get(self.base)
         if cached is not None and cached[0] > now_:
             return cached[1]
-        found = {"patch": True, "filter": True, "cursor": False, "agents": False}
+        found = {"patch": True, "filter": True, "cursor": False, "agents": False,
+                 "applications": False}
         try:
             r = self._call("GET", "ServiceProviderConfig")
             spc = _body(r)
@@ -102,8 +104,9 @@ class ScimConnector:
                     if isinstance(value, dict) and value.get("supported") is False:
                         found[key] = False
                 agents = spc.get("agentExtension")  # draft-abbey-scim-agent-extension §4.1
-                if isinstance(agents, dict) and agents.get("agentsSupported") is True:
-                    found["agents"] = True
+                if isinstance(agents, dict):
+                    found["agents"] = agents.get("agentsSupported") is True
+                    found["applications"] = agents.get("agenticApplicationsSupported") is True
                 pagination = spc.get("pagination")  # RFC 9865 §5
                 if isinstance(pagination, dict) and pagination.get("cursor") is True:
                     found["cursor"] = True
