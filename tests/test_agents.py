@@ -289,3 +289,29 @@ def test_agents_are_provisioned_to_applications_that_take_them(
         kinds = set(conn.execute(select(links.c.resource_type).where(
             links.c.target_id == plain)).scalars())
     assert kinds == {"User"}
+
+
+def test_agents_belong_to_groups(web: Scim) -> None:
+    bot = agent(web, "grouped-bot")
+    person = web.user("member@x.test")
+    team = web.group("bots-and-people", [bot["id"], person["id"]])
+    assert sorted((m["value"], m["type"]) for m in team["members"]) == sorted(
+        [(bot["id"], "Agent"), (person["id"], "User")])
+    ref = next(m["$ref"] for m in team["members"] if m["value"] == bot["id"])
+    assert ref.endswith(f"/Agents/{bot['id']}")
+    got = web.get(f"/Agents/{bot['id']}").json()
+    assert [(g["value"], g["display"]) for g in got["groups"]] == [
+        (team["id"], "bots-and-people")]
+    found = web.get("/Agents", params={"filter": f'groups.value eq "{team["id"]}"'}).json()
+    assert [a["id"] for a in found["Resources"]] == [bot["id"]]
+    by_member = web.get("/Groups", params={"filter": f'members.value eq "{bot["id"]}"'}).json()
+    assert [g["id"] for g in by_member["Resources"]] == [team["id"]]
+    # An application is not a member type.
+    app = web.post("/AgenticApplications", {"schemas": [APP], "name": "not-a-member"}).json()
+    r = web.patch(f"/Groups/{team['id']}", [{"op": "add", "path": "members",
+                                             "value": [{"value": app["id"]}]}])
+    error(r, 400, "invalidValue")
+    # Deleting the agent takes it out of the group.
+    assert web.delete(f"/Agents/{bot['id']}").status_code == 204
+    members = web.get(f"/Groups/{team['id']}").json()["members"]
+    assert [m["value"] for m in members] == [person["id"]]

@@ -13,7 +13,8 @@ Choices where the draft is silent or inconsistent (docs/non-human-identities.md)
   in both, where the draft's prose says `ref` for the latter).
 - The draft's `specifiationUrl` is spelled `specificationUrl`, as its prose has it.
 - `active` defaults to true, as for Users: an agent is suspended by setting it false.
-- `groups` is derived and read-only; agents are not yet accepted as group members.
+- Agents can be members of Groups (member `type` Agent); an Agent's `groups` is
+  derived from that, read-only, as a User's is.
 
 The service-account extension is scimsync's own (not under `urn:ietf`): a User that
 carries it is non-human, of a kind (service, bot, agent, workload), with owners, a

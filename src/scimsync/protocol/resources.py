@@ -31,7 +31,8 @@ def _multi(name: str, description: str, *, value_type: str = "string",
     )
 
 
-_REF = A("$ref", "reference", reference_types=("User", "Group"), mutability="immutable")
+_REF = A("$ref", "reference", reference_types=("User", "Group", "Agent"),
+         mutability="immutable")
 
 USER_SCHEMA = Schema(
     CORE_USER, "User", "User Account",
@@ -106,7 +107,7 @@ GROUP_SCHEMA = Schema(
           sub_attributes=(
               A("value", mutability="immutable", case_exact=True),
               _REF,
-              A("type", canonical_values=("User", "Group"), mutability="immutable"),
+              A("type", canonical_values=("User", "Group", "Agent"), mutability="immutable"),
           )),
     ),
 )
@@ -124,4 +125,7 @@ BY_ENDPOINT: dict[str, ResourceType] = {rt.endpoint.lstrip("/"): rt
 # Resource types with an administrative status (`active`, true unless said otherwise)
 # and a unique name (`userName`, `name`) kept in the indexed name column.
 ACTIVE_TYPES = frozenset({"User", "Agent", "AgenticApplication"})
+# Resource types that can be members of groups (and have derived `groups`).
+MEMBER_TYPES = ("User", "Group", "Agent")
+GROUPED_TYPES = frozenset({"User", "Agent"})
 NAME_ATTRIBUTE = {"User": "userName", "Agent": "name", "AgenticApplication": "name"}

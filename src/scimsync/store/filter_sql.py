@@ -35,7 +35,7 @@ from sqlalchemy import (
 from scimsync.errors import invalid_filter, invalid_value
 from scimsync.protocol.evaluate import comparable, resolve_filter_path
 from scimsync.protocol.filter import And, Compare, Filter, Not, Or, Present, ValuePath
-from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
+from scimsync.protocol.resources import ACTIVE_TYPES, GROUPED_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType, resolve
 from scimsync.store.tables import memberships, resources
 
@@ -281,7 +281,7 @@ class Compiler:
         if not rp.extension and rp.schema is not None:
             if self.rtype.name == "Group" and rp.attr.name == "members":
                 return self._membership(flt, rp.sub.name if rp.sub else "value", "members")
-            if self.rtype.name == "User" and rp.attr.name == "groups":
+            if self.rtype.name in GROUPED_TYPES and rp.attr.name == "groups":
                 return self._membership(flt, rp.sub.name if rp.sub else "value", "groups")
         sub = rp.sub or rp.attr.sub("value")
         if sub is None:
@@ -325,7 +325,7 @@ class Compiler:
             raise invalid_filter(f"{rp.dotted} is not a multi-valued complex attribute")
         if not rp.extension and self.rtype.name == "Group" and rp.attr.name == "members":
             return self._membership_filter(flt.filter, "members")
-        if not rp.extension and self.rtype.name == "User" and rp.attr.name == "groups":
+        if not rp.extension and self.rtype.name in GROUPED_TYPES and rp.attr.name == "groups":
             return self._membership_filter(flt.filter, "groups")
         return self._elements_exist(rp, lambda e: self._element_filter(e, rp.attr, flt.filter))
 

@@ -19,7 +19,7 @@ from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
 from scimsync.protocol.record import Member, Record
-from scimsync.protocol.resources import ACTIVE_TYPES, NAME_ATTRIBUTE
+from scimsync.protocol.resources import ACTIVE_TYPES, GROUPED_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
@@ -125,7 +125,7 @@ class Store:
             self._attach_one(conn, records[0], loads)
             return
         groups = [r.id for r in records if r.type == "Group"]
-        users = [r.id for r in records if r.type == "User"]
+        users = [r.id for r in records if r.type in GROUPED_TYPES]
         if loads.members and groups:
             found = members.load_members(conn, groups)
             for r in records:
@@ -134,7 +134,7 @@ class Store:
         if loads.groups and users:
             found = members.load_groups(conn, users)
             for r in records:
-                if r.type == "User":
+                if r.type in GROUPED_TYPES:
                     r.groups = found[r.id]
 
     def get(self, directory_id: str, rtype: ResourceType, rid: str,
@@ -189,7 +189,7 @@ class Store:
         journal.append(conn, directory_id, entries, actor)
         rec = Record(rid, rtype.name, doc, ts, ts, 1)
         loads = loads or Loads()
-        if rtype.name == "User":
+        if rtype.name in GROUPED_TYPES:
             rec.groups = [] if loads.groups else None  # nothing can contain it yet
         else:
             self._attach(conn, [rec], loads)
@@ -429,7 +429,7 @@ class Store:
 
 def _derive(rec: Record, loads: Loads, rows: Callable[[Any, dict[str, Any]], list[Any]]) -> None:
     """Fill a record's groups (User) or members (Group) if the response needs them."""
-    if rec.type == "User" and loads.groups:
+    if rec.type in GROUPED_TYPES and loads.groups:
         rec.groups = [Member(gid, "direct" if depth == 0 else "indirect", display)
                       for gid, depth, display in rows(sql.GROUPS_OF_USER, {"uid": rec.id})]
     elif rec.type == "Group" and loads.members:

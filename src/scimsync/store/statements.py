@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 
+from scimsync.protocol.resources import MEMBER_TYPES
 from scimsync.store.tables import directories, journal, memberships, resources
 
 R = resources.c
@@ -69,7 +70,7 @@ INSERT_JOURNAL = insert(journal)
 # --- memberships --------------------------------------------------------------------
 
 RESOLVE_MEMBERS = select(R.id, R.type).where(
-    R.directory_id == bindparam("d"), R.id.in_(_many("ids")), R.type.in_(("User", "Group")))
+    R.directory_id == bindparam("d"), R.id.in_(_many("ids")), R.type.in_(MEMBER_TYPES))
 # References (owners, parent, ...) are checked against any type; the caller says which.
 REFERENCED = select(R.id, R.type).where(R.directory_id == bindparam("d"),
                                         R.id.in_(_many("ids")))
