@@ -183,6 +183,12 @@ def test_reject_policy_refuses_identities_without_an_active_owner(
     ok = scim.post("/Agents", {"schemas": [AGENT], "name": "strict", "owners": [
         {"value": scim.user("here@x.test")["id"]}]})
     assert ok.status_code == 201
+    # A group whose active people are in a nested group is staffed.
+    inner = scim.group("inner", [scim.user("deep@x.test")["id"]])
+    outer = scim.group("outer", [inner["id"], gone["id"]])
+    nested = scim.post("/Agents", {"schemas": [AGENT], "name": "nested-owner",
+                                   "owners": [{"value": outer["id"]}]})
+    assert nested.status_code == 201, nested.text
     # An inactive identity needs no owner.
     assert scim.post("/Agents", {"schemas": [AGENT], "name": "parked",
                                  "active": False}).status_code == 201

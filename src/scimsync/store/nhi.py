@@ -8,7 +8,7 @@ in order, and the request stays open until someone acknowledges it (scimsync.nhi
 
 Where the directory's ownership policy says `unowned: reject`, an active non-human
 identity must have an active owner: a User that is active, or a Group with at least
-one active User in it.
+one active User in it, directly or through nested groups.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, true
+from sqlalchemy import Connection, bindparam, insert, literal, select, true
 
 from scimsync.errors import invalid_value
 from scimsync.protocol.agents import Facets, facets
@@ -37,10 +37,27 @@ SUSPENSION_ACTORS = {f"{POLICY_ACTOR}:expired": "expired",
 SETTINGS = select(directories.c.settings).where(directories.c.id == bindparam("d"))
 OWNER_ROWS = select(R.id, R.type, R.active, R.doc).where(
     R.directory_id == bindparam("d"), R.id.in_(bindparam("ids", expanding=True)))
-STAFFED_GROUPS = (select(M.group_id).distinct()
-                  .select_from(memberships.join(resources, R.id == M.member_id))
-                  .where(M.group_id.in_(bindparam("ids", expanding=True)),
-                         R.type == "User", R.active == true()))
+
+
+def _staffed_groups() -> Any:
+    """Which of these groups have an active User in them, directly or through nested
+    groups (at most 16 deep, as derived `groups` are)."""
+    nested, direct = memberships.alias("n"), memberships.alias("d")
+    base = (select(M.group_id.label("root"), M.group_id.label("gid"),
+                   literal(0).label("depth"))
+            .where(M.group_id.in_(bindparam("ids", expanding=True)))
+            .cte("tree", recursive=True))
+    step = select(base.c.root, nested.c.member_id, base.c.depth + 1).where(
+        nested.c.group_id == base.c.gid, nested.c.member_type == "Group",
+        base.c.depth < 16)
+    tree = base.union(step)
+    return (select(tree.c.root).distinct()
+            .select_from(tree.join(direct, direct.c.group_id == tree.c.gid)
+                         .join(resources, R.id == direct.c.member_id))
+            .where(R.type == "User", R.active == true()))
+
+
+STAFFED_GROUPS = _staffed_groups()
 INSERT_REVOCATION = insert(nhi_revocations)
 
 
@@ -54,7 +71,8 @@ def policy_settings(conn: Conn, directory_id: str) -> Doc:
 
 def owner_status(conn: Conn, directory_id: str, owners: list[Doc]) -> dict[str, Doc]:
     """Each owner id -> {type, active, doc}; owners that no longer exist are absent.
-    A Group counts as active while at least one active User is in it."""
+    A Group counts as active while at least one active User is in it (directly or
+    through nested groups)."""
     ids = sorted({o["value"] for o in owners if isinstance(o.get("value"), str)})
     if not ids:
         return {}
