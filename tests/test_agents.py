@@ -315,3 +315,62 @@ def test_agents_belong_to_groups(web: Scim) -> None:
     assert web.delete(f"/Agents/{bot['id']}").status_code == 204
     members = web.get(f"/Groups/{team['id']}").json()["members"]
     assert [m["value"] for m in members] == [person["id"]]
+
+
+def test_drift_reads_agents_back(engine: Any, web: Scim, live_server: str,
+                                 directories: Directories) -> None:
+    """A target that takes agents is reconciled for them too: every class, exactly,
+    then fixed through the engine until nothing is left."""
+    from downstream import converge
+    from scimsync.targets.drift import Detector
+    from scimsync.targets.findings import list_findings
+    from scimsync.targets.remediate import fix
+    from scimsync.targets.store import Targets
+
+    app_dir = directories.create(f"app-{secrets.token_hex(3)}")
+    app = Scim(web.http, app_dir["id"], app_dir["token"], app_dir["token_id"])
+    owner = web.user("drift-owner@x.test")
+    kept = agent(web, "kept", agentType="Assistant", owners=[{"value": owner["id"]}])
+    drifted = agent(web, "drifted", agentType="Assistant")
+    suspended = agent(web, "suspended-later")
+    tid = Targets(engine).add(web.directory_id, "agents-app", "scim", {
+        "url": f"{live_server}{app_dir['scim_path']}",
+        "auth": {"type": "bearer", "token": app_dir["token"]}})["id"]
+    converge(engine, tid)
+    clean = Detector(engine).run(tid)
+    assert clean["status"] == "complete" and clean["stats"]["findings"] == {}, clean
+    assert clean["stats"]["listed_agents"] == 3
+
+    def remote(hub: dict[str, Any]) -> dict[str, Any]:
+        found = app.get("/Agents", params={"filter": f'externalId eq "{hub["id"]}"'}).json()
+        return found["Resources"][0]  # type: ignore[no-any-return]
+
+    # Drift made behind the hub's back, and hub changes not yet provisioned.
+    app.patch(f"/Agents/{remote(drifted)['id']}", [
+        {"op": "replace", "path": "agentType", "value": "Admin"}])
+    stray = app.post("/Agents", {"schemas": [AGENT], "name": "shadow-agent"}).json()
+    web.patch(f"/Agents/{suspended['id']}", [{"op": "replace", "path": "active",
+                                              "value": False}])
+    missing = agent(web, "not-yet-there")
+    run = Detector(engine).run(tid)
+    assert run["stats"]["findings"] == {"attribute_drift": 1, "orphaned_account": 1,
+                                        "lingering_access": 1, "missing_account": 1}, run
+    got = {(f["class"], f["resource_type"], f["resource_id"] or f["remote_id"])
+           for f in list_findings(engine, target_id=tid, status="open")}
+    assert got == {("attribute_drift", "Agent", drifted["id"]),
+                   ("orphaned_account", "Agent", stray["id"]),
+                   ("lingering_access", "Agent", suspended["id"]),
+                   ("missing_account", "Agent", missing["id"])}
+    changed = next(f for f in list_findings(engine, target_id=tid, cls="attribute_drift"))
+    assert changed["evidence"]["differences"] == [
+        {"attribute": "agentType", "desired": "Assistant", "actual": "Admin"}]
+    done = fix(engine, tid, ["attribute_drift", "orphaned_account", "lingering_access",
+                             "missing_account"], approved=True)
+    assert done["fixed"] == 4 and done["error"] is None, done
+    assert remote(drifted)["agentType"] == "Assistant"
+    assert remote(suspended)["active"] is False
+    assert app.get(f"/Agents/{stray['id']}").json()["active"] is False
+    assert remote(missing)["name"] == "not-yet-there"
+    again = Detector(engine).run(tid)
+    assert again["stats"]["findings"] == {}, again
+    assert kept["id"] == remote(kept)["externalId"]

@@ -12,23 +12,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from scimsync.protocol.resources import USER
-from scimsync.protocol.schema import Attribute, resolve
+from scimsync.protocol.resources import RESOURCE_TYPES, USER
+from scimsync.protocol.schema import Attribute, ResourceType, resolve
 
 Doc = dict[str, Any]
 ENTITLEMENT_ATTRIBUTES = ("roles", "entitlements")
 NOT_COMPARED = frozenset({"schemas", "id", "meta", "members", "groups"})
 
 
-def _definition(key: str) -> Attribute | None:
-    found = _DEFINITIONS.get(key, False)
+def _definition(key: str, rtype: ResourceType = USER) -> Attribute | None:
+    found = _DEFINITIONS.get((rtype.name, key), False)
     if found is False:
-        rp = resolve(USER, key) if not key.startswith("urn:") else None
-        found = _DEFINITIONS[key] = rp.attr if rp is not None else None
+        rp = resolve(rtype, key) if not key.startswith("urn:") else None
+        found = _DEFINITIONS[(rtype.name, key)] = rp.attr if rp is not None else None
     return found  # type: ignore[return-value]
 
 
-_DEFINITIONS: dict[str, Attribute | bool | None] = {}
+_DEFINITIONS: dict[tuple[str, str], Attribute | bool | None] = {}
 
 
 def _sub(attr: Attribute | None, name: str) -> Attribute | None:
@@ -70,6 +70,13 @@ def user_differences(desired: Doc, actual: Doc, applied_keys: frozenset[str] | s
                      ) -> list[Doc]:
     """Managed attributes of a user that differ: those the hub sends now and those it
     sent before (a value the hub removed must be gone from the app too)."""
+    return differences("User", desired, actual, applied_keys)
+
+
+def differences(kind: str, desired: Doc, actual: Doc,
+                applied_keys: frozenset[str] | set[str]) -> list[Doc]:
+    """The same for any resource type the hub sends (User, Agent)."""
+    rtype = RESOURCE_TYPES[kind]
     out = []
     # Most accounts have no difference: compare first, sort only what differs.
     keys = desired.keys() | applied_keys if applied_keys - desired.keys() else desired.keys()
@@ -83,9 +90,9 @@ def user_differences(desired: Doc, actual: Doc, applied_keys: frozenset[str] | s
             continue
         if key.startswith("urn:"):
             if isinstance(want, dict) and isinstance(have, dict) and all(
-                    same(_ext_attr(key, k), v, have.get(k)) for k, v in want.items()):
+                    same(_ext_attr(rtype, key, k), v, have.get(k)) for k, v in want.items()):
                 continue
-        elif same(_definition(key), want, have):
+        elif same(_definition(key, rtype), want, have):
             continue
         out.append({"attribute": key, "desired": want, "actual": have})
     if len(out) > 1:
@@ -93,8 +100,8 @@ def user_differences(desired: Doc, actual: Doc, applied_keys: frozenset[str] | s
     return out
 
 
-def _ext_attr(urn: str, name: str) -> Attribute | None:
-    rp = resolve(USER, f"{urn}:{name}")
+def _ext_attr(rtype: ResourceType, urn: str, name: str) -> Attribute | None:
+    rp = resolve(rtype, f"{urn}:{name}")
     return rp.attr if rp is not None else None
 
 

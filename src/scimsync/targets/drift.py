@@ -42,7 +42,12 @@ from scimsync.store.lean import Lean, json_value
 from scimsync.store.records import primary_email
 from scimsync.store.tables import drift_runs, links, resources
 from scimsync.targets import mapping
-from scimsync.targets.compare import ENTITLEMENT_ATTRIBUTES, user_differences, value_set
+from scimsync.targets.compare import (
+    ENTITLEMENT_ATTRIBUTES,
+    differences,
+    user_differences,
+    value_set,
+)
 from scimsync.targets.config import DRIFT_CLASSES, TargetConfig
 from scimsync.targets.connector import Connector, ConnectorError, Remote
 from scimsync.targets.engine import make_connector
@@ -61,7 +66,7 @@ CHUNK = 500  # values per IN list in the scratch file
 DROPPED = ("groups", "meta", "schemas")
 
 
-TABLES = {"User": "users", "Group": "groups"}
+TABLES = {"User": "users", "Group": "groups", "Agent": "agents"}
 # A batch of directory identities in id order, read on the lean path: SQLAlchemy's
 # row processing (its JSON decoder above all) cost a third of the comparison.
 IDENTITIES = (select(R.id, R.type, R.doc, R.created, R.last_modified, R.version)
@@ -106,6 +111,8 @@ class Scratch:
                                 doc BLOB);
             CREATE TABLE groups (id TEXT, ext TEXT, uname TEXT, email TEXT, active INTEGER,
                                  doc BLOB);
+            CREATE TABLE agents (id TEXT, ext TEXT, uname TEXT, email TEXT, active INTEGER,
+                                 doc BLOB);
             CREATE TABLE links (rid TEXT, type TEXT, remote TEXT, state TEXT, keys TEXT,
                                 PRIMARY KEY (type, rid));
             CREATE TABLE claimed (type TEXT, id TEXT, PRIMARY KEY (type, id));
@@ -130,7 +137,8 @@ class Scratch:
         rows = []
         for r in remotes:
             doc = {k: v for k, v in r.doc.items() if k not in DROPPED}
-            uname = doc.get("userName") if table == "users" else doc.get("displayName")
+            uname = doc.get({"users": "userName", "groups": "displayName",
+                             "agents": "name"}[table])
             active = doc.get("active", True)
             rows.append((r.id, doc.get("externalId"),
                          uname.lower() if isinstance(uname, str) else None,
@@ -150,10 +158,13 @@ class Scratch:
         self.db.executescript("""
             DELETE FROM users WHERE rowid NOT IN (SELECT max(rowid) FROM users GROUP BY id);
             DELETE FROM groups WHERE rowid NOT IN (SELECT max(rowid) FROM groups GROUP BY id);
+            DELETE FROM agents WHERE rowid NOT IN (SELECT max(rowid) FROM agents GROUP BY id);
             CREATE UNIQUE INDEX users_id ON users (id); CREATE INDEX users_ext ON users (ext);
             CREATE INDEX users_uname ON users (uname); CREATE INDEX users_email ON users (email);
             CREATE UNIQUE INDEX groups_id ON groups (id); CREATE INDEX groups_ext ON groups (ext);
             CREATE INDEX groups_uname ON groups (uname);
+            CREATE UNIQUE INDEX agents_id ON agents (id); CREATE INDEX agents_ext ON agents (ext);
+            CREATE INDEX agents_uname ON agents (uname);
             CREATE INDEX links_remote ON links (type, remote);
             CREATE TABLE linked (type TEXT, rid TEXT, remote TEXT, state TEXT, keys TEXT,
                                  active INTEGER, doc BLOB, PRIMARY KEY (type, rid))
@@ -164,6 +175,9 @@ class Scratch:
                 ORDER BY l.rid;
             INSERT INTO linked SELECT l.type, l.rid, l.remote, l.state, l.keys, g.active, g.doc
                 FROM links l LEFT JOIN groups g ON g.id = l.remote WHERE l.type = 'Group'
+                ORDER BY l.rid;
+            INSERT INTO linked SELECT l.type, l.rid, l.remote, l.state, l.keys, a.active, a.doc
+                FROM links l LEFT JOIN agents a ON a.id = l.remote WHERE l.type = 'Agent'
                 ORDER BY l.rid;
             COMMIT;
         """)
@@ -193,11 +207,13 @@ class Scratch:
                               orjson.loads(doc) if doc else None)
         return out
 
-    def remote_ids(self, ids: list[str]) -> dict[str, str]:
-        """Provisioned user links only: resource id -> remote id."""
+    def remote_ids(self, ids: list[str], types: tuple[str, ...] = ("User",)) -> dict[str, str]:
+        """Provisioned links only (of users, unless `types` says): resource id -> remote
+        id."""
+        kinds = ",".join(f"'{t}'" for t in types if t in TABLES)
         return {rid: remote for rid, remote in self._in(
-            "SELECT rid, remote FROM links WHERE type = 'User' AND state = 'provisioned' "
-            "AND remote IS NOT NULL AND rid IN (?)", ids)}
+            f"SELECT rid, remote FROM links WHERE type IN ({kinds}) "  # noqa: S608
+            "AND state = 'provisioned' AND remote IS NOT NULL AND rid IN (?)", ids)}
 
     # Takes the resource type twice as parameters.
     UNCLAIMED = ("id NOT IN (SELECT remote FROM links WHERE type = ? AND remote IS NOT NULL) "
@@ -228,6 +244,7 @@ class Scratch:
 class RunStats:
     listed_users: int = 0
     listed_groups: int = 0
+    listed_agents: int = 0
     compared: int = 0
     listing_seconds: float = 0.0
     comparison_seconds: float = 0.0
@@ -239,6 +256,7 @@ class RunStats:
     def to_json(self) -> Doc:
         rate = self.compared / self.comparison_seconds if self.comparison_seconds else 0.0
         return {"listed_users": self.listed_users, "listed_groups": self.listed_groups,
+                "listed_agents": self.listed_agents,
                 "compared": self.compared, "listing_seconds": round(self.listing_seconds, 3),
                 "comparison_seconds": round(self.comparison_seconds, 3),
                 "compared_per_second": round(rate), "findings": self.findings,
@@ -331,6 +349,10 @@ class Detector:
                 stats.listed_users = self._list(connector, scratch, "User", tick)
                 if config.profile.groups:
                     stats.listed_groups = self._list(connector, scratch, "Group", tick)
+                # Agents are read back from applications that take them (agentExtension).
+                takes_agents = bool(connector.capabilities().get("agents"))
+                if takes_agents:
+                    stats.listed_agents = self._list(connector, scratch, "Agent", tick)
             except ConnectorError as exc:
                 stats.listing_seconds = time.perf_counter() - start
                 return self._finish(run_id, "incomplete", stats,
@@ -344,7 +366,9 @@ class Detector:
                 comparison.users()
                 if config.profile.groups:
                     comparison.groups()
-                comparison.leftovers()
+                if takes_agents:
+                    comparison.agents()
+                comparison.leftovers(takes_agents)
             writer.flush()
             stats.comparison_seconds = time.perf_counter() - start
             stats.findings = writer.counts
@@ -370,7 +394,7 @@ class Detector:
 
     def _list(self, connector: Connector, scratch: Scratch, kind: str,
               tick: Callable[[str, int], None]) -> int:
-        table = "users" if kind == "User" else "groups"
+        table = TABLES[kind]
         page: list[Remote] = []
         count = 0
         for remote in connector.list(kind):
@@ -593,15 +617,18 @@ class _Comparison:
                     self._classify_group(rec, desired, (link.remote_id, link.active, link.doc),
                                          True)
                     continue
-                remote = None
-                for column, value in (("ext", rec.id), ("uname", str(
-                        rec.doc.get("displayName", "")).lower())):
-                    found = self.scratch.unclaimed_by("Group", column, [value])
-                    if value in found:
-                        remote = found[value]
-                        self.scratch.claim("Group", [remote[0]])
-                        break
+                remote = self._match_one("Group", rec.id, rec.doc.get("displayName"))
                 self._classify_group(rec, desired, remote, False)
+
+    def _match_one(self, rtype: str, rid: str, name: Any) -> tuple[str, int, Doc] | None:
+        """An unclaimed remote object for one unlinked identity, by externalId (the hub
+        id), then by name; claimed if found."""
+        for column, value in (("ext", rid), ("uname", str(name or "").lower())):
+            found = self.scratch.unclaimed_by(rtype, column, [value])
+            if value in found:
+                self.scratch.claim(rtype, [found[value][0]])
+                return found[value]
+        return None
 
     def _flatten(self, rec: Record) -> list[str]:
         """User members, nested groups flattened (as provisioning sends them)."""
@@ -647,19 +674,75 @@ class _Comparison:
                                                  "actual": doc.get("displayName")}]},
                       _summary(doc))
 
+    # --- agents -------------------------------------------------------------------
+
+    def agents(self) -> None:
+        """Agents, in applications that take them: the same classes as accounts, the
+        desired body being what provisioning sends (mapping.desired_nhi)."""
+        for records, linked in self._walk("Agent"):
+            refs = sorted({o["value"] for r in records
+                           for o in [*(r.doc.get("owners") or []), r.doc.get("parent")]
+                           if isinstance(o, dict) and isinstance(o.get("value"), str)})
+            remote_of = self.scratch.remote_ids(refs, ("User", "Group", "Agent")) \
+                if refs else {}
+            for rec in records:
+                desired = mapping.desired_nhi(rec, remote_of.get)
+                link = linked.get(rec.id)
+                if link is not None and link.doc is not None:
+                    assert link.remote_id is not None and link.active is not None
+                    self._classify_agent(rec, desired, (link.remote_id, link.active,
+                                                        link.doc), link)
+                    continue
+                remote = self._match_one("Agent", rec.id, rec.doc.get("name"))
+                self._classify_agent(rec, desired, remote, None)
+            self.stats.compared += len(records)
+
+    def _classify_agent(self, rec: Record, desired: Doc, remote: tuple[str, int, Doc] | None,
+                        link: Linked | None) -> None:
+        ident = {"name": rec.doc.get("name"), "active": rec.doc.get("active", True)}
+        wants_access = desired.get("active", True) is not False
+        if remote is None:
+            if wants_access:
+                self._add("missing_account", "medium", "Agent", rec.id, None,
+                          {**ident, "reason": "active, no such agent in the target"}, None)
+            return
+        remote_id, active, doc = remote
+        if not wants_access:
+            if active:
+                self._add("lingering_access", "critical", "Agent", rec.id, remote_id,
+                          {**ident, "reason": "suspended in the directory, active in the "
+                           "target", "linked": link is not None}, doc)
+            return
+        if link is None:
+            self._add("unmanaged_matchable", "low", "Agent", rec.id, remote_id,
+                      {**ident, "reason": "an agent in the target matches this one but is "
+                       "not linked: it can be adopted",
+                       "differences": differences("Agent", desired, doc, set())}, doc)
+            return
+        found = differences("Agent", desired, doc, link.keys)
+        if found:
+            severity = "medium" if any(d["attribute"] in ("active", "owners", "roles",
+                                                          "entitlements") for d in found) \
+                else "low"
+            self._add("attribute_drift", severity, "Agent", rec.id, remote_id,
+                      {**ident, "differences": found}, doc)
+
     # --- what nothing claimed -----------------------------------------------------
 
-    def leftovers(self) -> None:
+    def leftovers(self, agents: bool = False) -> None:
         """Remote objects that no link points at and no identity matched."""
-        for remote_id, active, doc in self.scratch.unclaimed("User"):
-            if not active:
-                # Deactivated, it grants nothing (it is what deprovisioning by
-                # deactivation leaves behind): counted, not a finding.
-                self.stats.inactive_unmatched += 1
+        for rtype, name in (("User", "userName"), ("Agent", "name")):
+            if rtype == "Agent" and not agents:
                 continue
-            self._add("orphaned_account", "high", "User", None, remote_id,
-                      {"userName": doc.get("userName"), "active": True,
-                       "reason": "matches no directory identity"}, doc)
+            for remote_id, active, doc in self.scratch.unclaimed(rtype):
+                if not active:
+                    # Deactivated, it grants nothing (it is what deprovisioning by
+                    # deactivation leaves behind): counted, not a finding.
+                    self.stats.inactive_unmatched += 1
+                    continue
+                self._add("orphaned_account", "high", rtype, None, remote_id,
+                          {name: doc.get(name), "active": True,
+                           "reason": "matches no directory identity"}, doc)
         if not self.config.profile.groups:
             return
         for remote_id, _, doc in self.scratch.unclaimed("Group"):
@@ -672,7 +755,12 @@ class _Comparison:
         for lk in gone:
             if lk.doc is None:
                 continue  # gone from the target as well
-            if rtype == "User" and lk.active:
+            if rtype == "Agent" and lk.active:
+                self._add("lingering_access", "critical", "Agent", lk.rid, lk.remote_id,
+                          {"name": lk.doc.get("name"), "linked": True,
+                           "reason": "deleted from the directory, active in the target"},
+                          lk.doc)
+            elif rtype == "User" and lk.active:
                 self._add("lingering_access", "critical", "User", lk.rid, lk.remote_id,
                           {"userName": lk.doc.get("userName"), "linked": True,
                            "reason": "deleted from the directory, active in the target"},
