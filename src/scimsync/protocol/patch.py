@@ -218,7 +218,7 @@ def _whole(container: Doc, op: str, rp: ResolvedPath, value: Any, has_value: boo
                     merged = [_unprimary(m) for m in merged]
                 if not any(_same_value(m, item) for m in merged):
                     merged.append(item)
-            new = merged
+            new = [m for m in merged if not is_unassigned(m)]  # an emptied `primary`
         _store(container, attr.name, new)
         return
     if attr.type == "complex" and isinstance(old, dict) and isinstance(new, dict):

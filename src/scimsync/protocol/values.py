@@ -30,9 +30,11 @@ def coerce(attr: Attribute, value: Any, where: str, *, drop_read_only: bool = Tr
     if attr.multi_valued:
         items = value if isinstance(value, list) else [value]
         out = [coerce_single(attr, v, where, drop_read_only) for v in items]
-        out = [v for v in out if v is not None]
         if attr.type == "complex":
             normalise_primary(out)
+        # After `primary` is settled: a value that was only `{"primary": true}` and lost
+        # it is no value at all.
+        out = [v for v in out if not is_unassigned(v)]
         return out or None
     if isinstance(value, list):
         raise invalid_value(f"{where} is single-valued but an array was given")
