@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from scimsync.config import database_url
+from scimsync.durations import UNITS
 from scimsync.errors import ScimError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -29,7 +29,7 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text.strip())
     if m is None:
         raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h or 90d")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    return timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)])
 
 
 def database_option(fn: F) -> F:

@@ -58,7 +58,7 @@ def acknowledge(engine: Engine, revocation_id: str, by: str, note: str | None = 
                            static=False).first()
         if row is None:
             raise NotFound(f"no revocation request {revocation_id}")
-        found = dict(zip(nhi_revocations.c.keys(), row, strict=True))
+        found = {str(k): v for k, v in zip(nhi_revocations.c.keys(), row, strict=True)}
         if found["acknowledged"]:
             raise UsageError(f"revocation {revocation_id} was acknowledged at "
                              f"{found['acknowledged']} by {found['acknowledged_by']}")
@@ -70,5 +70,5 @@ def acknowledge(engine: Engine, revocation_id: str, by: str, note: str | None = 
             {"revocation_id": revocation_id, "credential": found["credential"],
              "credential_type": found["credential_type"], "by": by.strip(),
              "note": note})], by.strip()[:64])
-    rows = list_revocations(engine, resource_id=found["resource_id"])
-    return next(r for r in rows if r["id"] == revocation_id)
+    return {**found, "acknowledged": ts, "acknowledged_by": by.strip(), "note": note,
+            "status": "acknowledged"}

@@ -25,6 +25,7 @@ are the draft's).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,31 +201,43 @@ def reference_values(rtype: str, doc: dict[str, Any]
     return out
 
 
+def map_references(rtype: str, doc: dict[str, Any],
+                   fn: Callable[[dict[str, Any], str | None], dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """A copy of `doc` in which each reference object is replaced by `fn(item, kind)`
+    (kind as in REFERENCES). Only what holds references is copied; `doc` and the
+    values it shares with a stored record are never changed."""
+    out = doc  # copied on the first reference found: most documents hold none
+    for rt, urn, attr, kind in REFERENCES:
+        if rt != rtype:
+            continue
+        holder = out.get(urn) if urn else out
+        if not isinstance(holder, dict) or attr not in holder:
+            continue
+        if out is doc:
+            out = dict(doc)
+            holder = out.get(urn) if urn else out
+            assert isinstance(holder, dict)
+        if urn:
+            holder = out[urn] = dict(holder)
+        items = holder[attr]
+        holder[attr] = [fn(i, kind) if isinstance(i, dict) else i for i in items] \
+            if isinstance(items, list) else fn(items, kind) if isinstance(items, dict) \
+            else items
+    return out
+
+
 def with_refs(rtype: str, doc: dict[str, Any], base: str,
-              endpoints: dict[str, str]) -> None:
-    """Give each reference of a document being rendered its `$ref` (a location in this
-    directory). What it replaces is copied, never changed: `doc` shares its values
-    with the stored record."""
-    def ref(item: Any, kind: str | None) -> Any:
-        if not isinstance(item, dict):
-            return item
+              endpoints: dict[str, str]) -> dict[str, Any]:
+    """The document with each reference given its `$ref`, a location in this directory."""
+    def ref(item: dict[str, Any], kind: str | None) -> dict[str, Any]:
         target = kind or item.get("type")
         value = item.get("value")
         if isinstance(value, str) and isinstance(target, str) and target in endpoints:
             return {**item, "$ref": f"{base}{endpoints[target]}/{value}"}
         return item
 
-    for rt, urn, attr, kind in REFERENCES:
-        if rt != rtype:
-            continue
-        holder = doc.get(urn) if urn else doc
-        if not isinstance(holder, dict) or attr not in holder:
-            continue
-        if urn:
-            holder = doc[urn] = dict(holder)
-        items = holder[attr]
-        holder[attr] = [ref(i, kind) for i in items] if isinstance(items, list) \
-            else ref(items, kind)
+    return map_references(rtype, doc, ref)
 
 
 @dataclass(frozen=True)

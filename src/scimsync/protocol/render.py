@@ -41,7 +41,7 @@ def full_document(rec: Record, base: str) -> Doc:
     if rec.groups is not None and rec.groups:
         doc["groups"] = _refs(base, rec.groups, "groups")
     if rec.type in NHI_TYPES:
-        with_refs(rec.type, doc, base, _LOCATIONS)
+        doc = with_refs(rec.type, doc, base, _LOCATIONS)
     doc["meta"] = {
         "resourceType": rec.type,
         "created": rec.created,

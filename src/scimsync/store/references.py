@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from scimsync.errors import invalid_value
-from scimsync.protocol.agents import REFERENCES, reference_values
+from scimsync.protocol.agents import REFERENCES, map_references, reference_values
 from scimsync.store import statements as sql
 from scimsync.store.lean import LeanConnection
 
@@ -60,20 +60,7 @@ def checked(conn: LeanConnection, directory_id: str, rtype: str, rid: str, doc: 
                 raise invalid_value(f"{attr}: {value!r} is a {have}, not a {given}")
             if given is None:
                 fills[id(item)] = have
-    return _filled(rtype, doc, fills) if fills else doc
-
-
-def _filled(rtype: str, doc: Doc, fills: dict[int, str]) -> Doc:
-    """A copy of `doc` in which the owner objects in `fills` carry their type."""
-    out = dict(doc)
-    for rt, urn, attr, kind in REFERENCES:
-        if rt != rtype or kind is not None:
-            continue
-        holder = out.get(urn) if urn else out
-        if not isinstance(holder, dict) or not isinstance(holder.get(attr), list):
-            continue
-        if urn:
-            holder = out[urn] = dict(holder)
-        holder[attr] = [{**i, "type": fills[id(i)]} if id(i) in fills else i
-                        for i in holder[attr]]
-    return out
+    if not fills:
+        return doc
+    return map_references(rtype, doc, lambda item, kind: {**item, "type": fills[id(item)]}
+                          if kind is None and id(item) in fills else item)

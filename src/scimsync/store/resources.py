@@ -50,18 +50,6 @@ class Loads:
 
 
 @dataclass
-class StoredRow:
-    """A resource row as read inside a write transaction."""
-
-    id: str
-    type: str
-    doc: Doc
-    created: str
-    last_modified: str
-    version: int
-
-
-@dataclass
 class _Search:
     """The count and page statements for one filter shape, and how to bind them."""
 
@@ -108,17 +96,14 @@ class Store:
     # --- reads --------------------------------------------------------------
 
     def _row(self, conn: LeanConnection, directory_id: str, rtype: ResourceType, rid: str,
-             lock: bool = False) -> StoredRow:
+             lock: bool = False) -> Record:
+        """A resource as stored, read inside a write transaction (locked on PostgreSQL
+        when `lock`)."""
         stmt = sql.ROW_LOCKED if lock and self.pg else sql.ROW
         row = conn.execute(stmt, {"d": directory_id, "t": rtype.name, "rid": rid}).first()
         if row is None:
             raise NotFound(f"{rtype.name} {rid} not found")
-        rid_, type_, doc, created, modified, version = row
-        return StoredRow(rid_, type_, json_value(doc), created, modified, version)
-
-    @staticmethod
-    def _record(row: StoredRow) -> Record:
-        return Record(row.id, row.type, row.doc, row.created, row.last_modified, row.version)
+        return _lean_record(row)
 
     def _attach(self, conn: members.Conn, records: list[Record], loads: Loads) -> None:
         if len(records) == 1 and isinstance(conn, LeanConnection):
@@ -227,7 +212,7 @@ class Store:
                                    actor, loads or Loads())
 
     def _commit_change(self, conn: LeanConnection, directory_id: str, rtype: ResourceType,
-                       row: StoredRow, new_doc: Doc, changes: list[MemberChange],
+                       row: Record, new_doc: Doc, changes: list[MemberChange],
                        actor: str | None, loads: Loads) -> Record:
         rid = row.id
         new_doc = references.checked(conn, directory_id, rtype.name, rid, new_doc, row.doc)
@@ -236,9 +221,8 @@ class Store:
         added, removed = self._apply_members(conn, directory_id, rid, changes)
         changed = journal.changed_paths(row.doc, new_doc)
         if not changed and not added and not removed:
-            rec = self._record(row)
-            self._attach(conn, [rec], loads)
-            return rec
+            self._attach(conn, [row], loads)
+            return row
         version = row.version + 1
         ts = now()
         values: dict[str, Any] = {"rid": rid, "version": version, "last_modified": ts}
@@ -460,7 +444,7 @@ def _entry(rtype: ResourceType, rid: str, op: str, version: int, changed: list[s
     return Entry(rtype.name, rid, op, version, changed, lifecycle)
 
 
-def _check_etag(row: StoredRow, if_match: str | None) -> None:
+def _check_etag(row: Record, if_match: str | None) -> None:
     """If-Match against meta.version (RFC7644 §3.14): 412 when it does not match."""
     if if_match is None:
         return
