@@ -44,8 +44,8 @@ from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
 from scimsync.store.resources import Loads, Store
 from scimsync.store.tables import links
-from scimsync.targets.mapping import desired_user, digest
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
+from scimsync.sync.mapping import desired_user, digest
 
 PROFILE = {"groups": False, "page_size": 1000}
 

@@ -42,8 +42,8 @@ from scimsync.protocol.values import normalise_body  # noqa: E402
 from scimsync.store.directories import Directories  # noqa: E402
 from scimsync.store.engine import make_engine, upgrade  # noqa: E402
 from scimsync.store.resources import Loads, Store  # noqa: E402
-from scimsync.targets.engine import Reconciler  # noqa: E402
-from scimsync.targets.store import Targets  # noqa: E402
+from scimsync.store.targets import Targets  # noqa: E402
+from scimsync.sync.engine import Reconciler  # noqa: E402
 
 CLI = [sys.executable, "-m", "scimsync.cli"]
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -33,7 +33,7 @@ from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
 from scimsync.store.resources import Store
 from scimsync.store.tables import links
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
 
 
 def linked(engine: Any, target_id: str) -> int:

@@ -17,7 +17,7 @@ import httpx2
 import pytest
 from sqlalchemy import Engine
 
-from scimsync.targets.engine import Reconciler
+from scimsync.sync.engine import Reconciler
 
 PEER_TOKEN = secrets.token_urlsafe(16)
 

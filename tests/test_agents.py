@@ -238,8 +238,8 @@ def test_agents_are_provisioned_to_applications_that_take_them(
     deletion included; python-scim's scim2-server, which does not take agents, is
     sent none."""
     from downstream import PEER_TOKEN, converge
-    from scimsync.targets.engine import Reconciler
-    from scimsync.targets.store import Targets
+    from scimsync.store.targets import Targets
+    from scimsync.sync.engine import Reconciler
 
     app_dir = directories.create(f"app-{secrets.token_hex(3)}")
     app = Scim(web.http, app_dir["id"], app_dir["token"], app_dir["token_id"])
@@ -322,10 +322,10 @@ def test_drift_reads_agents_back(engine: Any, web: Scim, live_server: str,
     """A target that takes agents is reconciled for them too: every class, exactly,
     then fixed through the engine until nothing is left."""
     from downstream import converge
-    from scimsync.targets.drift import Detector
-    from scimsync.targets.findings import list_findings
-    from scimsync.targets.remediate import fix
-    from scimsync.targets.store import Targets
+    from scimsync.drift.detect import Detector
+    from scimsync.drift.findings import list_findings
+    from scimsync.drift.remediate import fix
+    from scimsync.store.targets import Targets
 
     app_dir = directories.create(f"app-{secrets.token_hex(3)}")
     app = Scim(web.http, app_dir["id"], app_dir["token"], app_dir["token_id"])

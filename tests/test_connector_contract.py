@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from downstream import PEER_TOKEN
+from scimsync.connectors.contract import Connector, Rejected, RemoteConflict
+from scimsync.connectors.scim import ScimConnector
 from scimsync.store.directories import Directories
-from scimsync.targets.config import parse_config
-from scimsync.targets.connector import Connector, Rejected, RemoteConflict
-from scimsync.targets.scim_client import ScimConnector
+from scimsync.sync.config import parse_config
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -17,14 +17,14 @@ from sqlalchemy import Engine
 
 from conftest import Scim
 from downstream import PEER_TOKEN, converge
+from scimsync.connectors.contract import Transient
+from scimsync.drift.detect import Detector
+from scimsync.drift.findings import accept, list_findings
 from scimsync.errors import UsageError
 from scimsync.store.directories import Directories
 from scimsync.store.tables import findings
-from scimsync.targets.connector import Transient
-from scimsync.targets.drift import Detector
-from scimsync.targets.engine import Reconciler, make_connector
-from scimsync.targets.findings import accept, list_findings
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
+from scimsync.sync.engine import Reconciler, make_connector
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -234,8 +234,8 @@ def make_drift(scim: Scim, app: App, p: dict[str, Any]) -> dict[str, Any]:
 
 def test_fixing_every_class_converges_the_target(engine: Engine, scim: Scim,
                                                  app_: App) -> None:
-    from scimsync.targets.config import DRIFT_CLASSES
-    from scimsync.targets.remediate import fix
+    from scimsync.drift.remediate import fix
+    from scimsync.sync.config import DRIFT_CLASSES
 
     p = seed(scim)
     tid = add_target(engine, scim, app_, **ROLES)
@@ -263,8 +263,8 @@ def test_fixing_every_class_converges_the_target(engine: Engine, scim: Scim,
 
 def test_remediation_respects_modes_the_guard_and_incomplete_runs(
         engine: Engine, scim: Scim, app_: App) -> None:
+    from scimsync.drift.remediate import fix
     from scimsync.errors import UsageError
-    from scimsync.targets.remediate import fix
 
     for i in range(12):
         scim.user(f"m{i}@x.test")
@@ -421,8 +421,8 @@ def test_admin_api_runs_lists_accepts_and_fixes(client: Any, directories: Direct
 
 def test_worker_runs_scheduled_reconciliations(engine: Engine, scim: Scim, app_: App,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from scimsync.targets import worker as worker_module
-    from scimsync.targets.drift import list_runs
+    from scimsync.drift.detect import list_runs
+    from scimsync.sync import worker as worker_module
 
     monkeypatch.setattr(worker_module, "DRIFT_CHECK_SECONDS", 0.0)
     scim.user("sched@x.test")
@@ -447,7 +447,7 @@ def test_fewer_collections_overlapping_runs_restore_the_thresholds() -> None:
     import gc
     import threading
 
-    from scimsync.targets.drift import fewer_collections
+    from scimsync.drift.detect import fewer_collections
 
     before = gc.get_threshold()
     inside: list[int] = []

@@ -24,13 +24,13 @@ from sqlalchemy import Engine
 
 from conftest import Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, read_body
+from scimsync.connectors.scim import retry_after
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import targets
-from scimsync.targets import engine as engine_module
-from scimsync.targets.engine import Reconciler
-from scimsync.targets.scim_client import retry_after
-from scimsync.targets.store import Targets
-from scimsync.targets.worker import Worker
+from scimsync.store.targets import Targets
+from scimsync.sync import engine as engine_module
+from scimsync.sync.engine import Reconciler
+from scimsync.sync.worker import Worker
 
 
 class Faults:
@@ -255,7 +255,7 @@ def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Sci
                                                         peer_root: str) -> None:
     """Three workers, four targets: every target converges, and no (target, resource)
     is ever applied by two workers at once (leases)."""
-    from scimsync.targets.engine import make_connector
+    from scimsync.sync.engine import make_connector
 
     users = [scim.user(f"w{i:03d}@x.test")["id"] for i in range(60)]
     peers = [Peer(f"{peer_root}/t{secrets.token_hex(4)}") for _ in range(4)]
@@ -318,7 +318,7 @@ def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Sci
 def test_discovered_capabilities_narrow_the_profile(
         engine: Engine, scim: Scim, proxy: tuple[Proxy, Peer]) -> None:
     """An app whose ServiceProviderConfig says no PATCH gets full PUTs."""
-    from scimsync.targets import scim_client
+    from scimsync.connectors import scim as scim_client
 
     p, peer = proxy
     p.faults.no_patch = True

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from conftest import ENTERPRISE, USER, Scim
 from downstream import Peer, converge
 from scimsync.errors import UsageError
-from scimsync.targets.expressions import evaluate, parse
+from scimsync.sync.expressions import evaluate, parse
 from test_provisioning import add_target
 
 DOC = {

@@ -301,7 +301,7 @@ def test_reports(client: Any, engine: Engine, scim: Scim, admin: dict[str, str])
 
 
 def test_worker_sweeps(engine: Engine, scim: Scim, admin: dict[str, str]) -> None:
-    from scimsync.targets.worker import Worker
+    from scimsync.sync.worker import Worker
 
     bot = agent(scim, "worker-swept")
     Worker(engine).run_once()

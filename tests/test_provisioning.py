@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from conftest import ENTERPRISE, Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, wait_http
 from scimsync.store.tables import dead_letters, links, targets
-from scimsync.targets.engine import Reconciler
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
+from scimsync.sync.engine import Reconciler
 
 
 def add_target(engine: Engine, scim: Scim, peer: Peer, **settings: Any) -> str:
@@ -200,7 +200,7 @@ def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer
 
 def test_mass_deprovisioning_waits_for_approval(engine: Engine, scim: Scim,
                                                 peer: Peer) -> None:
-    from scimsync.targets.store import approve
+    from scimsync.store.targets import approve
 
     users = [scim.user(f"m{i}@x.test")["id"] for i in range(6)]
     tid = add_target(engine, scim, peer, profile={"max_deprovisions": 3})
@@ -212,7 +212,7 @@ def test_mass_deprovisioning_waits_for_approval(engine: Engine, scim: Scim,
     shown = Targets(engine).show(tid)
     assert shown["status"] == "held"
     assert all(u["active"] for u in peer.users().values())  # nothing was taken out
-    from scimsync.targets.worker import Worker
+    from scimsync.sync.worker import Worker
 
     assert tid not in Worker(engine).due()  # held targets wait
     assert approve(engine, tid) == {"target_id": tid, "approved_deprovisions": 4}
@@ -289,5 +289,5 @@ def test_unexpected_error_backs_off_instead_of_looping(engine: Engine, scim: Sci
         row = conn.execute(sa.select(targets).where(targets.c.id == tid)).one()
     assert row.failures == 1 and row.retry_at is not None
     assert "internal error: KeyError" in row.last_error
-    from scimsync.targets.worker import Worker
+    from scimsync.sync.worker import Worker
     assert tid not in Worker(engine).due()  # not retried before its backoff ends

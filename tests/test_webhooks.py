@@ -20,8 +20,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from conftest import Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, read_body
 from scimsync.store.tables import dead_letters
-from scimsync.targets.engine import Reconciler
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
+from scimsync.sync.engine import Reconciler
 
 
 def new_secret() -> str:
@@ -100,7 +100,7 @@ def test_every_change_is_one_signed_event(engine: Engine, scim: Scim,
     g = scim.group("Devs", [u["id"]])
     scim.patch(f"/Users/{u['id']}", [{"op": "replace", "path": "title", "value": "Lead"}])
     drain(engine, tid)
-    # Events carry the resource as it is when delivered (level-triggered, DESIGN.md).
+    # Events carry the resource as it is when delivered (level-triggered, docs/architecture.md).
     assert r.events[-1]["data"]["resource"]["title"] == "Lead"
     scim.patch(f"/Groups/{g['id']}", [{"op": "remove", "path": "members"}])
     scim.patch(f"/Users/{u['id']}", [{"op": "replace", "path": "active", "value": False}])
@@ -133,7 +133,7 @@ def test_retried_delivery_keeps_its_id(engine: Engine, scim: Scim,
     assert [e["type"] for e in r.events] == ["user.created"]
     first_id = r.ids[0]
     # The id is a pure function of (event, target): a redelivery would carry it again.
-    from scimsync.targets.events import event_id
+    from scimsync.sync.events import event_id
 
     assert first_id == event_id(tid, {"directory_id": scim.directory_id,
                                       "seq": r.events[0]["seq"]})
@@ -194,7 +194,7 @@ def test_events_api_by_cursor_and_retention(client: Any, engine: Engine, scim: S
 
 def test_drift_detected_reaches_webhooks_signed(engine: Engine, scim: Scim, peer: Peer,
                                                 receiver: tuple[Receiver, str]) -> None:
-    from scimsync.targets.drift import Detector
+    from scimsync.drift.detect import Detector
 
     r, secret = receiver
     tid_hook = hook(engine, scim, f"http://127.0.0.1:{r.port}/hook", secret)

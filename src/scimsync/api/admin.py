@@ -13,6 +13,9 @@ from starlette.routing import Route
 
 from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
+from scimsync.drift.detect import Detector, list_runs
+from scimsync.drift.findings import LINE_COLUMNS, accept, as_line, get_finding, list_findings
+from scimsync.drift.remediate import fix
 from scimsync.errors import ScimError, UsageError
 from scimsync.nhi.policy import get_policy, set_policy
 from scimsync.nhi.reports import COLUMNS as NHI_COLUMNS
@@ -26,13 +29,10 @@ from scimsync.reports import csv_text
 from scimsync.store import journal
 from scimsync.store.directories import Directories
 from scimsync.store.resources import Store
-from scimsync.targets.drift import Detector, list_runs
-from scimsync.targets.engine import retry_dead_letters
-from scimsync.targets.events import build_event, retention_days
-from scimsync.targets.findings import LINE_COLUMNS, accept, as_line, get_finding, list_findings
-from scimsync.targets.lag import target_lag
-from scimsync.targets.remediate import fix
-from scimsync.targets.store import Targets, approve, list_dead_letters
+from scimsync.store.targets import Targets, approve, list_dead_letters
+from scimsync.sync.engine import retry_dead_letters
+from scimsync.sync.events import build_event, retention_days
+from scimsync.sync.lag import target_lag
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -25,7 +25,7 @@ from scimsync.errors import ScimError
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
 from scimsync.store.resources import Store
-from scimsync.targets.worker import Worker
+from scimsync.sync.worker import Worker
 
 log = logging.getLogger("scimsync.access")
 

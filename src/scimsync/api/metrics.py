@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scimsync.targets.lag import all_targets
+from scimsync.sync.lag import all_targets
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,4 +1,4 @@
-"""IdP quirks, absorbed here and nowhere else (DESIGN.md: Inbound).
+"""IdP quirks, absorbed here and nowhere else (docs/architecture.md: Inbound).
 
 Each rule turns a shape some identity provider really sends into the RFC shape:
 - Entra ID: capitalised PATCH `op` values, booleans as the strings "True"/"False",

@@ -1,5 +1,5 @@
 """The change journal: one ordered entry per changed resource, written in the same
-transaction as the change (DESIGN.md: Inbound; invariant "nothing commits unpublished").
+transaction as the change (docs/architecture.md: Inbound; invariant "nothing commits unpublished").
 """
 
 from __future__ import annotations

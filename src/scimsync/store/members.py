@@ -1,4 +1,4 @@
-"""Group membership, stored one row per member (DESIGN.md: Storage and scale).
+"""Group membership, stored one row per member (docs/architecture.md: Storage and scale).
 
 Every operation costs time proportional to the members it names, not to the group.
 """

@@ -1,4 +1,4 @@
-"""Non-human identities at write time (DESIGN.md invariant: the journal and the state
+"""Non-human identities at write time (docs/architecture.md, invariant: the journal and the state
 commit together).
 
 When an Agent or a non-human User that was active is deactivated or deleted, every

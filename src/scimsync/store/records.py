@@ -1,4 +1,4 @@
-"""Indexed column values of stored documents (DESIGN.md: Storage and scale)."""
+"""Indexed column values of stored documents (docs/architecture.md: Storage and scale)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scimsync.protocol.values import Doc
 
 
 def indexed_columns(rtype_name: str, doc: Doc) -> dict[str, Any]:
-    """The indexed columns of a document (DESIGN.md: Storage and scale)."""
+    """The indexed columns of a document (docs/architecture.md: Storage and scale)."""
     display = doc.get("displayName")
     cols: dict[str, Any] = {
         "external_id": doc.get("externalId"),

@@ -1,5 +1,5 @@
 """Resource storage: create, read, replace, patch, delete and search, each in one
-transaction together with its journal entries (DESIGN.md: Inbound, Invariants).
+transaction together with its journal entries (docs/architecture.md: Inbound, Invariants).
 """
 
 from __future__ import annotations

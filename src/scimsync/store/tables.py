@@ -1,4 +1,4 @@
-"""The relational schema, shared by SQLite and PostgreSQL (DESIGN.md: Storage and scale)."""
+"""The relational schema, shared by SQLite and PostgreSQL (docs/architecture.md: Storage and scale)."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ targets = Table(
 )
 
 # What the hub knows of each resource in a target: the remote id and the state it
-# last applied there (DESIGN.md: links).
+# last applied there (docs/architecture.md: links).
 links = Table(
     "links",
     metadata,
@@ -194,7 +194,7 @@ dead_letters = Table(
     Index("ix_dead_letters_target", "target_id", "status"),
 )
 
-# One full reconciliation of a target (DESIGN.md: Drift): complete, incomplete (the
+# One full reconciliation of a target (docs/architecture.md: Drift): complete, incomplete (the
 # target could not be read whole: nothing destructive was fixed) or not reconcilable.
 drift_runs = Table(
     "drift_runs",

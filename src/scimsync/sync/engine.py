@@ -1,4 +1,4 @@
-"""The reconciler: level-triggered, per target (DESIGN.md: Reconcile).
+"""The reconciler: level-triggered, per target (docs/architecture.md: Reconcile).
 
 The journal says *which* resources to look at; their current state says *what* to
 send. For each resource the desired body (scope + mapping) is compared with the link
@@ -24,6 +24,16 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
+from scimsync.connectors.contract import (
+    Connector,
+    ConnectorError,
+    Rejected,
+    Remote,
+    RemoteConflict,
+    RemoteNotFound,
+    Transient,
+)
+from scimsync.connectors.webhook import WebhookSender
 from scimsync.errors import NotFound
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
@@ -33,26 +43,16 @@ from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store import journal
 from scimsync.store.resources import Loads, Store
 from scimsync.store.tables import dead_letters, deliveries, directories, links, resources, targets
-from scimsync.targets import mapping
-from scimsync.targets.config import TargetConfig
-from scimsync.targets.connector import (
-    Connector,
-    ConnectorError,
-    Rejected,
-    Remote,
-    RemoteConflict,
-    RemoteNotFound,
-    Transient,
-)
-from scimsync.targets.events import (
+from scimsync.store.targets import FULL_SYNC, Targets
+from scimsync.sync import mapping
+from scimsync.sync.config import TargetConfig
+from scimsync.sync.events import (
     HUB_RESOURCE,
     NHI_EVENTS,
     announce,
     build_event,
     resource_doc,
 )
-from scimsync.targets.store import FULL_SYNC, Targets
-from scimsync.targets.webhook import WebhookSender
 
 log = logging.getLogger("scimsync.engine")
 L = links.c
@@ -73,11 +73,11 @@ Doc = dict[str, Any]
 def make_connector(kind: str, config: TargetConfig, secrets: dict[str, Any]) -> Any:
     """The connector for a target kind; an unknown kind fails loudly."""
     if kind == "scim":
-        from scimsync.targets.scim_client import ScimConnector
+        from scimsync.connectors.scim import ScimConnector
 
         return ScimConnector(config, secrets)
     if kind == "webhook":
-        from scimsync.targets.webhook import WebhookSender
+        from scimsync.connectors.webhook import WebhookSender
 
         return WebhookSender(config, secrets)
     raise ValueError(f"no connector for target kind {kind!r}")
@@ -921,7 +921,7 @@ class _Context:
 def retry_dead_letters(engine: Engine, target_id: str, ids: list[int] | None = None
                        ) -> dict[str, Any]:
     """Reconcile the resources of open dead letters now (all, or these ids)."""
-    from scimsync.targets.store import mark_retried
+    from scimsync.store.targets import mark_retried
 
     pairs = mark_retried(engine, target_id, ids)
     if not pairs:

@@ -15,10 +15,10 @@ import httpx
 import orjson
 from standardwebhooks import Webhook
 
+from scimsync.connectors.contract import Rejected, Transient
+from scimsync.connectors.scim import RateLimiter, retry_after
 from scimsync.netpolicy import check_url
-from scimsync.targets.config import TargetConfig
-from scimsync.targets.connector import Rejected, Transient
-from scimsync.targets.scim_client import RateLimiter, retry_after
+from scimsync.sync.config import TargetConfig
 
 
 class WebhookSender:

@@ -1,4 +1,4 @@
-"""Desired state of a resource in a target: scope, then mapping (DESIGN.md: Reconcile).
+"""Desired state of a resource in a target: scope, then mapping (docs/architecture.md: Reconcile).
 
 desired = map(scope(directory)). Users keep their SCIM shape; the hub's id travels
 as `externalId`, so a remote account can always be matched back to its identity (no
@@ -21,8 +21,8 @@ from scimsync.protocol.record import Record
 from scimsync.protocol.render import full_document
 from scimsync.protocol.resources import USER
 from scimsync.protocol.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, resolve
-from scimsync.targets import expressions
-from scimsync.targets.config import TargetConfig
+from scimsync.sync import expressions
+from scimsync.sync.config import TargetConfig
 
 Doc = dict[str, Any]
 RemoteId = Callable[[str], str | None]  # hub id -> remote id in this target, if linked

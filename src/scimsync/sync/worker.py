@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 
+from scimsync.drift.detect import Detector
 from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time, now
 from scimsync.store.tables import directories, drift_runs, targets
-from scimsync.targets.drift import Detector
-from scimsync.targets.engine import Reconciler
-from scimsync.targets.store import FULL_SYNC
+from scimsync.store.targets import FULL_SYNC
+from scimsync.sync.engine import Reconciler
 
 log = logging.getLogger("scimsync.worker")
 T = targets.c

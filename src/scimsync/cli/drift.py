@@ -7,16 +7,16 @@ from typing import Any
 
 import click
 
-from scimsync.cli import _emit, _engine, _run, console, database_option, main
-from scimsync.targets.config import DRIFT_CLASSES
+from scimsync.cli.base import _emit, _engine, _run, console, database_option, main
+from scimsync.sync.config import DRIFT_CLASSES
 
 COLUMNS = ["class", "severity", "status", "resource_type", "identity", "remote_id",
            "summary", "first_seen", "id"]
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str) -> None:
+    from scimsync.drift.findings import LINE_COLUMNS, as_line
     from scimsync.reports import csv_text
-    from scimsync.targets.findings import LINE_COLUMNS, as_line
 
     if as_csv:
         click.echo(csv_text((as_line(r) for r in rows), LINE_COLUMNS), nl=False)
@@ -41,10 +41,10 @@ def drift_cmd(target: str, directory: str | None, fix_classes: tuple[str, ...], 
     def go() -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        from scimsync.targets.drift import Detector
-        from scimsync.targets.findings import list_findings
-        from scimsync.targets.remediate import fix
-        from scimsync.targets.store import Targets
+        from scimsync.drift.detect import Detector
+        from scimsync.drift.findings import list_findings
+        from scimsync.drift.remediate import fix
+        from scimsync.store.targets import Targets
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
@@ -101,8 +101,8 @@ def findings_list(directory: str | None, target: str | None, cls: str | None,
     """Findings, filtered by target, class, status or identity."""
 
     def go() -> None:
-        from scimsync.targets.findings import list_findings
-        from scimsync.targets.store import Targets
+        from scimsync.drift.findings import list_findings
+        from scimsync.store.targets import Targets
 
         engine = _engine(database)
         tid = Targets(engine).show(target, directory)["id"] if target else None
@@ -128,10 +128,10 @@ def findings_accept(finding_id: str, reason: str, approver: str, until: str, as_
     """Accept a finding as a risk, until a date; it reopens when that passes."""
 
     def go() -> None:
-        from scimsync.targets.findings import accept
+        from scimsync.drift.findings import accept
 
         row = accept(_engine(database), finding_id, reason, approver, until)
-        from scimsync.targets.findings import as_line
+        from scimsync.drift.findings import as_line
 
         _emit(row if as_json else as_line(row), as_json, None if as_json else
               ["class", "status", "identity", "id"], "accepted")

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, insert, or_, select, update
 from scimsync.errors import NotFound, UsageError
 from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store.tables import findings, targets
-from scimsync.targets.config import DRIFT_CLASSES
+from scimsync.sync.config import DRIFT_CLASSES
 
 F = findings.c
 Doc = dict[str, Any]

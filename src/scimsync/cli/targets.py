@@ -12,14 +12,14 @@ from typing import Any
 import click
 import yaml
 
-from scimsync.cli import _emit, _engine, _run, console, database_option, main
+from scimsync.cli.base import _emit, _engine, _run, console, database_option, main
 from scimsync.errors import UsageError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _targets(database: str | None) -> Any:
-    from scimsync.targets.store import Targets
+    from scimsync.store.targets import Targets
 
     return Targets(_engine(database))
 
@@ -129,7 +129,7 @@ _status_command("resume", "active")
 def targets_approve(target: str, directory: str | None, as_json: bool,
                     database: str | None) -> None:
     """Approve the mass deprovisioning a held target waits for, once."""
-    from scimsync.targets.store import approve
+    from scimsync.store.targets import approve
 
     def go() -> None:
         t = _targets(database).show(target, directory)
@@ -244,8 +244,8 @@ def plan_cmd(target: str, directory: str | None, as_json: bool, database: str | 
     """Show what a full reconciliation of TARGET would change, changing nothing."""
 
     def go() -> None:
-        from scimsync.targets.engine import Reconciler, Work
-        from scimsync.targets.store import Targets
+        from scimsync.store.targets import Targets
+        from scimsync.sync.engine import Reconciler, Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
@@ -275,8 +275,8 @@ def sync_cmd(target: str, user_id: str, directory: str | None, as_json: bool,
     """Provision one user to TARGET now, and show each step."""
 
     def go() -> None:
-        from scimsync.targets.engine import Reconciler, Work
-        from scimsync.targets.store import Targets
+        from scimsync.store.targets import Targets
+        from scimsync.sync.engine import Reconciler, Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
@@ -293,7 +293,7 @@ def sync_cmd(target: str, user_id: str, directory: str | None, as_json: bool,
 def worker_cmd(database: str | None) -> None:
     """Run a provisioning worker alone (several may share a PostgreSQL database)."""
     from scimsync.logs import configure
-    from scimsync.targets.worker import Worker
+    from scimsync.sync.worker import Worker
 
     configure("info")
     w = Worker(_engine(database))
@@ -309,7 +309,7 @@ def worker_cmd(database: str | None) -> None:
 @database_option
 def lag_cmd(as_json: bool, database: str | None) -> None:
     """Propagation lag per target (p50/p95/p99) and the worst recent leaver."""
-    from scimsync.targets.lag import all_targets
+    from scimsync.sync.lag import all_targets
 
     def go() -> None:
         rows = all_targets(_engine(database))
@@ -338,7 +338,7 @@ def dead_letters_group() -> None:
 def dead_letters_list(target: str, directory: str | None, show_all: bool, as_json: bool,
                       database: str | None) -> None:
     """List a target's dead letters, with the request and response (secrets redacted)."""
-    from scimsync.targets.store import list_dead_letters
+    from scimsync.store.targets import list_dead_letters
 
     def go() -> None:
         engine = _engine(database)
@@ -359,7 +359,7 @@ def dead_letters_list(target: str, directory: str | None, show_all: bool, as_jso
 def dead_letters_retry(target: str, directory: str | None, ids: tuple[int, ...],
                        as_json: bool, database: str | None) -> None:
     """Reconcile the resources of open dead letters now."""
-    from scimsync.targets.engine import retry_dead_letters
+    from scimsync.sync.engine import retry_dead_letters
 
     def go() -> None:
         t = _targets(database).show(target, directory)

@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from scimsync.cli import _emit, _engine, _run, database_option, main
+from scimsync.cli.base import _emit, _engine, _run, database_option, main
 
 
 def _directory(engine: Any, name_or_id: str) -> str:
-    from scimsync.targets.store import Targets
+    from scimsync.store.targets import Targets
 
     return Targets(engine).directory_id(name_or_id)
 

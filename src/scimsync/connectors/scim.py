@@ -11,9 +11,7 @@ from typing import Any
 
 import httpx
 
-from scimsync.netpolicy import check_url
-from scimsync.targets.config import TargetConfig
-from scimsync.targets.connector import (
+from scimsync.connectors.contract import (
     Doc,
     Rejected,
     Remote,
@@ -22,6 +20,8 @@ from scimsync.targets.connector import (
     Transient,
     redact,
 )
+from scimsync.netpolicy import check_url
+from scimsync.sync.config import TargetConfig
 
 ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
             "AgenticApplication": "AgenticApplications"}

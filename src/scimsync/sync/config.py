@@ -170,7 +170,7 @@ def _check_drift(raw: Any) -> Drift:
 def _check_mapping(rules: Any) -> list[dict[str, Any]]:
     from scimsync.protocol.resources import USER
     from scimsync.protocol.schema import resolve
-    from scimsync.targets.expressions import parse
+    from scimsync.sync.expressions import parse
 
     if not isinstance(rules, list):
         raise UsageError("mapping must be a list of rules")

@@ -25,12 +25,14 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from scimsync.connectors.contract import ConnectorError
+from scimsync.drift.findings import mark, open_of
 from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now, parse_time
 from scimsync.store.tables import deliveries, drift_runs, links, targets
-from scimsync.targets.config import DRIFT_CLASSES
-from scimsync.targets.connector import ConnectorError
-from scimsync.targets.engine import (
+from scimsync.store.targets import Targets
+from scimsync.sync.config import DRIFT_CLASSES
+from scimsync.sync.engine import (
     Reconciler,
     Work,
     guard_exceeded,
@@ -38,8 +40,6 @@ from scimsync.targets.engine import (
     make_connector,
     provisioned_users,
 )
-from scimsync.targets.findings import mark, open_of
-from scimsync.targets.store import Targets
 
 log = logging.getLogger("scimsync.remediate")
 L = links.c

@@ -1,4 +1,4 @@
-"""The connector seam (DESIGN.md: connectors are dumb adapters).
+"""The connector seam (docs/architecture.md: Connectors).
 
 A connector creates, replaces, patches, deletes, reads, finds and lists remote
 objects, and raises one of the errors below. Links, retries, rate limits, ordering

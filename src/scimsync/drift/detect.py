@@ -1,4 +1,4 @@
-"""Drift detection: read a target back and classify every difference (DESIGN.md: Drift).
+"""Drift detection: read a target back and classify every difference (docs/architecture.md: Drift).
 
 A full reconciliation is the provisioning planner with "actual" read from the target
 instead of taken from the links. It runs in three steps, none of which holds the
@@ -13,7 +13,7 @@ target or the directory in memory:
    compared with its remote account, found by its link or by the target's matching
    attributes. Links whose identity is gone, and remote objects nothing claimed,
    are swept up afterwards from the scratch file.
-3. *Findings* are written as they are found (scimsync.targets.findings).
+3. *Findings* are written as they are found (scimsync.drift.findings).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, bindparam, insert, select, update
 
+from scimsync.connectors.contract import Connector, ConnectorError, Remote
+from scimsync.drift.compare import (
+    ENTITLEMENT_ATTRIBUTES,
+    differences,
+    user_differences,
+    value_set,
+)
+from scimsync.drift.findings import Finding, FindingsWriter
 from scimsync.protocol.record import Record
 from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import now
@@ -41,19 +49,11 @@ from scimsync.store import members as store_members
 from scimsync.store.lean import Lean, json_value
 from scimsync.store.records import primary_email
 from scimsync.store.tables import drift_runs, links, resources
-from scimsync.targets import mapping
-from scimsync.targets.compare import (
-    ENTITLEMENT_ATTRIBUTES,
-    differences,
-    user_differences,
-    value_set,
-)
-from scimsync.targets.config import DRIFT_CLASSES, TargetConfig
-from scimsync.targets.connector import Connector, ConnectorError, Remote
-from scimsync.targets.engine import make_connector
-from scimsync.targets.events import announce
-from scimsync.targets.findings import Finding, FindingsWriter
-from scimsync.targets.store import Targets
+from scimsync.store.targets import Targets
+from scimsync.sync import mapping
+from scimsync.sync.config import DRIFT_CLASSES, TargetConfig
+from scimsync.sync.engine import make_connector
+from scimsync.sync.events import announce
 
 log = logging.getLogger("scimsync.drift")
 Doc = dict[str, Any]
@@ -386,7 +386,7 @@ class Detector:
         auto = [c for c in DRIFT_CLASSES if config.drift.mode(c) == "auto" and
                 writer.counts.get(c)]
         if auto:
-            from scimsync.targets.remediate import fix
+            from scimsync.drift.remediate import fix
 
             done["remediation"] = fix(self.engine, row.id, auto, automatic=True,
                                       connector_factory=self.connector_factory)

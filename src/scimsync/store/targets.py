@@ -12,7 +12,7 @@ from scimsync import crypto
 from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import dead_letters, directories, links, targets
-from scimsync.targets.config import TargetConfig, load_config, parse_config
+from scimsync.sync.config import TargetConfig, load_config, parse_config
 
 T = targets.c
 STATUSES = ("active", "paused", "quarantined", "held")

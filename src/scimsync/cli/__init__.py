@@ -1,0 +1,9 @@
+"""The `scimsync` command line: one module per group of commands.
+
+Importing the package registers every command on `main` (scimsync.cli.base).
+"""
+
+from scimsync.cli import directories, drift, journal, nhi, server, targets
+from scimsync.cli.base import main
+
+__all__ = ["directories", "drift", "journal", "main", "nhi", "server", "targets"]

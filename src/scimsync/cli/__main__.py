@@ -1,0 +1,5 @@
+"""`python -m scimsync.cli`."""
+
+from scimsync.cli import main
+
+main()

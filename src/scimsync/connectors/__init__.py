@@ -1,0 +1,1 @@
+"""Connectors: the narrow adapters to downstream systems, found by kind in one registry."""

@@ -1,0 +1,1 @@
+"""Drift: read a target back, classify every difference, remediate through the engine."""

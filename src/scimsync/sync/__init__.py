@@ -1,0 +1,1 @@
+"""Provisioning: desired state, plan, apply, lanes and the worker that runs them."""

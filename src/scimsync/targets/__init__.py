@@ -1,1 +1,0 @@
-"""Outbound provisioning: targets, connectors and the reconciler that keeps them converged."""
