@@ -292,7 +292,7 @@ def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Sci
             return watched
 
     def factory(kind: str, config: Any, secrets_: Any) -> Any:
-        return Watched(make_connector(kind, config, secrets_), config.url)
+        return Watched(make_connector(kind, config, secrets_), config.settings["url"])
 
     workers = [Worker(engine, name=f"w{i}", reconciler=Reconciler(engine, factory))
                for i in range(3)]

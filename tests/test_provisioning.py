@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 
 from conftest import ENTERPRISE, Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, wait_http
+from scimsync.connectors.contract import Capabilities
+from scimsync.connectors.memory import MemoryConnector, MemoryStore
 from scimsync.store.tables import dead_letters, links, targets
 from scimsync.store.targets import Targets
 from scimsync.sync.engine import Reconciler
@@ -270,18 +272,12 @@ def test_unexpected_error_backs_off_instead_of_looping(engine: Engine, scim: Sci
     scim.user("surprise@x.test")
     tid = add_target(engine, scim, peer)
 
-    class Broken:
+    class Broken(MemoryConnector):
         def __init__(self, *args: Any) -> None:
-            pass
-
-        def capabilities(self) -> dict[str, bool]:
-            return {}
+            super().__init__(MemoryStore(), Capabilities())
 
         def find(self, *args: Any) -> Any:
             raise KeyError("a field the app was expected to send")
-
-        def close(self) -> None:
-            pass
 
     with pytest.raises(KeyError):
         Reconciler(engine, connector_factory=Broken).run(tid)

@@ -42,7 +42,7 @@ def targets() -> None:
 @click.argument("directory")
 @click.argument("name")
 @click.option("--kind", default="scim", show_default=True,
-              type=click.Choice(["scim", "webhook"]))
+              help="The connector kind (scim, webhook, ...).")
 @click.option("--url", required=True, help="The SCIM base URL, or the webhook endpoint.")
 @click.option("--signing-secret-env", "signing_env", multiple=True, metavar="VAR",
               help="Webhooks: read a whsec_ signing secret from $VAR (repeat while rotating).")
@@ -70,20 +70,23 @@ def targets_add(directory: str, name: str, kind: str, url: str, signing_env: tup
     """Add a SCIM application or a webhook as a target of DIRECTORY (id or name)."""
 
     def go() -> None:
-        auth: dict[str, Any] = {"type": "none"}
+        auth: dict[str, Any] | None = None
         if bearer_token_env:
             auth = {"type": "bearer", "token": _secret(bearer_token_env, "bearer token")}
         elif basic_user:
             auth = {"type": "basic", "username": basic_user,
                     "password": _secret(basic_password_env, "basic password")}
         settings: dict[str, Any] = {
-            "url": url, "auth": auth,
+            "url": url,
             "profile": {"patch": not no_patch, "groups": not no_groups,
                         "deprovision": deprovision, "rate_limit": rate_limit,
                         "match": [m.strip() for m in match.split(",") if m.strip()]},
             "scope": {"groups": list(scope_group), "filter": scope_filter},
         }
-        if kind == "webhook":
+        # Each kind checks its own settings: a webhook refuses auth, a SCIM app a secret.
+        if auth is not None:
+            settings["auth"] = auth
+        if signing_env:
             settings["secret"] = [s for v in signing_env
                                   if (s := _secret(v, "signing secret")) is not None]
         t = _targets(database).add(directory, name, kind, settings,

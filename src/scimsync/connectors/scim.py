@@ -7,11 +7,13 @@ import threading
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from scimsync.connectors.contract import (
+    Capabilities,
+    ChangeSet,
     Doc,
     Rejected,
     Remote,
@@ -20,13 +22,24 @@ from scimsync.connectors.contract import (
     Transient,
     redact,
 )
+from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
+from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
-from scimsync.sync.config import TargetConfig
+
+if TYPE_CHECKING:
+    from scimsync.sync.config import Profile
 
 ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
             "AgenticApplication": "AgenticApplications"}
 DISCOVERY_TTL = 600.0
 _DISCOVERED: dict[str, tuple[float, dict[str, bool]]] = {}
+SETTINGS = ("url", "auth")
+AUTH_TYPES = ("none", "bearer", "basic", "oauth2")
+AUTH_FIELDS = {"none": (), "bearer": ("token",), "basic": ("username", "password"),
+               "oauth2": ("token_url", "client_id", "client_secret", "scope")}
+SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("client_secret",)}
+# One `or` filter matches this many values (a full pass matches fifty accounts at once).
+FIND_BATCH = 50
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
 
@@ -71,24 +84,35 @@ class RateLimiter:
 class ScimConnector:
     """Create/replace/patch/delete/get/find/list over HTTP, nothing more."""
 
-    def __init__(self, config: TargetConfig, secrets: dict[str, Any],
+    def __init__(self, settings: dict[str, Any], profile: Profile, secrets: Secrets,
                  transport: httpx.BaseTransport | None = None):
-        self.config = config
+        self.auth: dict[str, Any] = settings.get("auth") or {"type": "none"}
+        self.profile = profile
         self.secrets = secrets
-        self.base = check_url(config.url)
-        self.http = httpx.Client(timeout=config.profile.timeout, transport=transport,
+        self.base = check_url(settings["url"])
+        self.http = httpx.Client(timeout=profile.timeout, transport=transport,
                                  headers={"Accept": SCIM_JSON})
-        self.limiter = RateLimiter(config.profile.rate_limit)
+        self.limiter = RateLimiter(profile.rate_limit)
         self._oauth_token: tuple[str, float] | None = None
 
     def close(self) -> None:
         self.http.close()
 
-    def capabilities(self) -> dict[str, bool]:
-        """What the app's ServiceProviderConfig advertises (RFC7643 §5), cached per URL.
+    def capabilities(self) -> Capabilities:
+        """What the app can do: its ServiceProviderConfig (RFC 7643 §5) narrowed by the
+        profile. An app that does not serve one is taken at the profile's word."""
+        found = self.discover()
+        kinds = {"User", "Group"} if self.profile.groups else {"User"}
+        if found["agents"]:
+            kinds.add("Agent")
+        if found["applications"]:
+            kinds.add("AgenticApplication")
+        return Capabilities(kinds=frozenset(kinds), update=found["patch"] and self.profile.patch,
+                            find=found["filter"], cursor=found["cursor"],
+                            max_members_per_update=max(1, self.profile.max_members_per_patch))
 
-        An app that does not serve it is taken at the profile's word.
-        """
+    def discover(self) -> dict[str, bool]:
+        """What the app's ServiceProviderConfig advertises (RFC 7643 §5), cached per URL."""
         now_ = time.monotonic()
         cached = _DISCOVERED.get(self.base)
         if cached is not None and cached[0] > now_:
@@ -118,7 +142,7 @@ class ScimConnector:
     # --- authentication -------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
-        auth = self.config.auth
+        auth = self.auth
         kind = auth.get("type", "none")
         if kind == "bearer":
             return {"Authorization": f"Bearer {self.secrets['token']}"}
@@ -134,7 +158,7 @@ class ScimConnector:
         cached = self._oauth_token
         if cached is not None and cached[1] > time.monotonic() + 30:
             return cached[0]
-        auth = self.config.auth
+        auth = self.auth
         data = {"grant_type": "client_credentials", "client_id": auth.get("client_id", ""),
                 "client_secret": self.secrets["client_secret"]}
         if auth.get("scope"):
@@ -193,9 +217,18 @@ class ScimConnector:
         doc = _body(r)
         return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
 
-    def patch(self, kind: str, remote_id: str, operations: list[Doc]) -> None:
-        self._call("PATCH", f"{ENDPOINT[kind]}/{remote_id}",
-                   {"schemas": [PATCH_OP], "Operations": operations})
+    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> None:
+        """Apply a change set: as PATCH operations (RFC 7644 §3.5.2) where the app takes
+        them, in requests of at most max_members_per_patch operations; else as a PUT of
+        the whole desired object (RFC 7644 §3.5.1)."""
+        if not (self.profile.patch and self.discover()["patch"]):
+            self.replace(kind, remote_id, changes.desired)
+            return
+        ops = patch_operations(changes)
+        size = max(1, self.profile.max_members_per_patch)
+        for i in range(0, len(ops), size):
+            self._call("PATCH", f"{ENDPOINT[kind]}/{remote_id}",
+                       {"schemas": [PATCH_OP], "Operations": ops[i:i + size]})
 
     def delete(self, kind: str, remote_id: str) -> None:
         try:
@@ -211,57 +244,39 @@ class ScimConnector:
         doc = _body(r)
         return Remote(str(doc["id"]), doc)
 
-    def find(self, kind: str, attribute: str, value: str) -> Remote | None:
-        """The remote object whose attribute equals value (to adopt instead of create)."""
+    def find(self, kind: str, attribute: str, values: list[str]) -> list[Remote]:
+        """The remote objects whose attribute equals one of `values` (RFC 7644 §3.4.2.2),
+        fifty values to an `or` filter; an app that refuses the filter is asked one value
+        at a time."""
         attr = "emails.value" if attribute == "email" else attribute
-        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
-        r = self._call("GET", ENDPOINT[kind], params={"filter": f'{attr} eq "{quoted}"'})
-        found = _body(r).get("Resources") or []
-        if len(found) > 1:
-            raise Rejected(f"{len(found)} remote {kind}s have {attribute} {value!r}: "
-                           "cannot choose one to adopt", status=409)
-        return Remote(str(found[0]["id"]), found[0]) if found else None
+        out: dict[str, Remote] = {}
+        for i in range(0, len(values), FIND_BATCH):
+            chunk = values[i:i + FIND_BATCH]
+            try:
+                docs = self._filtered(kind, attr, chunk)
+            except Rejected:
+                if len(chunk) == 1:
+                    raise
+                docs = [d for v in chunk for d in self._filtered(kind, attr, [v])]
+            for doc in docs:
+                if isinstance(doc, dict) and "id" in doc:
+                    out[str(doc["id"])] = Remote(str(doc["id"]), doc)
+        return list(out.values())
 
-    def find_many(self, kind: str, attribute: str, values: list[str]) -> dict[str, Remote]:
-        """Remote objects for many values at once (one `or` filter), keyed by value.
-
-        Matching before creating costs a request per account; a full pass matches
-        fifty at a time. An application that refuses the filter gets one at a time.
-        """
-        if not values:
-            return {}
-        attr = "emails.value" if attribute == "email" else attribute
+    def _filtered(self, kind: str, attr: str, values: list[str]) -> list[Doc]:
         quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
         flt = " or ".join(f'{attr} eq "{q}"' for q in quoted)
-        try:
-            r = self._call("GET", ENDPOINT[kind], params={"filter": flt,
-                                                           "count": str(len(values))})
-        except Rejected:
-            found = {}
-            for v in values:
-                one = self.find(kind, attribute, v)
-                if one is not None:
-                    found[v] = one
-            return found
-        wanted = {v.lower(): v for v in values}
-        out: dict[str, Remote] = {}
-        for doc in _body(r).get("Resources") or []:
-            if attribute == "email":
-                candidates = [e.get("value") for e in doc.get("emails") or []
-                              if isinstance(e, dict)]
-            else:
-                candidates = [doc.get(attribute)]
-            for c in candidates:
-                if isinstance(c, str) and c.lower() in wanted:
-                    out[wanted[c.lower()]] = Remote(str(doc["id"]), doc)
-        return out
+        r = self._call("GET", ENDPOINT[kind], params={"filter": flt,
+                                                       "count": str(max(len(values), 1) * 2)})
+        found = _body(r).get("Resources") or []
+        return [d for d in found if isinstance(d, dict)]
 
     def list(self, kind: str) -> Iterator[Remote]:
         """Every remote object, page by page: by cursor (RFC 9865) when the app
         advertises it, else by index. An index listing that ends short of the total
         the app announced raises Transient (the read was not whole)."""
-        size = str(self.config.profile.page_size)
-        if self.capabilities().get("cursor"):
+        size = str(self.profile.page_size)
+        if self.discover()["cursor"]:
             params = {"cursor": "", "count": size}
             while True:
                 page = _body(self._call("GET", ENDPOINT[kind], params=params))
@@ -297,3 +312,49 @@ def _body(r: httpx.Response) -> Any:
         return r.json()
     except ValueError:
         return {"text": r.text[:2000]}
+
+
+def patch_operations(changes: ChangeSet) -> list[Doc]:
+    """A change set as SCIM PATCH operations (RFC 7644 §3.5.2): replace or remove each
+    changed attribute, remove each gone member by value filter, add new members."""
+    ops: list[Doc] = [{"op": "replace", "path": k, "value": v}
+                      for k, v in sorted(changes.set.items())]
+    ops += [{"op": "remove", "path": k} for k in sorted(changes.clear)]
+    ops += [{"op": "remove", "path": f'members[value eq "{m}"]'}
+            for m in sorted(changes.remove_members)]
+    if changes.add_members:
+        ops.append({"op": "add", "path": "members",
+                    "value": [{"value": m} for m in sorted(changes.add_members)]})
+    return ops
+
+
+def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
+    """A SCIM application's own settings: its base URL and how to authenticate."""
+    reject_unknown("scim target", raw, SETTINGS)
+    url = raw.get("url")
+    if not isinstance(url, str) or not url:
+        raise UsageError("a scim target needs a url")
+    check_url(url, resolve=False)
+    auth = dict(raw.get("auth") or {"type": "none"})
+    atype = auth.get("type", "none")
+    if atype not in AUTH_TYPES:
+        raise UsageError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}")
+    reject_unknown(f"auth ({atype})", {k: v for k, v in auth.items() if k != "type"},
+                   AUTH_FIELDS[atype])
+    secrets = {k: auth.pop(k) for k in SECRET_FIELDS.get(atype, ()) if k in auth}
+    for k in SECRET_FIELDS.get(atype, ()):
+        if not isinstance(secrets.get(k), str) or not secrets[k]:
+            raise UsageError(f"auth type {atype} needs {k}")
+    if atype == "oauth2":
+        if not isinstance(auth.get("token_url"), str):
+            raise UsageError("auth type oauth2 needs token_url")
+        check_url(auth["token_url"], resolve=False)
+    auth["type"] = atype
+    return {"url": url.rstrip("/"), "auth": auth}, secrets
+
+
+def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimConnector:
+    return ScimConnector(settings, profile, secrets)
+
+
+KIND = register(ConnectorKind("scim", parse_settings, _open, settings=SETTINGS))

@@ -9,27 +9,35 @@ spaces, so receivers keep verifying while a secret is rotated. Only 2xx is succe
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 from standardwebhooks import Webhook
 
 from scimsync.connectors.contract import Rejected, Transient
+from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
 from scimsync.connectors.scim import RateLimiter, retry_after
+from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
-from scimsync.sync.config import TargetConfig
+
+if TYPE_CHECKING:
+    from scimsync.sync.config import Profile
+
+SETTINGS = ("url", "secret")
 
 
 class WebhookSender:
-    def __init__(self, config: TargetConfig, secrets: dict[str, Any],
+    """An EventSink (scimsync.connectors.contract) that POSTs signed events."""
+
+    def __init__(self, settings: dict[str, Any], profile: Profile, secrets: Secrets,
                  transport: httpx.BaseTransport | None = None):
-        self.url = check_url(config.url)
+        self.url = check_url(settings["url"])
         self.signers = [Webhook(s) for s in secrets.get("signing", [])]
         if not self.signers:
             raise Rejected("webhook target has no signing secret")
-        self.http = httpx.Client(timeout=config.profile.timeout, transport=transport)
-        self.limiter = RateLimiter(config.profile.rate_limit)
+        self.http = httpx.Client(timeout=profile.timeout, transport=transport)
+        self.limiter = RateLimiter(profile.rate_limit)
 
     def close(self) -> None:
         self.http.close()
@@ -61,3 +69,26 @@ class WebhookSender:
             raise Transient(message, status=r.status_code, request=request, response=response,
                             retry_after=retry_after(r.headers.get("retry-after")))
         raise Rejected(message, status=r.status_code, request=request, response=response)
+
+
+def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
+    """A webhook's own settings: where to POST and the signing secrets (kept secret)."""
+    reject_unknown("webhook target", raw, SETTINGS)
+    url = raw.get("url")
+    if not isinstance(url, str) or not url:
+        raise UsageError("a webhook target needs a url")
+    check_url(url, resolve=False)
+    signing = raw.get("secret")
+    if isinstance(signing, str):
+        signing = [signing]
+    if not signing or not all(isinstance(s, str) and s for s in signing):
+        raise UsageError("a webhook target needs a signing secret (or a list of them)")
+    return {"url": url.rstrip("/")}, {"signing": list(signing)}
+
+
+def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> WebhookSender:
+    return WebhookSender(settings, profile, secrets)
+
+
+KIND = register(ConnectorKind("webhook", parse_settings, _open, sink=True, settings=SETTINGS,
+                              readable=False))

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, bindparam, insert, select, update
 
+from scimsync.connectors import registry
 from scimsync.connectors.contract import Connector, ConnectorError, Remote
 from scimsync.drift.compare import (
     ENTITLEMENT_ATTRIBUTES,
@@ -336,7 +337,7 @@ class Detector:
                                                    status="running", trigger=trigger,
                                                    started=now()))
         stats = RunStats()
-        if row.kind != "scim":
+        if not registry.get(row.kind).readable:
             return self._finish(run_id, "not_reconcilable", stats,
                                 f"a {row.kind} target cannot be read back")
         tick = progress or (lambda phase, n: None)
@@ -350,7 +351,7 @@ class Detector:
                 if config.profile.groups:
                     stats.listed_groups = self._list(connector, scratch, "Group", tick)
                 # Agents are read back from applications that take them (agentExtension).
-                takes_agents = bool(connector.capabilities().get("agents"))
+                takes_agents = "Agent" in connector.capabilities().kinds
                 if takes_agents:
                     stats.listed_agents = self._list(connector, scratch, "Agent", tick)
             except ConnectorError as exc:

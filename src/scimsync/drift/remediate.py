@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from scimsync.connectors.contract import ConnectorError
+from scimsync.connectors.contract import ChangeSet, ConnectorError
 from scimsync.drift.findings import mark, open_of
 from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now, parse_time
@@ -171,13 +171,11 @@ def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
             try:
                 if action == "delete":
                     connector.delete(kind, remote_id)
-                elif config.profile.patch:
-                    connector.patch(kind, remote_id, [{"op": "replace", "path": "active",
-                                                       "value": False}])
                 else:
                     body = {k: v for k, v in (f["remote"] or {}).items()
                             if k not in ("id", "meta", "groups")}
-                    connector.replace(kind, remote_id, {**body, "active": False})
+                    connector.update(kind, remote_id, ChangeSet({**body, "active": False},
+                                                                set={"active": False}))
                 fixed.append(f["id"])
             except ConnectorError as exc:
                 out["error"] = f"{kind} {remote_id}: {exc}"

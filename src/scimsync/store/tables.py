@@ -1,4 +1,4 @@
-"""The relational schema, shared by SQLite and PostgreSQL (docs/architecture.md: Storage and scale)."""
+"""The relational schema, shared by SQLite and PostgreSQL (docs/architecture.md: Storage)."""
 
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ class Targets:
     def runtime(self, target_id: str) -> tuple[Any, TargetConfig, dict[str, Any]]:
         """The row, configuration and decrypted credentials the engine needs."""
         row = self._row(target_id)
-        return row, load_config(row.config), crypto.unseal(row.secret)
+        return row, load_config(row.kind, row.config), crypto.unseal(row.secret)
 
 
 def list_dead_letters(engine: Engine, target_id: str, status: str | None = "open"

@@ -1,7 +1,10 @@
-"""Target configuration: what a target is, how to reach it, what it receives.
+"""Target configuration: what a target receives and how the engine treats it.
 
-Credentials are split out of the configuration as soon as it is read, so that they
-can be encrypted (scimsync.crypto) and never returned, logged or journaled.
+The settings common to every kind (profile, scope, mapping, roles, drift) are checked
+here; the rest of a target's settings belong to its connector kind, which checks them
+(scimsync.connectors.registry). Credentials are split out as soon as they are read,
+so that they can be encrypted (scimsync.crypto) and never returned, logged or
+journaled.
 """
 
 from __future__ import annotations
@@ -11,13 +14,10 @@ from typing import Any
 
 from scimsync.durations import seconds
 from scimsync.errors import ScimError, UsageError
-from scimsync.netpolicy import check_url
 from scimsync.protocol.filter import parse_filter
 
-KINDS = ("scim", "webhook")
-AUTH_TYPES = ("none", "bearer", "basic", "oauth2")
+COMMON = ("profile", "scope", "mapping", "roles", "drift")
 MATCH_ATTRIBUTES = ("externalId", "userName", "email")
-SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("client_secret",)}
 # What a full reconciliation can find (docs/drift.md), most severe first.
 DRIFT_CLASSES = ("lingering_access", "orphaned_account", "membership_drift",
                  "missing_account", "attribute_drift", "unmanaged_matchable")
@@ -65,8 +65,10 @@ class Drift:
 
 @dataclass
 class TargetConfig:
-    url: str
-    auth: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
+    """A target's configuration: its connector kind's own settings, then the rest."""
+
+    kind: str
+    settings: dict[str, Any] = field(default_factory=dict)
     profile: Profile = field(default_factory=Profile)
     scope: Scope = field(default_factory=Scope)
     # [{"target": path, "source": path | "value": literal | "expression": text}]
@@ -76,10 +78,11 @@ class TargetConfig:
     drift: Drift = field(default_factory=Drift)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        """The stored form: the kind's settings beside the common sections."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("kind", "settings")}
         out["profile"]["match"] = list(self.profile.match)
         out["scope"]["groups"] = list(self.scope.groups)
-        return out
+        return {**self.settings, **out}
 
 
 def _fields(cls: type, raw: Any, where: str) -> dict[str, Any]:
@@ -96,29 +99,10 @@ def _fields(cls: type, raw: Any, where: str) -> dict[str, Any]:
 
 def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str, Any]]:
     """Validate a target's settings; returns (config without secrets, secrets)."""
-    if kind not in KINDS:
-        raise UsageError(f"unknown target kind {kind!r}; known: {', '.join(KINDS)}")
-    url = raw.get("url")
-    if not isinstance(url, str):
-        raise UsageError("a target needs a url")
-    check_url(url, resolve=False)
-    auth = dict(raw.get("auth") or {"type": "none"})
-    if kind == "webhook":
-        auth = {"type": "none"}
-    atype = auth.get("type", "none")
-    if atype not in AUTH_TYPES:
-        raise UsageError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}")
-    secrets = {k: auth.pop(k) for k in SECRET_FIELDS.get(atype, ()) if k in auth}
-    for k in SECRET_FIELDS.get(atype, ()):
-        if k not in secrets:
-            raise UsageError(f"auth type {atype} needs {k}")
-    if kind == "webhook":
-        signing = raw.get("secret")
-        if isinstance(signing, str):
-            signing = [signing]
-        if not signing or not all(isinstance(s, str) and s for s in signing):
-            raise UsageError("a webhook target needs a signing secret (or a list of them)")
-        secrets["signing"] = list(signing)
+    from scimsync.connectors import registry
+
+    spec = registry.get(kind)
+    settings, secrets = spec.parse({k: v for k, v in raw.items() if k not in COMMON})
     pf = _fields(Profile, raw.get("profile"), "profile")
     if "match" in pf:
         pf["match"] = tuple(pf["match"])
@@ -140,8 +124,7 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     mapping = _check_mapping(raw.get("mapping") or [])
     roles = _check_roles(raw.get("roles") or [])
     drift = _check_drift(raw.get("drift"))
-    return TargetConfig(url.rstrip("/"), auth, profile, scope, mapping, roles,
-                        drift), secrets
+    return TargetConfig(kind, settings, profile, scope, mapping, roles, drift), secrets
 
 
 def parse_interval(value: Any) -> float:
@@ -209,14 +192,14 @@ def _check_roles(rules: Any) -> list[dict[str, Any]]:
     return out
 
 
-def load_config(raw: dict[str, Any]) -> TargetConfig:
+def load_config(kind: str, raw: dict[str, Any]) -> TargetConfig:
     """Rebuild a stored configuration (already validated)."""
     profile = dict(raw.get("profile") or {})
     profile["match"] = tuple(profile.get("match", Profile.match))
     scope = dict(raw.get("scope") or {})
     scope["groups"] = tuple(scope.get("groups", ()))
     drift = dict(raw.get("drift") or {})
-    return TargetConfig(raw["url"], dict(raw.get("auth") or {"type": "none"}),
+    return TargetConfig(kind, {k: v for k, v in raw.items() if k not in COMMON},
                         Profile(**profile), Scope(**scope), list(raw.get("mapping") or []),
                         list(raw.get("roles") or []),
                         Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {})))

@@ -24,16 +24,19 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
+from scimsync.connectors import registry
 from scimsync.connectors.contract import (
+    Capabilities,
+    ChangeSet,
     Connector,
     ConnectorError,
+    EventSink,
     Rejected,
     Remote,
     RemoteConflict,
     RemoteNotFound,
     Transient,
 )
-from scimsync.connectors.webhook import WebhookSender
 from scimsync.errors import NotFound
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
@@ -71,16 +74,8 @@ Doc = dict[str, Any]
 
 
 def make_connector(kind: str, config: TargetConfig, secrets: dict[str, Any]) -> Any:
-    """The connector for a target kind; an unknown kind fails loudly."""
-    if kind == "scim":
-        from scimsync.connectors.scim import ScimConnector
-
-        return ScimConnector(config, secrets)
-    if kind == "webhook":
-        from scimsync.connectors.webhook import WebhookSender
-
-        return WebhookSender(config, secrets)
-    raise ValueError(f"no connector for target kind {kind!r}")
+    """The connector (or event sink) for a target, from the registry of kinds."""
+    return registry.open_connector(kind, config.settings, config.profile, secrets)
 
 
 @dataclass
@@ -151,7 +146,7 @@ class Reconciler:
             if only is not None:
                 ctx.reconcile(only)
                 return result
-            if row.kind == "webhook":
+            if ctx.sender is not None:
                 self._events(ctx, limit)
             elif row.cursor == FULL_SYNC:
                 self._full(ctx)
@@ -368,6 +363,43 @@ def _match_value(body: Doc, kind: str, attr: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _folded(attr: str, value: str) -> str:
+    # externalId is case-exact (RFC 7643 §3.1); userName and email values are not.
+    return value if attr == "externalId" else value.lower()
+
+
+def by_value(found: list[Remote], kind: str, attr: str) -> dict[str, list[Remote]]:
+    """Remote objects grouped by their (case-folded) value of a match attribute."""
+    out: dict[str, list[Remote]] = {}
+    for remote in found:
+        if attr == "email":
+            values = [e.get("value") for e in remote.doc.get("emails") or []
+                      if isinstance(e, dict)]
+        else:
+            values = [remote.doc.get(NAMED_BY.get(kind, attr) if attr == "userName" else attr)]
+        for v in {_folded(attr, v) for v in values if isinstance(v, str)}:
+            out.setdefault(v, []).append(remote)
+    return out
+
+
+def change_set(body: Doc, applied: Doc) -> ChangeSet:
+    """What differs between the state last applied and the desired body."""
+    changes = ChangeSet(body)
+    for key in sorted(set(body) | set(applied)):
+        if key in ("schemas", "members") or body.get(key) == applied.get(key):
+            continue
+        if key in body:
+            changes.set[key] = body[key]
+        else:
+            changes.clear.append(key)
+    if "members" in body or "members" in applied:
+        want = {m["value"] for m in body.get("members", [])}
+        have = {m["value"] for m in applied.get("members", [])}
+        changes.remove_members = sorted(have - want)
+        changes.add_members = sorted(want - have)
+    return changes
+
+
 def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
     """Many changes to one resource between runs become one piece of work."""
     work: dict[str, Work] = {}
@@ -397,23 +429,21 @@ class _Context:
         self.r = rec
         self.row = row
         self.config = config
-        self.connector: Connector = connector  # SCIM targets
-        self.sender = connector if isinstance(connector, WebhookSender) else None  # webhooks
-        self.can_patch = config.profile.patch
-        self.can_filter = True
-        self.takes_agents = self.takes_applications = False
-        if self.sender is None and hasattr(connector, "capabilities"):
+        self.connector: Connector = connector
+        self.sender: EventSink | None = None
+        self.caps = Capabilities()
+        if isinstance(connector, Connector):
             try:
-                found = connector.capabilities()
+                self.caps = connector.capabilities()
             except ConnectorError:
-                found = {}
-            # What the app advertises narrows what the profile allows.
-            self.can_patch = self.can_patch and found.get("patch", True)
-            self.can_filter = found.get("filter", True)
-            # Agents and agentic applications go to applications that say they take
-            # them (agentExtension).
-            self.takes_agents = found.get("agents", False)
-            self.takes_applications = found.get("applications", False)
+                self.caps = Capabilities(kinds=frozenset({"User", "Group"}))
+        else:
+            self.sender = connector
+        self.can_patch = self.caps.update
+        self.can_filter = self.caps.find
+        # Agents and agentic applications go only to systems that hold them.
+        self.takes_agents = "Agent" in self.caps.kinds
+        self.takes_applications = "AgenticApplication" in self.caps.kinds
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
@@ -579,9 +609,12 @@ class _Context:
                           and ("User", attr, v) not in self._matches]
                 if not values:
                     continue
-                found = self.connector.find_many("User", attr, values)
+                found = by_value(self.connector.find("User", attr, values), "User", attr)
                 for v in values:
-                    self._matches[("User", attr, v)] = found.get(v)
+                    hits = found.get(_folded(attr, v), [])
+                    # Two accounts for one value: matched one at a time, which refuses.
+                    if len(hits) < 2:
+                        self._matches[("User", attr, v)] = hits[0] if hits else None
 
     def reconcile(self, items: list[Work]) -> None:
         users = [w for w in items if w.resource_type == "User"]
@@ -751,8 +784,8 @@ class _Context:
     def match(self, kind: str, body: Doc) -> Remote | None:
         """An existing remote object for this body, by the profile's match attributes.
 
-        An app without filtering cannot be searched: creation is tried, and a 409
-        (the account exists) is reported as a dead letter for a person to link.
+        A system that cannot be searched is not: creation is tried, and a conflict (the
+        account exists) is reported as a dead letter for a person to link.
         """
         if not self.can_filter:
             return None
@@ -763,8 +796,12 @@ class _Context:
             if (kind, attr, value) in self._matches:
                 found = self._matches.pop((kind, attr, value))
             else:
-                found = self.connector.find(kind, NAMED_BY.get(kind, attr)
-                                            if attr == "userName" else attr, value)
+                name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
+                hits = self.connector.find(kind, name, [value])
+                if len(hits) > 1:
+                    raise Rejected(f"{len(hits)} remote {kind}s have {attr} {value!r}: "
+                                   "cannot choose one to adopt", status=409)
+                found = hits[0] if hits else None
             if found is not None:
                 return found
         return None
@@ -811,37 +848,13 @@ class _Context:
         return remote
 
     def update(self, kind: str, remote_id: str, body: Doc, applied: Doc | None) -> Remote:
-        """PATCH the attributes that differ when the app can, else PUT the whole body."""
-        if not self.can_patch or applied is None:
+        """Send what differs from the state last applied (the whole body when unknown)."""
+        if applied is None:
             return self.connector.replace(kind, remote_id, body)
-        ops: list[Doc] = []
-        for key in sorted(set(body) | set(applied)):
-            if key in ("schemas", "members") or body.get(key) == applied.get(key):
-                continue
-            if key in body:
-                ops.append({"op": "replace", "path": key, "value": body[key]})
-            else:
-                ops.append({"op": "remove", "path": key})
-        ops += self.member_ops(body, applied)
-        size = max(1, self.config.profile.max_members_per_patch)
-        for i in range(0, len(ops), size):
-            self.connector.patch(kind, remote_id, ops[i:i + size])
+        changes = change_set(body, applied)
+        if changes:
+            self.connector.update(kind, remote_id, changes)
         return Remote(remote_id, body)
-
-    @staticmethod
-    def member_ops(body: Doc, applied: Doc) -> list[Doc]:
-        if "members" not in body and "members" not in applied:
-            return []
-        want = {m["value"] for m in body.get("members", [])}
-        have = {m["value"] for m in applied.get("members", [])}
-        ops: list[Doc] = []
-        gone = sorted(have - want)
-        new = sorted(want - have)
-        for m in gone:
-            ops.append({"op": "remove", "path": f'members[value eq "{m}"]'})
-        if new:
-            ops.append({"op": "add", "path": "members", "value": [{"value": m} for m in new]})
-        return ops
 
     def sync_group(self, work: Work) -> None:
         rec = self.load(work)
@@ -903,11 +916,8 @@ class _Context:
             body = dict(link.applied or {})
             body["active"] = False
             try:
-                if self.can_patch:
-                    self.connector.patch("User", link.remote_id,
-                                         [{"op": "replace", "path": "active", "value": False}])
-                else:
-                    self.connector.replace("User", link.remote_id, body)
+                self.connector.update("User", link.remote_id,
+                                      ChangeSet(body, set={"active": False}))
             except RemoteNotFound:
                 self.drop_link(work.resource_id)
                 self.record(work, "deactivate", detail="already gone")

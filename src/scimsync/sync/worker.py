@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 
+from scimsync.connectors import registry
 from scimsync.drift.detect import Detector
 from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time, now
@@ -175,8 +176,9 @@ class Worker:
     def drift_due(self) -> list[str]:
         """Targets whose periodic full reconciliation (drift.interval) is due."""
         with self.engine.connect() as conn:
+            readable = [k for k in registry.names() if registry.get(k).readable]
             rows = conn.execute(select(T.id, T.config).where(
-                T.status == "active", T.kind == "scim")).all()
+                T.status == "active", T.kind.in_(readable))).all()
             scheduled = {r.id: float((r.config.get("drift") or {}).get("interval") or 0)
                          for r in rows}
             scheduled = {k: v for k, v in scheduled.items() if v > 0}

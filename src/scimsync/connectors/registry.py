@@ -1,0 +1,89 @@
+"""Connector kinds, found by name in one registry (docs/architecture.md: Connectors).
+
+Each kind validates its own part of a target's settings (a SCIM application has a
+`url` and `auth`, a webhook a `url` and signing secrets, an in-memory store a
+`store` name) and opens a connector or an event sink from it. Nothing outside this
+module branches on a kind's name; an unknown name fails loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scimsync.connectors.contract import Connector, EventSink
+from scimsync.errors import UsageError
+
+if TYPE_CHECKING:
+    from scimsync.sync.config import Profile
+
+Secrets = dict[str, Any]
+# (the kind's own settings from a target's file or API call) -> (stored, secrets)
+Parse = Callable[[dict[str, Any]], tuple[dict[str, Any], Secrets]]
+Open = Callable[[dict[str, Any], "Profile", Secrets], Any]
+
+
+@dataclass(frozen=True)
+class ConnectorKind:
+    """One kind of target: how its settings are checked and how it is opened.
+
+    `sink` kinds receive events in journal order (scimsync.connectors.contract
+    EventSink); the others hold objects (Connector). `settings` names the keys of a
+    target's configuration that belong to this kind, for readable errors.
+    """
+
+    name: str
+    parse: Parse
+    open: Open
+    sink: bool = False
+    settings: tuple[str, ...] = ()
+    # Whether the kind can be read back, so that drift runs can be scheduled.
+    readable: bool = True
+
+
+_KINDS: dict[str, ConnectorKind] = {}
+
+
+def register(kind: ConnectorKind) -> ConnectorKind:
+    """Add a kind (its module calls this once when imported)."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def _load() -> None:
+    # Importing a connector module registers its kind.
+    from scimsync.connectors import memory, scim, webhook
+
+    del memory, scim, webhook
+
+
+def get(name: str) -> ConnectorKind:
+    """The kind called `name`; a UsageError naming the known kinds otherwise."""
+    _load()
+    found = _KINDS.get(name)
+    if found is None:
+        raise UsageError(f"unknown target kind {name!r}; known: {', '.join(names())}")
+    return found
+
+
+def names() -> list[str]:
+    """Every registered kind, sorted."""
+    _load()
+    return sorted(_KINDS)
+
+
+def open_connector(name: str, settings: dict[str, Any], profile: Profile,
+                   secrets: Secrets) -> Connector | EventSink:
+    """A ready connector (or event sink) for a target of kind `name`."""
+    opened = get(name).open(settings, profile, secrets)
+    assert isinstance(opened, Connector | EventSink)
+    return opened
+
+
+def reject_unknown(where: str, raw: dict[str, Any], known: tuple[str, ...]) -> None:
+    """A UsageError naming every key of `raw` that is not in `known`."""
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise UsageError(f"unknown {where} settings: {', '.join(unknown)} "
+                         f"(known: {', '.join(known)})")
