@@ -87,7 +87,18 @@ class MemoryConnector:
         if kind not in self.caps.kinds:
             raise Rejected(f"this store holds no {kind}", status=400)
 
+    def _members_exist(self, attrs: Doc) -> None:
+        # Like a careful application: a membership must name an object that exists, so
+        # the engine's ordering (users before the groups that list them) is checked.
+        held = {i for objects in self.data.objects.values() for i in objects}
+        missing = [m.get("value") for m in attrs.get("members") or []
+                   if m.get("value") not in held]
+        if missing:
+            raise Rejected(f"members do not exist: {', '.join(map(str, missing[:5]))}",
+                           status=400)
+
     def _unique(self, kind: str, attrs: Doc, rid: str | None) -> None:
+        self._members_exist(attrs)
         key = UNIQUE[kind]
         value = attrs.get(key)
         if not isinstance(value, str) or not value:

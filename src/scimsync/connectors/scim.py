@@ -198,7 +198,8 @@ class ScimConnector:
         request = _described(method, url, body)
         response = _body(r)
         message = f"{method} {path} answered {r.status_code}"
-        if r.status_code in (408, 425, 429) or r.status_code >= 500:
+        # 501 Not Implemented is permanent: this operation will never work there.
+        if r.status_code in (408, 425, 429) or (r.status_code >= 500 and r.status_code != 501):
             raise Transient(message, status=r.status_code, request=request, response=response,
                             retry_after=retry_after(r.headers.get("retry-after")))
         if r.status_code == 404:

@@ -133,6 +133,11 @@ targets = Table(
     Column("retry_at", String(32), nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", String(32), nullable=True),
+    # Fences a lease: every write of links, deliveries and the cursor checks it.
+    Column("lease_token", String(36), nullable=True),
+    # Bulk work in progress (initial load, resync): {"kind", "type", "after", "seq", "at"};
+    # the journal cursor moves on meanwhile.
+    Column("bulk", Doc, nullable=True),
     Column("created", String(32), nullable=False),
     Column("updated", String(32), nullable=False),
     UniqueConstraint("directory_id", "name", name="ux_targets_name"),
@@ -153,6 +158,23 @@ links = Table(
     Column("state", String(16), nullable=False),  # provisioned, deprovisioned
     Column("updated", String(32), nullable=False),
     Index("ix_links_remote", "target_id", "remote_id"),
+)
+
+# A resource whose operation failed while the target answered other requests: tried
+# again after retry_at, and a dead letter after too many attempts (sync/poison.py).
+retries = Table(
+    "retries",
+    metadata,
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("resource_id", String(36), primary_key=True),
+    Column("resource_type", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("retry_at", String(32), nullable=False),
+    Column("changed_at", String(32), nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("lifecycle", String(16), nullable=True),
+    Column("last_error", Text, nullable=True),
 )
 
 deliveries = Table(

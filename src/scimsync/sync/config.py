@@ -35,6 +35,7 @@ class Profile:
     page_size: int = 100
     max_members_per_patch: int = 100
     rate_limit: float = 0.0  # requests per second; 0 = unlimited
+    concurrency: int = 8  # requests in flight at once (1: one at a time)
     timeout: float = 30.0
     # Accidental-deletion guard: a run that would take out more accounts than this, or
     # more than this share of those provisioned (once over 10), waits for approval.
@@ -112,6 +113,8 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     profile = Profile(**pf)
     if profile.deprovision not in ("deactivate", "delete"):
         raise UsageError("profile.deprovision is deactivate or delete")
+    if not isinstance(profile.concurrency, int) or not 1 <= profile.concurrency <= 64:
+        raise UsageError("profile.concurrency is a whole number from 1 to 64")
     sc = _fields(Scope, raw.get("scope"), "scope")
     if "groups" in sc:
         sc["groups"] = tuple(sc["groups"])

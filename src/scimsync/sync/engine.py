@@ -17,12 +17,13 @@ import contextlib
 import json
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, null, select, update
 
 from scimsync.connectors import registry
 from scimsync.connectors.contract import (
@@ -44,6 +45,7 @@ from scimsync.protocol.resources import RESOURCE_TYPES, USER
 from scimsync.protocol.schema import ENTERPRISE_USER
 from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store import journal
+from scimsync.store import retries as retry_store
 from scimsync.store.resources import Loads, Store
 from scimsync.store.tables import dead_letters, deliveries, directories, links, resources, targets
 from scimsync.store.targets import FULL_SYNC, Targets
@@ -56,6 +58,8 @@ from scimsync.sync.events import (
     build_event,
     resource_doc,
 )
+from scimsync.sync.lease import LeaseLost
+from scimsync.sync.pacing import Steps, Window
 
 log = logging.getLogger("scimsync.engine")
 L = links.c
@@ -70,6 +74,9 @@ MEMBER_CHUNK = 500  # member ids per IN list when resolving remote ids
 QUARANTINE_AFTER = 8  # consecutive failed runs
 MAX_BACKOFF = 300.0
 QUARANTINE_RETRY = 900.0
+# Statuses that say the whole application is overloaded or down for a while (the
+# target backs off, Retry-After honoured), as opposed to one operation failing.
+APP_DOWN = (408, 425, 429, 503)
 Doc = dict[str, Any]
 
 
@@ -128,6 +135,17 @@ class Reconciler:
         self.store = Store(engine, group_commit=False)
         self.targets = Targets(engine)
         self.connector_factory = connector_factory
+        self._windows: dict[str, Window] = {}
+        self._windows_lock = threading.Lock()
+
+    def window(self, target_id: str, concurrency: int) -> Window:
+        """The target's window of requests in flight, kept from run to run so that what
+        the application said of its load (429, 503) outlives one batch."""
+        with self._windows_lock:
+            found = self._windows.get(target_id)
+            if found is None or found.limit != max(1, concurrency):
+                found = self._windows[target_id] = Window(concurrency)
+            return found
 
     # --- one run --------------------------------------------------------------------
 
@@ -145,20 +163,28 @@ class Reconciler:
         try:
             if only is not None:
                 ctx.reconcile(only)
+                ctx.settle([])
                 return result
             if ctx.sender is not None:
                 self._events(ctx, limit)
-            elif row.cursor == FULL_SYNC:
-                self._full(ctx)
             else:
-                entries = self._entries(row, limit)
-                if not entries:
-                    return result
-                ctx.reconcile(_coalesce(entries))
-                if not dry_run:
-                    ctx.flush()
-                    self._advance(row.id, entries[-1]["seq"])
-                result.done = len(entries) < limit
+                if row.cursor == FULL_SYNC and not dry_run:
+                    row = self._begin_bulk(row, "initial")
+                entries = self._entries(row, limit) if row.cursor != FULL_SYNC else []
+                due = [] if dry_run else self._due_retries(row.id, limit)
+                if entries or due:
+                    # Journal changes first: a leaver never waits behind bulk work.
+                    work = _with_retries(_coalesce(entries), due)
+                    ctx.reconcile(work)
+                    ctx.settle([r.resource_id for r in due])
+                    if not dry_run:
+                        ctx.flush()
+                        if entries:
+                            self._advance(row.id, entries[-1]["seq"])
+                result.done = len(entries) < limit and len(due) < limit
+                if row.bulk and not dry_run:
+                    # Then one chunk of bulk work; the next run looks at the journal again.
+                    result.done = self._bulk_chunk(ctx, row.bulk) and result.done
         except Transient as exc:
             result.error = str(exc)
             result.done = False
@@ -171,6 +197,8 @@ class Reconciler:
             if not dry_run:
                 self._hold(row, exc)
             return result
+        except LeaseLost:
+            raise  # another worker has the target now: not a failure of the target
         except Exception as exc:
             # A bug or a surprise from the app must not turn into a hot loop that
             # restarts the run every few milliseconds: back off like any failure.
@@ -216,33 +244,42 @@ class Reconciler:
         with self.store.read() as conn:
             return journal.read(conn, row.directory_id, row.cursor, limit)
 
-    def _full(self, ctx: _Context) -> None:
-        """A full pass: every user, then every group; then follow the journal from the
-        sequence number the pass began at."""
+    def _begin_bulk(self, row: Any, kind: str) -> Any:
+        """Start bulk work (an initial load or a resync): the journal is followed from
+        now on, while the bulk pass walks every resource in chunks between changes."""
+        with self.engine.begin() as conn:
+            seq = conn.execute(select(directories.c.journal_seq).where(
+                directories.c.id == row.directory_id)).scalar_one()
+            bulk = {"kind": kind, "type": "User", "after": "", "seq": seq, "at": now()}
+            cursor = row.cursor if row.cursor != FULL_SYNC else seq
+            conn.execute(update(targets).where(T.id == row.id).values(
+                bulk=bulk, cursor=cursor, updated=now()))
+        return self.targets.runtime(row.id)[0]
+
+    def _bulk_chunk(self, ctx: _Context, bulk: dict[str, Any]) -> bool:
+        """One chunk of bulk work; True when the bulk pass is complete."""
         did = ctx.row.directory_id
-        with self.engine.connect() as conn:
-            start = conn.execute(select(directories.c.journal_seq).where(
-                directories.c.id == did)).scalar_one()
-        for rtype in ("User", "Group", "Agent", "AgenticApplication"):
-            if (rtype == "Agent" and not ctx.takes_agents) or (
-                    rtype == "AgenticApplication" and not ctx.takes_applications):
-                continue
-            after = ""
-            while True:
-                with self.engine.connect() as conn:
-                    ids = list(conn.execute(
-                        select(resources.c.id).where(
-                            resources.c.directory_id == did, resources.c.type == rtype,
-                            resources.c.id > after)
-                        .order_by(resources.c.id)
-                        .limit(BATCH if rtype == "User" else GROUP_BATCH)).scalars())
-                if not ids:
-                    break
-                ctx.reconcile([Work(rtype, i) for i in ids])
-                after = ids[-1]
-                if not ctx.dry_run:
-                    ctx.flush()
-                ctx.forget()  # memory stays flat however large the directory
+        order = ["User"] + [k for k in ("Group", "Agent", "AgenticApplication")
+                            if k in ctx.caps.kinds and (k != "Group" or ctx.config.profile.groups)]
+        i = order.index(bulk["type"]) if bulk["type"] in order else len(order)
+        while i < len(order):
+            rtype = order[i]
+            with self.engine.connect() as conn:
+                ids = list(conn.execute(
+                    select(resources.c.id).where(
+                        resources.c.directory_id == did, resources.c.type == rtype,
+                        resources.c.id > bulk["after"])
+                    .order_by(resources.c.id)
+                    .limit(BATCH if rtype == "User" else GROUP_BATCH)).scalars())
+            if ids:
+                ctx.reconcile([Work(rtype, i, bulk["seq"], bulk["at"], bulk["kind"])
+                               for i in ids])
+                ctx.settle([])
+                ctx.flush()
+                self._save_bulk(ctx.row.id, {**bulk, "type": rtype, "after": ids[-1]})
+                return False
+            i += 1
+            bulk = {**bulk, "type": order[i] if i < len(order) else "", "after": ""}
         # Linked resources that no longer exist in the directory must go too.
         with self.engine.connect() as conn:
             gone = conn.execute(
@@ -251,10 +288,25 @@ class Reconciler:
                 .where(L.target_id == ctx.row.id, L.state == "provisioned",
                        resources.c.id.is_(None))).all()
         if gone:
-            ctx.reconcile([Work(t, r) for t, r in gone])
-        if not ctx.dry_run:
-            ctx.flush()
-            self._advance(ctx.row.id, start)
+            ctx.reconcile([Work(t, r, bulk["seq"], bulk["at"], bulk["kind"]) for t, r in gone])
+            ctx.settle([])
+        ctx.flush()
+        self._save_bulk(ctx.row.id, None)
+        return True
+
+    def _save_bulk(self, target_id: str, bulk: dict[str, Any] | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(targets).where(T.id == target_id).values(
+                bulk=null() if bulk is None else bulk, updated=now()))
+
+    def resync(self, target_id: str) -> None:
+        """Re-evaluate every identity of the target, as bulk work in its lane."""
+        row = self.targets.runtime(target_id)[0]
+        self._begin_bulk(row, "resync")
+
+    def _due_retries(self, target_id: str, limit: int) -> list[retry_store.Retry]:
+        with self.engine.connect() as conn:
+            return retry_store.due(conn, target_id, limit)
 
     def _advance(self, target_id: str, seq: int) -> None:
         with self.engine.begin() as conn:
@@ -266,7 +318,7 @@ class Reconciler:
         failures = row.failures + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)  # noqa: S311
         if exc.retry_after is not None:
-            delay = max(exc.retry_after, 0.0)
+            delay = min(max(exc.retry_after, 0.0), 24 * 3600.0)
         status = row.status
         if failures >= QUARANTINE_AFTER and status == "active":
             status = "quarantined"
@@ -400,6 +452,18 @@ def change_set(body: Doc, applied: Doc) -> ChangeSet:
     return changes
 
 
+def _with_retries(work: list[Work], due: list[retry_store.Retry]) -> list[Work]:
+    """Journal work plus the resources due for a retry (timed from their first change)."""
+    by_id = {w.resource_id: w for w in work}
+    for r in due:
+        w = by_id.get(r.resource_id)
+        if w is None:
+            work.append(Work(r.resource_type, r.resource_id, r.seq, r.changed_at, r.lifecycle))
+        elif r.changed_at and (w.changed_at is None or r.changed_at < w.changed_at):
+            w.changed_at = r.changed_at
+    return work
+
+
 def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
     """Many changes to one resource between runs become one piece of work."""
     work: dict[str, Work] = {}
@@ -407,7 +471,8 @@ def _coalesce(entries: list[dict[str, Any]]) -> list[Work]:
         if e["op"] in NHI_EVENTS:
             continue  # a notice for webhooks and the events API: nothing to apply
         w = work.pop(e["resource_id"], None) or Work(e["resource_type"], e["resource_id"])
-        w.seq, w.changed_at = e["seq"], e["at"]
+        # Lag counts from the oldest change not yet applied, not from the newest.
+        w.seq, w.changed_at = e["seq"], w.changed_at or e["at"]
         w.lifecycle = e["lifecycle"] if e["lifecycle"] == "leaver" else (
             w.lifecycle or e["lifecycle"])
         work[e["resource_id"]] = w
@@ -447,6 +512,14 @@ class _Context:
         self.dry_run = dry_run
         self.result = RunResult()
         self.progress = progress or (lambda: None)
+        # Up to profile.concurrency requests in flight; one resource is never applied
+        # by two of them at once (a run holds each resource once).
+        self.lock = threading.RLock()
+        self.window = rec.window(row.id, config.profile.concurrency)
+        self.steps = Steps(self.window)
+        self.ok = 0  # operations the application answered
+        self.failed: dict[str, tuple[Work, Transient]] = {}
+        self.down: Transient | None = None  # the application as a whole failed
         self._links: dict[str, Link | None] = {}
         self._loaded: dict[tuple[str, str], Record | None] = {}
         self._waiting: dict[str, list[Work]] = {}
@@ -500,16 +573,18 @@ class _Context:
         return link.remote_id if link is not None and link.state == "provisioned" else None
 
     def save_link(self, link: Link) -> None:
-        self._links[link.resource_id] = link
-        if not self.dry_run:
-            self._pending.append(("save", link))
-            self.maybe_flush()
+        with self.lock:
+            self._links[link.resource_id] = link
+            if not self.dry_run:
+                self._pending.append(("save", link))
+                self.maybe_flush()
 
     def drop_link(self, rid: str) -> None:
-        self._links[rid] = None
-        if not self.dry_run:
-            self._pending.append(("drop", rid))
-            self.maybe_flush()
+        with self.lock:
+            self._links[rid] = None
+            if not self.dry_run:
+                self._pending.append(("drop", rid))
+                self.maybe_flush()
 
     def maybe_flush(self) -> None:
         if len(self._pending) + len(self._deliveries) >= FLUSH_EVERY:
@@ -517,6 +592,10 @@ class _Context:
 
     def flush(self) -> None:
         """Write pending link changes and deliveries in one transaction, in order."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if not self._pending and not self._deliveries:
             return
         ts = now()
@@ -547,23 +626,25 @@ class _Context:
     def record(self, work: Work, action: str, outcome: str = "ok",
                detail: str | None = None) -> None:
         if self.keep_actions:
-            self.result.actions.append({"resource_type": work.resource_type,
-                                        "resource_id": work.resource_id, "action": action,
-                                        "outcome": outcome, "detail": detail})
+            with self.lock:
+                self.result.actions.append({
+                    "resource_type": work.resource_type, "resource_id": work.resource_id,
+                    "action": action, "outcome": outcome, "detail": detail})
         if self.dry_run:
             return
         applied = now()
         changed = work.changed_at or applied
         lag = int((parse_time(applied) - parse_time(changed)).total_seconds() * 1000)
-        self._deliveries.append({
-            "target_id": self.row.id, "resource_type": work.resource_type,
-            "resource_id": work.resource_id, "action": action, "outcome": outcome,
-            "seq": work.seq, "lifecycle": work.lifecycle, "changed_at": changed,
-            "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail})
-        self.maybe_flush()
+        with self.lock:
+            self._deliveries.append({
+                "target_id": self.row.id, "resource_type": work.resource_type,
+                "resource_id": work.resource_id, "action": action, "outcome": outcome,
+                "seq": work.seq, "lifecycle": work.lifecycle, "changed_at": changed,
+                "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail})
+            self.maybe_flush()
 
     def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
-        self.result.dead += 1
+        self.count(dead=1)
         self.record(work, action, "dead", str(exc))
         if self.dry_run:
             return
@@ -617,39 +698,38 @@ class _Context:
                         self._matches[("User", attr, v)] = hits[0] if hits else None
 
     def reconcile(self, items: list[Work]) -> None:
+        """Bring these resources to their desired state, in an order that keeps the
+        invariants: with deactivation, leavers go first (nothing refers to an inactive
+        account); users that should exist before the groups that list them; with
+        deletion, a leaver's memberships are removed before the user is deleted.
+        Within each step up to profile.concurrency requests are in flight."""
         users = [w for w in items if w.resource_type == "User"]
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
         if len(users) > 1 and not self.dry_run:
             self.prefetch_matches(users)
+        first_wave = True
         queue = list(users)
         while queue:
-            w = queue.pop(0)
-            rec = self.load(w)
-            if rec is None and w.lifecycle == "mover":
-                # A nested group joined or left a group: its users are the work.
-                nested = self.load(Work("Group", w.resource_id))
-                if nested is not None:
-                    queue += [Work("User", u, w.seq, w.changed_at, "mover")
-                              for u in self.member_users(nested)]
+            wave, queue = queue, []
+            upserts: list[tuple[Work, Record, Doc, bool]] = []
+            for w in wave:
+                self.desire(w, queue, upserts, leaving)
+            if first_wave:
+                first_wave = False
+                for w, rec in leaving:
+                    if self.remote_id(w.resource_id) is not None and rec is not None:
+                        self.add_groups_of(rec, groups, w)
+                self.check_guard([w for w, _ in leaving])
+                if self.config.profile.deprovision == "deactivate":
+                    self.each([w for w, _ in leaving], self.deprovision)
+                    leaving = []
+            bodies = {w.resource_id: d for w, _, d, _ in upserts}
+            self.each([w for w, _, _, _ in upserts],
+                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]))
+            for w, rec, _, linked_before in upserts:
+                if linked_before or self.remote_id(w.resource_id) is None:
                     continue
-            unresolved: list[str] = []
-
-            def remote(hub_id: str, unresolved: list[str] = unresolved) -> str | None:
-                found = self.remote_id(hub_id)
-                if found is None:
-                    unresolved.append(hub_id)
-                return found
-
-            desired = None if rec is None else mapping.desired_user(self.config, rec, remote)
-            if desired is None:
-                leaving.append((w, rec))
-                continue
-            for hub_id in unresolved:  # e.g. a manager not provisioned yet
-                self._waiting.setdefault(hub_id, []).append(w)
-            linked_before = self.remote_id(w.resource_id) is not None
-            self.guarded(w, lambda w=w, d=desired: self.put_user(w, d))
-            if not linked_before and self.remote_id(w.resource_id) is not None and rec:
                 if self.incremental:
                     # Its groups can now list it (a full pass syncs every group after
                     # all users: doing it here too would rewrite each group per batch).
@@ -665,18 +745,45 @@ class _Context:
                 self.add_groups_of(rec, groups, w)
         self.check_guard([w for w, _ in leaving])
         if self.config.profile.groups:
-            for w in groups.values():
-                self.guarded(w, lambda w=w: self.sync_group(w))
-        for w, _ in leaving:
-            self.guarded(w, lambda w=w: self.deprovision(w))
+            self.each(list(groups.values()), self.sync_group)
+        self.each([w for w, _ in leaving], self.deprovision)
         # After people and groups (their owners are linked by now); agents before the
         # applications that list them.
-        nhis = [w for kind, takes in (("Agent", self.takes_agents),
-                                      ("AgenticApplication", self.takes_applications))
-                if takes for w in items if w.resource_type == kind]
-        for w in nhis:
-            self.guarded(w, lambda w=w: self.sync_nhi(w))
-        self.result.processed += len(users) + len(groups) + len(nhis)
+        nhis = 0
+        for kind, takes in (("Agent", self.takes_agents),
+                            ("AgenticApplication", self.takes_applications)):
+            if takes:
+                batch = [w for w in items if w.resource_type == kind]
+                self.each(batch, self.sync_nhi)
+                nhis += len(batch)
+        self.count(processed=len(users) + len(groups) + nhis)
+
+    def desire(self, w: Work, queue: list[Work], upserts: list[tuple[Work, Record, Doc, bool]],
+               leaving: list[tuple[Work, Record | None]]) -> None:
+        """Sort one user into those to create or update and those that should go."""
+        rec = self.load(w)
+        if rec is None and w.lifecycle == "mover":
+            # A nested group joined or left a group: its users are the work.
+            nested = self.load(Work("Group", w.resource_id))
+            if nested is not None:
+                queue += [Work("User", u, w.seq, w.changed_at, "mover")
+                          for u in self.member_users(nested)]
+                return
+        unresolved: list[str] = []
+
+        def remote(hub_id: str) -> str | None:
+            found = self.remote_id(hub_id)
+            if found is None:
+                unresolved.append(hub_id)
+            return found
+
+        desired = None if rec is None else mapping.desired_user(self.config, rec, remote)
+        if desired is None or rec is None:
+            leaving.append((w, rec))
+            return
+        for hub_id in unresolved:  # e.g. a manager not provisioned yet
+            self._waiting.setdefault(hub_id, []).append(w)
+        upserts.append((w, rec, desired, self.remote_id(w.resource_id) is not None))
 
     def sync_nhi(self, work: Work) -> None:
         """Create or update an Agent or an AgenticApplication (a suspended one is sent
@@ -692,7 +799,7 @@ class _Context:
             with contextlib.suppress(RemoteNotFound):  # gone already: as wanted
                 self.connector.delete(work.resource_type, link.remote_id)
             self.drop_link(work.resource_id)
-        self.result.applied += 1
+        self.count(applied=1)
         self.record(work, "delete")
 
     def deliver(self, entry: dict[str, Any]) -> None:
@@ -729,7 +836,7 @@ class _Context:
         elif self.link(work.resource_id) is None:
             self.save_link(Link(work.resource_id, work.resource_type, None, None, None,
                                 "provisioned"))
-        self.result.applied += 1
+        self.count(applied=1)
         self.record(work, event["type"])
         self.progress()
 
@@ -745,7 +852,7 @@ class _Context:
             self.dead_letter(work, event["type"], exc)
             return False
         if work.resource_type == HUB_RESOURCE:
-            self.result.applied += 1
+            self.count(applied=1)
             self.record(work, event["type"])
         return True
 
@@ -773,13 +880,77 @@ class _Context:
         for g in rec.groups or []:
             groups.setdefault(g.value, Work("Group", g.value, w.seq, w.changed_at, "mover"))
 
+    def count(self, applied: int = 0, dead: int = 0, processed: int = 0) -> None:
+        with self.lock:
+            self.result.applied += applied
+            self.result.dead += dead
+            self.result.processed += processed
+
     def guarded(self, work: Work, step: Any) -> None:
-        """Run one step; rejected requests go to dead letters, transient ones stop the run."""
+        """Run one resource's step. A refusal is a dead letter; a failure of this one
+        operation is kept for `settle`; a failure of the application stops the run."""
+        if self.down is not None:
+            return
+        self.progress()  # a worker that lost its lease stops before its next request
+        self.window.acquire()
+        ok = overloaded = False
         try:
             step()
+            ok = True
         except (Rejected, RemoteConflict, RemoteNotFound) as exc:
+            ok = True  # the application answered; this operation is what failed
             self.dead_letter(work, "apply", exc)
+        except Transient as exc:
+            if exc.status is None or exc.status in APP_DOWN:
+                overloaded = exc.status in (429, 503)
+                with self.lock:
+                    self.down = self.down or exc
+            else:
+                with self.lock:
+                    self.failed[work.resource_id] = (work, exc)
+        finally:
+            self.window.release(ok, overloaded)
+            if ok:
+                with self.lock:
+                    self.ok += 1
         self.progress()
+
+    def each(self, works: list[Work], step: Any) -> None:
+        """`step(work)` for every work, up to the window's size at once."""
+        def one(w: Work) -> Callable[[], None]:
+            return lambda: self.guarded(w, lambda: step(w))
+
+        self.steps.run([one(w) for w in works])
+        if self.down is not None:
+            raise self.down
+
+    def settle(self, retried: list[str]) -> None:
+        """After a batch: operations that failed alone are retried later, and dead letters
+        once they have failed too often; if nothing succeeded while several failed, the
+        application is down and the run fails as a whole (nothing moves on)."""
+        self.steps.close()
+        if self.dry_run:
+            return
+        if self.failed and self.ok == 0 and len(self.failed) > 1:
+            first = next(iter(self.failed.values()))[1]
+            raise Transient(f"every operation failed: {first}", status=first.status,
+                            retry_after=first.retry_after)
+        done = [rid for rid in retried if rid not in self.failed]
+        with self.r.engine.begin() as conn:
+            if done:
+                retry_store.clear(conn, self.row.id, done)
+            known = retry_store.attempts(conn, self.row.id, list(self.failed))
+            for rid, (work, exc) in self.failed.items():
+                attempt = (known[rid].attempts if rid in known else 0) + 1
+                if attempt >= retry_store.POISON_AFTER:
+                    retry_store.clear(conn, self.row.id, [rid])
+                    continue
+                retry_store.schedule(conn, self.row.id, work.resource_type, rid, attempt,
+                                     work.seq, work.changed_at, work.lifecycle, str(exc))
+        for rid, (work, exc) in self.failed.items():
+            if rid in known and known[rid].attempts + 1 >= retry_store.POISON_AFTER:
+                self.dead_letter(work, "apply", exc)  # a poison operation: set aside
+        self.failed, self.ok = {}, 0
 
     def match(self, kind: str, body: Doc) -> Remote | None:
         """An existing remote object for this body, by the profile's match attributes.
@@ -843,7 +1014,7 @@ class _Context:
                 action = "recreate"
                 remote = self.connector.create(kind, body)
         self.save_link(Link(work.resource_id, kind, remote.id, h, body, "provisioned"))
-        self.result.applied += 1
+        self.count(applied=1)
         self.record(work, action)
         return remote
 
@@ -924,7 +1095,7 @@ class _Context:
                 return
             self.save_link(Link(work.resource_id, "User", link.remote_id,
                                 mapping.digest(body), body, "deprovisioned"))
-        self.result.applied += 1
+        self.count(applied=1)
         self.record(work, "deactivate")
 
 
