@@ -1,9 +1,12 @@
-"""The worker: finds targets with work, leases them, runs the reconciler.
+"""The worker: finds targets with work and runs each in its own lane.
 
-A lease (`targets.lease_owner`, `lease_until`) is taken with one conditional UPDATE,
-so several workers sharing a PostgreSQL database never run the same target, and so
-never apply the same (target, resource) at once. A worker that dies loses its lease
-when it expires; another worker continues from the target's cursor.
+A lane is one thread working one target under its lease (scimsync.sync.lease): its
+journal changes, then a chunk of its bulk work, again and again until nothing is
+left or its time slice ends. Up to `SCIMSYNC_LANES` targets run at once, so one
+target's initial load, outage, timeouts, rate limit, guard hold or drift run never
+delays another's changes. Several workers sharing a PostgreSQL database divide the
+targets by lease; a worker that dies loses its leases when they expire, and another
+continues from each target's cursor.
 """
 
 from __future__ import annotations
@@ -15,23 +18,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, exists, func, or_, select
 
 from scimsync.connectors import registry
 from scimsync.drift.detect import Detector
 from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time, now
-from scimsync.store.tables import directories, drift_runs, targets
+from scimsync.store.tables import directories, drift_runs, retries, targets
 from scimsync.store.targets import FULL_SYNC
 from scimsync.sync.engine import Reconciler
+from scimsync.sync.lease import LEASE_SECONDS, Lease, LeaseLost
 
 log = logging.getLogger("scimsync.worker")
 T = targets.c
 D = directories.c
 R = drift_runs.c
-LEASE_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_SECONDS", "60"))
+__all__ = ["LEASE_SECONDS", "LeaseLost", "Worker"]
 POLL_SECONDS = 0.05
 # Under a stream of writes every commit wakes the worker; passes are at least this
 # far apart so that wakes coalesce instead of competing with the API for the CPU.
@@ -40,18 +45,23 @@ TARGETS_CHECK_SECONDS = 1.0
 DRIFT_CHECK_SECONDS = float(os.environ.get("SCIMSYNC_DRIFT_CHECK_SECONDS", "30"))
 # How often the ownership policy and expiry are applied to non-human identities.
 NHI_SWEEP_SECONDS = float(os.environ.get("SCIMSYNC_NHI_SWEEP_SECONDS", "60"))
-
-
-class LeaseLost(Exception):
-    """Another worker took the target (this one stalled past its lease)."""
+# How many targets one worker runs at once, and how long a lane keeps its target
+# before it lets others take a turn (it is rescheduled at once if still due).
+LANES = int(os.environ.get("SCIMSYNC_LANES", "16"))
+LANE_SLICE_SECONDS = float(os.environ.get("SCIMSYNC_LANE_SLICE_SECONDS", "30"))
 
 
 class Worker:
     def __init__(self, engine: Engine, name: str | None = None,
-                 reconciler: Reconciler | None = None):
+                 reconciler: Reconciler | None = None, lanes: int | None = None):
         self.engine = engine
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.reconciler = reconciler or Reconciler(engine, keep_actions=False)
+        self.lanes = max(1, lanes if lanes is not None else LANES)
+        self._pool = ThreadPoolExecutor(max_workers=self.lanes,
+                                        thread_name_prefix="scimsync-lane")
+        self._running: dict[str, Future[int]] = {}
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,7 +86,7 @@ class Worker:
         self._wake.set()
 
     def due(self) -> list[str]:
-        """Targets with unprocessed journal entries (or a pending full pass) and no
+        """Targets with unprocessed journal entries, bulk work or retries due, and no
         live lease held by another worker."""
         ts = now()
         stmt = (
@@ -85,82 +95,84 @@ class Worker:
             .where(
                 T.status.in_(("active", "quarantined")),
                 or_(T.retry_at.is_(None), T.retry_at <= ts),
-                or_(T.cursor == FULL_SYNC, T.cursor < D.journal_seq),
-                or_(T.lease_until.is_(None), T.lease_until < ts, T.lease_owner == self.name),
+                or_(T.cursor == FULL_SYNC, T.cursor < D.journal_seq, T.bulk.is_not(None),
+                    exists().where(retries.c.target_id == T.id, retries.c.retry_at <= ts)),
+                or_(T.lease_until.is_(None), T.lease_until < ts),
             )
             .order_by(T.updated)
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).scalars())
 
-    def claim(self, target_id: str) -> bool:
-        """Take or renew the lease on a target; False if another worker holds it."""
-        ts = now()
-        until = format_time(datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS))
-        with self.engine.begin() as conn:
-            got = conn.execute(update(targets).where(
-                T.id == target_id,
-                or_(T.lease_until.is_(None), T.lease_until < ts, T.lease_owner == self.name),
-            ).values(lease_owner=self.name, lease_until=until)).rowcount
-        return bool(got)
-
-    def release(self, target_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(targets).where(
-                and_(T.id == target_id, T.lease_owner == self.name)
-            ).values(lease_owner=None, lease_until=None))
-
-    def _leased(self, tid: str, work: Callable[[Callable[..., None]], int]) -> int:
-        """Run `work` under the target's lease (renewed through its progress callback)."""
-        if self._stop.is_set() or not self.claim(tid):
+    def _lane(self, tid: str, work: Callable[[Lease], int]) -> int:
+        """Run `work` under the target's lease; a lost lease is not the target's fault."""
+        lease = Lease(self.engine, tid, self.name)
+        if self._stop.is_set() or not lease.acquire():
             return 0
-        renewed = [time.monotonic()]
-
-        def keep_lease(*_: object) -> None:
-            # Renew well before expiry; stop at once if the lease was lost.
-            if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
-                if not self.claim(tid):
-                    raise LeaseLost(tid)
-                renewed[0] = time.monotonic()
-
         try:
-            return work(keep_lease)
+            return work(lease)
         except LeaseLost:
             log.warning("lost the lease on target %s; another worker continues", tid)
         except Exception as exc:  # one broken target must not stop the others
             log.error("target %s failed: %s", tid, type(exc).__name__, exc_info=exc)
         finally:
-            self.release(tid)
+            lease.release()
         return 0
 
-    def run_once(self) -> int:
-        """One pass over due targets; returns how many resources were processed."""
-        processed = 0
+    def _work(self, tid: str, reconcile: bool) -> int:
+        """A lane's turn on a target: its changes and bulk work, then, when it is due,
+        its periodic full reconciliation (drift), all under one lease."""
+
+        def work(lease: Lease) -> int:
+            processed = 0
+            started = time.monotonic()
+            while not self._stop.is_set() and \
+                    time.monotonic() - started < LANE_SLICE_SECONDS:
+                lease.check()
+                result = self.reconciler.run(tid, progress=lease.check)
+                processed += result.processed
+                if result.error:
+                    log.warning("target %s: %s", tid, result.error)
+                if result.done or result.error:
+                    break
+            if reconcile and not self._stop.is_set():
+                run = Detector(self.engine).run(tid, trigger="schedule", progress=lease.check)
+                processed += int((run["stats"] or {}).get("compared", 0))
+            return processed
+
+        return self._lane(tid, work)
+
+    def _submit(self, tid: str, reconcile: bool) -> Future[int] | None:
+        """Start a lane for the target unless one runs already or all lanes are busy."""
+        with self._lock:
+            for done in [k for k, f in self._running.items() if f.done()]:
+                del self._running[done]
+            if tid in self._running or len(self._running) >= self.lanes:
+                return None
+            future = self._pool.submit(self._work, tid, reconcile)
+            self._running[tid] = future
+            future.add_done_callback(lambda _f: self._wake.set())
+            return future
+
+    def run_once(self, wait_for_lanes: bool = True) -> int:
+        """Start lanes for the due targets (and due drift runs); with
+        `wait_for_lanes`, wait for them and return how many resources they processed."""
         if time.monotonic() - self._nhi_swept >= NHI_SWEEP_SECONDS:
             self._nhi_swept = time.monotonic()
             self.sweep_nhi()
         if not self.any_targets():
             return 0
-        for tid in self.due():
-
-            def provision(keep_lease: Callable[..., None], tid: str = tid) -> int:
-                result = self.reconciler.run(tid, progress=keep_lease)
-                if result.error:
-                    log.warning("target %s: %s", tid, result.error)
-                return result.processed
-
-            processed += self._leased(tid, provision)
+        drift: set[str] = set()
         if time.monotonic() - self._drift_checked >= DRIFT_CHECK_SECONDS:
             self._drift_checked = time.monotonic()
-            for tid in self.drift_due():
-
-                def reconcile(keep_lease: Callable[..., None], tid: str = tid) -> int:
-                    run = Detector(self.engine).run(tid, trigger="schedule",
-                                                    progress=keep_lease)
-                    return int((run["stats"] or {}).get("compared", 0))
-
-                processed += self._leased(tid, reconcile)
-        return processed
+            drift = set(self.drift_due())
+        due = self.due()
+        started = [f for tid in [*due, *sorted(drift - set(due))]
+                   if (f := self._submit(tid, tid in drift))]
+        if not wait_for_lanes:
+            return len(started)
+        wait(started)
+        return sum(f.result() for f in started)
 
     def sweep_nhi(self) -> None:
         """The ownership policy and expiry, for every directory (scimsync.nhi.sweep)."""
@@ -193,18 +205,16 @@ class Worker:
     def run_forever(self) -> None:
         last = 0.0
         while not self._stop.is_set():
-            wait = MIN_PASS_INTERVAL - (time.monotonic() - last)
-            if wait > 0:
-                time.sleep(wait)
+            pause = MIN_PASS_INTERVAL - (time.monotonic() - last)
+            if pause > 0:
+                time.sleep(pause)
             last = time.monotonic()
             try:
-                busy = self.run_once()
+                self.run_once(wait_for_lanes=False)
             except Exception as exc:  # the database may be briefly unavailable
                 log.error("worker pass failed: %s", type(exc).__name__, exc_info=exc)
-                busy = 0
-            if not busy:
-                self._wake.wait(POLL_SECONDS)
-                self._wake.clear()
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run_forever, name="scimsync-worker",
@@ -216,3 +226,4 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True, cancel_futures=True)
