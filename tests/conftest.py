@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -166,6 +167,14 @@ def scim(client: TestClient, directories: Directories) -> Scim:
 def other_scim(client: TestClient, directories: Directories) -> Scim:
     d = directories.create(f"other-{secrets.token_hex(4)}")
     return Scim(client, d["id"], d["token"], d["token_id"])
+
+
+@pytest.fixture
+def web(live_server: str, directories: Directories) -> Iterator[Scim]:
+    """A fresh directory, spoken to over a real socket."""
+    d = directories.create(f"web-{secrets.token_hex(4)}")
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        yield Scim(http, d["id"], d["token"], d["token_id"])
 
 
 @pytest.fixture(scope="session")

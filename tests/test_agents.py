@@ -4,10 +4,8 @@ Users (scimsync's extension), through a real HTTP server, on SQLite and PostgreS
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import Scim
@@ -18,14 +16,6 @@ APP = "urn:ietf:params:scim:schemas:core:2.0:AgenticApplication"
 NHI = "urn:scimsync:params:scim:schemas:extension:nhi:1.0:User"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-
-@pytest.fixture
-def web(live_server: str, directories: Directories) -> Iterator[Scim]:
-    """A fresh directory, spoken to over a real socket."""
-    d = directories.create(f"agents-{secrets.token_hex(4)}")
-    with httpx.Client(base_url=live_server, timeout=10) as http:
-        yield Scim(http, d["id"], d["token"], d["token_id"])
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scimsync.api.admin import AdminApi
@@ -120,13 +120,17 @@ def create_app(database_url: str | None = None, engine: Engine | None = None,
         routes=[
             Route("/healthz", _health, methods=["GET"]),
             Route("/metrics", metrics_endpoint(engine), methods=["GET"]),
-            Mount("/scim/v2/{directory_id}", routes=scim_api.routes()),
+            Mount("/scim/v2/{directory_id}", app=Router(scim_api.routes(),
+                                                        redirect_slashes=False)),
             Route("/scim/{version:str}/{rest:path}", _other_version,
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-            Mount("/admin", routes=admin_api.routes()),
+            Mount("/admin", app=Router(admin_api.routes(), redirect_slashes=False)),
         ],
         exception_handlers={Exception: _internal_error, HTTPException: _http_error},
     )
+    # A path that matches no route is a 404 (a SCIM Error under /scim), never a
+    # redirect to a neighbouring route: `/Users/%2F` must not land on `/Users`.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.directories = dirs
     app.state.engine = engine

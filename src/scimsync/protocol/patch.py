@@ -23,7 +23,14 @@ from scimsync.protocol import quirks
 from scimsync.protocol.evaluate import check_element_filter, element_matches
 from scimsync.protocol.filter import And, Compare, Filter, PatchPath, parse_patch_path
 from scimsync.protocol.schema import PATCH_OP, ResolvedPath, ResourceType, resolve
-from scimsync.protocol.values import Doc, coerce, coerce_single, finish, is_unassigned
+from scimsync.protocol.values import (
+    Doc,
+    coerce,
+    coerce_single,
+    finish,
+    is_unassigned,
+    member_values,
+)
 
 MAX_OPERATIONS = 1000
 
@@ -303,17 +310,14 @@ def _members(
         if pp.filter is not None:
             result.members.append(MemberChange("remove_where", filter=pp.filter))
         elif has_value and not is_unassigned(value):
-            values = coerce(rp.attr, value, "members") or []
+            values = member_values(rp.attr, value)
             result.members.append(MemberChange("remove", tuple(values)))
         else:
             result.members.append(MemberChange("clear"))
         return
     if pp.filter is not None:
         raise mutability("members cannot be replaced through a filter: remove and add")
-    values = coerce(rp.attr, value, "members") or []
-    for v in values:
-        if not isinstance(v.get("value"), str):
-            raise invalid_value("each member needs a value")
+    values = member_values(rp.attr, value)
     result.members.append(MemberChange("replace" if op == "replace" else "add", tuple(values)))
 
 

@@ -40,8 +40,6 @@ def resource_body(body: dict[str, Any], core: str) -> dict[str, Any]:
             out[schema_urn(key, core)] = value
         else:
             out[key] = value
-    if "schemas" not in out:
-        out["schemas"] = [core]
     return out
 
 

@@ -89,6 +89,23 @@ def coerce_single(attr: Attribute, value: Any, where: str, drop_read_only: bool 
     raise invalid_value(f"{where} has unsupported type {t}")
 
 
+def member_values(attr: Attribute, value: Any, where: str = "members") -> list[Doc]:
+    """Group members (RFC7643 §4.2): each one an object naming its member by `value`.
+
+    A member without a `value` names nothing; dropping it silently would tell the IdP
+    that a membership it asked for exists.
+    """
+    if value is None:
+        return []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, dict):
+            raise invalid_value(f"{where}: each member must be an object")
+        named = [v for k, v in item.items() if k.lower() == "value"]
+        if len(named) != 1 or not isinstance(named[0], str) or not named[0].strip():
+            raise invalid_value(f"{where}: each member needs a non-empty string value")
+    return coerce(attr, value, where) or []
+
+
 def normalise_primary(values: list[Any]) -> None:
     """At most one value may be primary (RFC7643 §2.4); the last one marked wins."""
     marked = [i for i, v in enumerate(values) if isinstance(v, dict) and v.get("primary") is True]
@@ -151,7 +168,7 @@ def _put(
     if attr.mutability == "readOnly":
         return
     if rtype.name == "Group" and attr.name == "members" and not rp.extension:
-        result.members = coerce(attr, value, "members", drop_read_only=True) or []
+        result.members = member_values(attr, value)
         return
     if attr.name == "password" and not rp.extension:
         coerce(attr, value, "password")
@@ -193,8 +210,8 @@ def finish(rtype: ResourceType, doc: Doc) -> None:
         del doc[k]
     doc["schemas"] = schemas
     for attr in rtype.schema.attributes:
-        if attr.required and is_unassigned(doc.get(attr.name)):
-            raise invalid_value(f"{attr.name} is required")
+        if attr.required and _missing(doc.get(attr.name)):
+            raise invalid_value(f"{attr.name} is required and must not be empty")
     for ext, required in rtype.extensions:
         part = doc.get(ext.id)
         if part is None:
@@ -202,5 +219,11 @@ def finish(rtype: ResourceType, doc: Doc) -> None:
                 raise invalid_value(f"extension {ext.id} is required")
             continue
         for attr in ext.attributes:  # an extension that is there is there whole
-            if attr.required and is_unassigned(part.get(attr.name)):
+            if attr.required and _missing(part.get(attr.name)):
                 raise invalid_value(f"{ext.id}:{attr.name} is required")
+
+
+def _missing(value: Any) -> bool:
+    """A required attribute without a usable value (RFC7643 §2.2): unassigned, or a
+    string of nothing but spaces, which no IdP means as a name."""
+    return is_unassigned(value) or (isinstance(value, str) and not value.strip())
