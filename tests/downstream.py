@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
 from sqlalchemy import Engine
 
 from scimsync.sync.engine import Reconciler
@@ -106,3 +108,30 @@ def converge(engine: Engine, tid: str) -> Any:
     raise AssertionError("did not converge")
 
 
+
+
+class ThreadedServer:
+    """An ASGI app behind a real uvicorn server on loopback, in a thread."""
+
+    def __init__(self, app: Any, **options: Any):
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
+                                lifespan="off", **options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

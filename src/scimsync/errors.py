@@ -8,7 +8,8 @@ ScimError                 base: an HTTP status, an optional scimType and a detai
 ├── Conflict              409 uniqueness
 ├── PreconditionFailed    412 (If-Match did not match meta.version)
 ├── PayloadTooLarge       413
-└── NotImplementedScim    501
+├── NotImplementedScim    501
+└── Busy                  503 with Retry-After: the database stayed locked (store.contention)
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class ScimError(Exception):
             self.scim_type = scim_type
         if status is not None:
             self.status = status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries (Retry-After, say)."""
+        return {}
 
     def to_scim(self) -> dict[str, Any]:
         """The SCIM Error document for this error."""
@@ -99,6 +105,20 @@ class PayloadTooLarge(ScimError):
 
 class NotImplementedScim(ScimError):
     status = 501
+
+
+class Busy(ScimError):
+    """The database stayed locked through every retry: try again shortly."""
+
+    status = 503
+    retry_after = 1
+
+    def __init__(self, detail: str = "the service is busy; retry shortly"):
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UsageError(Exception):

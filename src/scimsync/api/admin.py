@@ -77,7 +77,9 @@ class AdminApi:
             except UsageError as exc:
                 return _error(404 if str(exc).startswith("no ") else 400, str(exc))
             except ScimError as exc:
-                return _error(exc.status, exc.detail)
+                resp = _error(exc.status, exc.detail)
+                resp.headers.update(exc.headers)
+                return resp
             if result is None:
                 return Response(status_code=204)
             if isinstance(result, Response):

@@ -34,7 +34,7 @@ def scim(content: Any, status: int = 200, headers: dict[str, str] | None = None)
 
 
 def error_response(exc: ScimError) -> Response:
-    return ScimResponse(exc.to_scim(), status_code=exc.status)
+    return ScimResponse(exc.to_scim(), status_code=exc.status, headers=exc.headers or None)
 
 
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
+
+from scimsync.errors import Busy
+from scimsync.store.contention import is_contention, make_way
 
 DEFAULT_URL = "sqlite:///./scimsync.db"
 
@@ -45,16 +50,43 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
             **kwargs,
         )
         _configure_sqlite(engine)
+        engine.__class__ = _WritesFirst
+        _map_contention(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(
+    engine = create_engine(
         url,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         pool_pre_ping=True,
         **kwargs,
     )
+    _map_contention(engine)
+    return engine
+
+
+class _WritesFirst(Engine):
+    """SQLite: `engine.begin()` opens a write transaction, so it takes the write lock up
+    front and waits for it. A deferred transaction that reads and then writes fails at
+    once (SQLITE_BUSY_SNAPSHOT) if another writer committed in between: the admin API
+    answered 500 that way while a worker recorded deliveries. Reads use `connect()`."""
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.connect() as conn:
+            conn.execution_options(write=True)
+            with conn.begin():
+                yield conn
+
+
+def _map_contention(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # A conflict that outlived the busy timeout, or a PostgreSQL deadlock victim:
+        # a typed 503 the callers and the HTTP layer know, not a driver error.
+        if is_contention(context.original_exception):
+            raise Busy() from context.sqlalchemy_exception
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -77,6 +109,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # upgrades to a writer can fail with SQLITE_BUSY instead of waiting.
         options = conn.get_execution_options()
         if options.get("write", False):
+            make_way(conn.engine)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif not options.get("autocommit", False):
             conn.exec_driver_sql("BEGIN")

@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from scimsync.store.contention import make_way
+
 Params = dict[str, Any]
 _POSTCOMPILE = "__[POSTCOMPILE_{}]"
 # One persistent SQLite read connection per (engine, thread), shared by every Lean on
@@ -158,6 +160,7 @@ class Lean:
         conn = LeanConnection(self, raw)
         try:
             if self.sqlite:
+                make_way(self.engine)
                 raw.cursor().execute("BEGIN IMMEDIATE")
             try:
                 yield conn

@@ -25,6 +25,7 @@ from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
 from scimsync.store import journal, members, nhi, references
 from scimsync.store import statements as sql
+from scimsync.store.contention import retrying
 from scimsync.store.filter_sql import Compiler, shape
 from scimsync.store.journal import Entry
 from scimsync.store.lean import Lean, LeanConnection, Prepared, json_value
@@ -82,9 +83,14 @@ class Store:
             yield conn
 
     def transact(self, fn: Callable[[LeanConnection], T]) -> T:
-        """Run `fn` in a write transaction of its own and commit."""
-        with self.write() as conn:
-            return fn(conn)
+        """Run `fn` in a write transaction of its own and commit; run it again from the
+        start if it lost a lock or serialisation conflict (store.contention)."""
+
+        def once() -> T:
+            with self.write() as conn:
+                return fn(conn)
+
+        return retrying(once)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -14,18 +14,26 @@ is acknowledged before it is durable, and the journal commits with the change.
 
 The group commit belongs to the first event loop that uses it; calls from any other
 loop (tests that run two servers on one store) take the ordinary path instead.
+
+Between a batch's first write and its commit the loop thread holds SQLite's write
+lock. Any other write transaction begun on that thread (an admin call run inline, a
+token's last-use stamp) would wait for a lock only this thread can release, so it
+first asks the batch to commit (`make_way`, called from engine.py and lean.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from scimsync.errors import Busy
+from scimsync.store.contention import is_contention, register_holder
 from scimsync.store.lean import Lean, LeanConnection
 
 T = TypeVar("T")
@@ -40,17 +48,21 @@ class GroupCommit:
         self.lean = lean
         self._transact = transact  # the ordinary path: own transaction, own commit
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._executing = False
         self._raw: Any = None
         self._conn: LeanConnection | None = None
         self._done: list[tuple[asyncio.Future[Any], Any]] = []
         self._waiting: deque[tuple[Job, asyncio.Future[Any]]] = deque()
         self._committing = False
         self._scheduled = False
+        register_holder(lean.engine, self)
 
     async def run(self, fn: Callable[[LeanConnection], T]) -> T:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._thread = threading.get_ident()
         elif self._loop is not loop or self._loop.is_closed():
             result: T = await run_in_threadpool(self._transact, fn)
             return result
@@ -71,14 +83,36 @@ class GroupCommit:
         return self._conn
 
     def _execute(self, fn: Job, fut: asyncio.Future[Any]) -> None:
-        conn = self._conn or self._begin()
+        try:
+            conn = self._conn or self._begin()
+        except Exception as exc:  # the lock stayed taken for the whole busy timeout
+            fut.set_exception(Busy() if is_contention(exc) else exc)
+            return
+        self._executing = True
         try:
             with conn.begin_nested():
                 result = fn(conn)
         except Exception as exc:  # the request's own error; its savepoint is undone
             fut.set_exception(exc)
             return
+        finally:
+            self._executing = False
         self._done.append((fut, result))
+
+    def make_way(self) -> None:
+        """Commit the open batch now if this thread holds it and another write
+        transaction is about to begin here."""
+        if (self._conn is None or self._committing or self._executing
+                or threading.get_ident() != self._thread):
+            return
+        conn, batch = self._conn, self._done
+        self._conn, self._done = None, []
+        error: BaseException | None = None
+        try:
+            self._finish(conn)
+        except Exception as exc:  # every write of the batch learns it
+            error = exc
+        self._settle(batch, error)
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._committing and self._conn is not None:
@@ -109,9 +143,20 @@ class GroupCommit:
     def _committed(self, f: asyncio.Future[None], batch: list[tuple[asyncio.Future[Any],
                                                                      Any]]) -> None:
         self._committing = False
-        exc = f.exception()
+        self._settle(batch, f.exception())
+        while self._waiting:
+            fn, fut = self._waiting.popleft()
+            self._execute(fn, fut)
+        self._schedule()
+
+    @staticmethod
+    def _settle(batch: list[tuple[asyncio.Future[Any], Any]], exc: BaseException | None
+                ) -> None:
+        """Answer the writes of a batch once its commit is done (or failed)."""
         if exc is not None:
             log.error("a group commit of %d writes failed: %s", len(batch), type(exc).__name__)
+            if is_contention(exc):
+                exc = Busy()
         for fut, result in batch:
             if fut.cancelled():
                 continue
@@ -119,7 +164,3 @@ class GroupCommit:
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
-        while self._waiting:
-            fn, fut = self._waiting.popleft()
-            self._execute(fn, fut)
-        self._schedule()
