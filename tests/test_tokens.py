@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -10,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import Scim
+from scimsync.protocol.timefmt import parse_time
 from scimsync.store import directories as dir_module
 from scimsync.store.directories import Directories
 from scimsync.store.tables import tokens
@@ -141,3 +146,81 @@ def test_admin_tokens_through_the_api(client: object, directories: Directories) 
                        headers=admin).status_code == 204
     assert http.get("/admin/directories", headers={
         "Authorization": f"Bearer {rot.json()['token']}"}).status_code == 401
+
+
+def _lifetime(token: dict[str, Any], row_created: str) -> timedelta:
+    return parse_time(token["expires_at"]) - parse_time(row_created)
+
+
+def _created(directories: Directories, directory_id: str | None, token_id: str) -> str:
+    return next(t["created"] for t in directories.list_tokens(directory_id)
+                if t["id"] == token_id)
+
+
+def test_a_rotated_token_keeps_its_lifetime(directories: Directories) -> None:
+    d = directories.create("lifetime")
+    old = directories.create_token(d["id"], "okta", timedelta(days=90))
+    new = directories.rotate_token(d["id"], old["id"], timedelta(hours=1))
+    lifetime = _lifetime(new, _created(directories, d["id"], new["id"]))
+    assert abs(lifetime - timedelta(days=90)) < timedelta(seconds=5)
+    # ... through any number of rotations, and for admin tokens too.
+    again = directories.rotate_token(d["id"], new["id"])
+    assert abs(_lifetime(again, _created(directories, d["id"], again["id"]))
+               - timedelta(days=90)) < timedelta(seconds=5)
+    admin = directories.create_token(None, "ops", timedelta(days=7))
+    rotated = directories.rotate_token(None, admin["id"])
+    assert abs(_lifetime(rotated, _created(directories, None, rotated["id"]))
+               - timedelta(days=7)) < timedelta(seconds=5)
+
+
+def test_a_token_without_expiry_rotates_to_one_without_expiry(
+        directories: Directories) -> None:
+    d = directories.create("forever")
+    assert directories.rotate_token(d["id"], d["token_id"])["expires_at"] is None
+
+
+def test_rotation_can_set_or_drop_the_lifetime_when_told(directories: Directories) -> None:
+    d = directories.create("told")
+    old = directories.create_token(d["id"], "okta", timedelta(days=90))
+    shorter = directories.rotate_token(d["id"], old["id"], expires_in=timedelta(days=30))
+    assert abs(_lifetime(shorter, _created(directories, d["id"], shorter["id"]))
+               - timedelta(days=30)) < timedelta(seconds=5)
+    assert directories.rotate_token(d["id"], shorter["id"], expires_in=None)[
+        "expires_at"] is None
+
+
+def test_rotation_lifetime_through_the_admin_api(client: object,
+                                                 directories: Directories) -> None:
+    http: Any = client
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'life')['token']}"}
+    d = directories.create("api-lifetime")
+    base = f"/admin/directories/{d['id']}/tokens"
+    t = http.post(base, json={"name": "idp", "expires_in_seconds": 86400}, headers=admin)
+    kept = http.post(f"{base}/{t.json()['id']}/rotate", json={}, headers=admin)
+    assert kept.status_code == 201
+    assert abs(_lifetime(kept.json(), _created(directories, d["id"], kept.json()["id"]))
+               - timedelta(days=1)) < timedelta(seconds=5)
+    never = http.post(f"{base}/{kept.json()['id']}/rotate",
+                      json={"expires_in_seconds": None}, headers=admin)
+    assert never.status_code == 201 and never.json()["expires_at"] is None
+    bad = http.post(f"{base}/{never.json()['id']}/rotate",
+                    json={"expires_in_seconds": "soon"}, headers=admin)
+    assert bad.status_code == 400
+    assert len(directories.list_tokens(d["id"])) == 4  # the refused one issued nothing
+
+
+def test_rotation_lifetime_through_the_cli(engine: Engine, directories: Directories) -> None:
+    d = directories.create("cli-lifetime")
+    old = directories.create_token(d["id"], "idp", timedelta(days=90))
+    env = {**os.environ,
+           "SCIMSYNC_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    out = subprocess.run([sys.executable, "-m", "scimsync.cli", "tokens", "rotate", d["id"],
+                          old["id"], "--json"], capture_output=True, text=True, env=env,
+                         timeout=60, check=True).stdout
+    new = json.loads(out)
+    assert abs(_lifetime(new, _created(directories, d["id"], new["id"]))
+               - timedelta(days=90)) < timedelta(seconds=5)
+    out = subprocess.run([sys.executable, "-m", "scimsync.cli", "tokens", "rotate", d["id"],
+                          new["id"], "--expires-in", "never", "--json"], capture_output=True,
+                         text=True, env=env, timeout=60, check=True).stdout
+    assert json.loads(out)["expires_at"] is None

@@ -27,7 +27,7 @@ from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time
 from scimsync.reports import csv_text
 from scimsync.store import journal
-from scimsync.store.directories import Directories
+from scimsync.store.directories import Directories, Lifetime
 from scimsync.store.resources import Store
 from scimsync.store.targets import Targets, approve, list_dead_letters
 from scimsync.sync.engine import retry_dead_letters
@@ -155,9 +155,13 @@ class AdminApi:
     async def rotate_token(self, request: Request) -> Any:
         body = await self._body(request)
         overlap = _seconds(body.get("overlap_seconds", 3600), "overlap_seconds")
+        lifetime: timedelta | Lifetime | None = Lifetime.KEEP
+        if "expires_in_seconds" in body:  # null: the successor never expires
+            seconds = _seconds(body["expires_in_seconds"], "expires_in_seconds")
+            lifetime = timedelta(seconds=seconds) if seconds else None
         return await run_db(
             self.dirs.rotate_token, request.path_params.get("did"), request.path_params["tid"],
-            timedelta(seconds=overlap or 0))
+            timedelta(seconds=overlap or 0), lifetime)
 
     async def revoke_token(self, request: Request) -> Any:
         await run_db(self.dirs.revoke_token, request.path_params.get("did"),

@@ -115,7 +115,11 @@ OPENAPI: dict[str, Any] = {
             "post": {"summary": "Issue a successor; the old token expires after the overlap",
                      "requestBody": {"content": {"application/json": {"schema": {
                          "type": "object", "properties": {
-                             "overlap_seconds": {"type": "integer", "minimum": 0}}}}}},
+                             "overlap_seconds": {"type": "integer", "minimum": 0},
+                             "expires_in_seconds": {
+                                 "type": ["integer", "null"], "minimum": 0,
+                                 "description": "The successor's lifetime; absent: the old "
+                                                "token's, null or 0: never expires"}}}}}},
                      "responses": {"201": _json(_NEW_TOKEN, "The new token"), "404": _ERR}},
         },
         "/directories/{did}/tokens/{tid}": {
@@ -139,7 +143,11 @@ OPENAPI: dict[str, Any] = {
             "post": {"summary": "Issue a successor admin token",
                      "requestBody": {"content": {"application/json": {"schema": {
                          "type": "object", "properties": {
-                             "overlap_seconds": {"type": "integer", "minimum": 0}}}}}},
+                             "overlap_seconds": {"type": "integer", "minimum": 0},
+                             "expires_in_seconds": {
+                                 "type": ["integer", "null"], "minimum": 0,
+                                 "description": "The successor's lifetime; absent: the old "
+                                                "token's, null or 0: never expires"}}}}}},
                      "responses": {"201": _json(_NEW_TOKEN, "The new token"), "404": _ERR}},
         },
         "/admin-tokens/{tid}": {

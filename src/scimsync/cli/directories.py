@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from scimsync.cli.base import (
@@ -119,14 +121,22 @@ def _token_commands(group: click.Group, admin: bool) -> None:
     @click.argument("token_id")
     @click.option("--overlap", default="1h", show_default=True,
                   help="How long the old token keeps working.")
+    @click.option("--expires-in", default=None,
+                  help="The successor's lifetime, e.g. 90d, or 'never' "
+                       "(default: the old token's lifetime).")
     @click.option("--json", "as_json", is_flag=True)
     @database_option
-    def rotate(token_id: str, overlap: str, as_json: bool, database: str | None,
-               directory_id: str | None = None) -> None:
+    def rotate(token_id: str, overlap: str, expires_in: str | None, as_json: bool,
+               database: str | None, directory_id: str | None = None) -> None:
         """Issue a successor token; the old one expires after the overlap."""
 
         def go() -> None:
-            t = _dirs(database).rotate_token(directory_id, token_id, parse_duration(overlap))
+            from scimsync.store.directories import Lifetime
+
+            ttl: timedelta | Lifetime | None = Lifetime.KEEP if expires_in is None else (
+                None if expires_in == "never" else parse_duration(expires_in))
+            t = _dirs(database).rotate_token(directory_id, token_id, parse_duration(overlap),
+                                             ttl)
             if as_json:
                 _emit(t, True)
             else:

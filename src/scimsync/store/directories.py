@@ -7,19 +7,26 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
 from scimsync import security
 from scimsync.errors import Busy, UsageError
-from scimsync.protocol.timefmt import format_time, now
+from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store.tables import directories, tokens
 
 T = tokens.c
 D = directories.c
 CACHE_SECONDS = 2.0
 LAST_USED_EVERY = 60.0
+
+
+class Lifetime(Enum):
+    """A rotated token's successor keeps the lifetime its predecessor was issued with."""
+
+    KEEP = "keep"
 
 
 @dataclass(frozen=True)
@@ -122,12 +129,20 @@ class Directories:
         self._forget()
 
     def rotate_token(self, directory_id: str | None, token_id: str,
-                     overlap: timedelta = timedelta(hours=1)) -> dict[str, Any]:
-        """Issue a successor; the old token stays valid for `overlap`, then expires."""
+                     overlap: timedelta = timedelta(hours=1),
+                     expires_in: timedelta | Lifetime | None = Lifetime.KEEP) -> dict[str, Any]:
+        """Issue a successor; the old token stays valid for `overlap`, then expires.
+
+        The successor lives as long as the old token was issued for (a 90-day token's
+        successor is a 90-day token), unless `expires_in` says otherwise (None: never).
+        """
         old = self._token_row(token_id, directory_id)
         if old.revoked_at is not None:
             raise UsageError(f"token {token_id} is revoked")
-        new = self.create_token(directory_id, old.name)
+        if expires_in is Lifetime.KEEP:
+            expires_in = None if old.expires_at is None else \
+                parse_time(old.expires_at) - parse_time(old.created)
+        new = self.create_token(directory_id, old.name, expires_in)
         until = format_time(datetime.now(UTC) + overlap)
         if old.expires_at is None or old.expires_at > until:
             with self.engine.begin() as conn:
