@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -214,7 +215,7 @@ class ScimConnector:
         return Remote(str(doc["id"]), doc)
 
     def replace(self, kind: str, remote_id: str, body: Doc) -> Remote:
-        r = self._call("PUT", f"{ENDPOINT[kind]}/{remote_id}", {**body, "id": remote_id})
+        r = self._call("PUT", _resource_path(kind, remote_id), {**body, "id": remote_id})
         doc = _body(r)
         return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
 
@@ -228,18 +229,18 @@ class ScimConnector:
         ops = patch_operations(changes)
         size = max(1, self.profile.max_members_per_patch)
         for i in range(0, len(ops), size):
-            self._call("PATCH", f"{ENDPOINT[kind]}/{remote_id}",
+            self._call("PATCH", _resource_path(kind, remote_id),
                        {"schemas": [PATCH_OP], "Operations": ops[i:i + size]})
 
     def delete(self, kind: str, remote_id: str) -> None:
         try:
-            self._call("DELETE", f"{ENDPOINT[kind]}/{remote_id}")
+            self._call("DELETE", _resource_path(kind, remote_id))
         except RemoteNotFound:
             return  # already gone: the goal is reached
 
     def get(self, kind: str, remote_id: str) -> Remote | None:
         try:
-            r = self._call("GET", f"{ENDPOINT[kind]}/{remote_id}")
+            r = self._call("GET", _resource_path(kind, remote_id))
         except RemoteNotFound:
             return None
         doc = _body(r)
@@ -300,6 +301,15 @@ class ScimConnector:
                 return
             if not items:
                 raise Transient(f"listing {kind}s stopped at {start - 1} of {total}")
+
+
+def _resource_path(kind: str, remote_id: str) -> str:
+    """`Users/<id>` with the id as one path segment: an app chooses its ids, and one
+    holding `/`, `?`, `#` or `..` must not reach another URL (RFC 3986 §3.3)."""
+    segment = quote(remote_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return f"{ENDPOINT[kind]}/{segment}"
 
 
 def _described(method: str, url: str, body: Any) -> Doc:
