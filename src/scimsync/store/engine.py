@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, ExceptionContext
 
 from scimsync.errors import Busy
@@ -17,6 +20,7 @@ from scimsync.store.contention import is_contention, make_way
 
 DEFAULT_URL = "sqlite:///./scimsync.db"
 
+log = logging.getLogger("scimsync.store")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _upgrade_lock = threading.Lock()
 
@@ -38,6 +42,7 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
     """An engine configured for scimsync's durability and concurrency rules."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        _private_file(url)
         engine = create_engine(
             url,
             json_serializer=_json_dumps,
@@ -87,6 +92,22 @@ def _map_contention(engine: Engine) -> None:
         # a typed 503 the callers and the HTTP layer know, not a driver error.
         if is_contention(context.original_exception):
             raise Busy() from context.sqlalchemy_exception
+
+
+def _private_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite would (0644 under the usual umask):
+    it holds token hashes, sealed credentials and everyone's records. SQLite gives
+    the -wal and -shm files the database file's mode."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            log.warning("the database file %s is readable by others (mode %o): "
+                        "chmod 600 it and its -wal and -shm files", path, mode)
 
 
 def _configure_sqlite(engine: Engine) -> None:
