@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from scimsync.cli.base import (
@@ -9,6 +11,7 @@ from scimsync.cli.base import (
     database_option,
     main,
 )
+from scimsync.cli.serve_options import apply_serve_options, serve_options
 from scimsync.config import database_url
 
 
@@ -19,23 +22,27 @@ from scimsync.config import database_url
               help="HTTP worker processes (use PostgreSQL, or SQLite on one machine).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--no-worker", is_flag=True, help="Do not embed a provisioning worker.")
+@serve_options
 @database_option
 def serve(host: str, port: int, workers: int, log_level: str, no_worker: bool,
-          database: str | None) -> None:
+          database: str | None, **server: Any) -> None:
     """Run the SCIM API, the admin API and (unless --no-worker) a provisioning worker."""
     import os
 
     import uvicorn
 
+    from scimsync.api.server import uvicorn_options
     from scimsync.logs import configure
 
     configure(log_level)
+    settings = apply_serve_options(server)
     url = database_url(database)
     _engine(url).dispose()
     os.environ["SCIMSYNC_DATABASE_URL"] = url
     os.environ["SCIMSYNC_EMBEDDED_WORKER"] = "0" if no_worker else "1"
     uvicorn.run("scimsync.api.asgi:app", host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, log_config=None)
+                log_level=log_level, access_log=False, log_config=None,
+                **uvicorn_options(settings))
 
 
 @main.command()
