@@ -106,9 +106,9 @@ def test_admin_api_targets_dead_letters_and_metrics(client: Any, directories: Di
                       headers=admin).json() == {"dead_letters": []}
     assert client.post(f"/admin/targets/{tid}/pause", headers=admin).json()["status"] == \
         "paused"
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=admin).text
     assert f'scimsync_target_active{{directory_id="{scim.directory_id}",status="paused",' \
-           f'target="api-app",target_id="{tid}"}} 0.0' in metrics
+           f'target_id="{tid}"}} 0.0' in metrics
     assert "scimsync_propagation_lag_seconds{" in metrics
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(

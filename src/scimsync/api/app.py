@@ -21,6 +21,7 @@ from scimsync.api.admin import AdminApi
 from scimsync.api.http import DatabaseCalls, error_response
 from scimsync.api.metrics import metrics_endpoint
 from scimsync.api.scim import ScimApi
+from scimsync.api.settings import Settings, from_env
 from scimsync.errors import ScimError
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
@@ -88,9 +89,11 @@ async def _health(_request: Request) -> Response:
 
 
 def create_app(database_url: str | None = None, engine: Engine | None = None,
-               worker: bool = False) -> Starlette:
+               worker: bool = False, settings: Settings | None = None) -> Starlette:
     """Build the application on a database (its schema is created or upgraded);
-    with `worker`, an embedded provisioning worker runs while the app is up."""
+    with `worker`, an embedded provisioning worker runs while the app is up.
+    Settings come from the environment unless given (api/settings.py)."""
+    settings = settings or from_env()
     if engine is None:
         from scimsync.config import database_url as configured
 
@@ -119,7 +122,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None,
         lifespan=lifespan,
         routes=[
             Route("/healthz", _health, methods=["GET"]),
-            Route("/metrics", metrics_endpoint(engine), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(engine, dirs, settings), methods=["GET"]),
             Mount("/scim/v2/{directory_id}", app=Router(scim_api.routes(),
                                                         redirect_slashes=False)),
             Route("/scim/{version:str}/{rest:path}", _other_version,
@@ -131,6 +134,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None,
     # A path that matches no route is a 404 (a SCIM Error under /scim), never a
     # redirect to a neighbouring route: `/Users/%2F` must not land on `/Users`.
     app.router.redirect_slashes = False
+    app.state.settings = settings
     app.state.store = store
     app.state.directories = dirs
     app.state.engine = engine
