@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
+from scimsync.api.origin import public_root
 from scimsync.drift.detect import Detector, list_runs
 from scimsync.drift.findings import LINE_COLUMNS, accept, as_line, get_finding, list_findings
 from scimsync.drift.remediate import fix
@@ -109,8 +110,7 @@ class AdminApi:
         if not isinstance(name, str):
             raise UsageError("name is required")
         created = await run_db(self.dirs.create, name)
-        return {**created, "scim_url": f"{str(request.base_url).rstrip('/')}"
-                f"{created['scim_path']}"}
+        return {**created, "scim_url": f"{public_root(request)}{created['scim_path']}"}
 
     async def get_directory(self, request: Request) -> Any:
         return await run_db(self.dirs.get, request.path_params["did"])

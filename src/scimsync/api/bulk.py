@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scimsync.api.http import read_json, run_write, scim
+from scimsync.api.origin import public_root
 from scimsync.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -77,7 +78,7 @@ class BulkApi:
         if fail_on is not None and (not isinstance(fail_on, int) or fail_on < 1):
             raise invalid_value("failOnErrors must be a positive integer")
         ops = [_parse_op(i, o) for i, o in enumerate(raw_ops)]
-        base = f"{str(request.base_url).rstrip('/')}/scim/v2/{did}"
+        base = f"{public_root(request)}/scim/v2/{did}"
         results = await run_write(self.api.store,
                                   lambda conn: self._run(conn, did, p, ops, fail_on, base))
         return scim({"schemas": [BULK_RESPONSE], "Operations": results})

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scimsync.api.http import error_response, read_json, run_db, run_write, scim
+from scimsync.api.origin import public_root
 from scimsync.errors import (
     BadRequest,
     NotFound,
@@ -33,8 +34,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def base_url(request: Request, directory_id: str) -> str:
-    root = str(request.base_url).rstrip("/")
-    return f"{root}/scim/v2/{directory_id}"
+    """A directory's SCIM base URL, as clients reach it (api/origin.py)."""
+    return f"{public_root(request)}/scim/v2/{directory_id}"
 
 
 def _projection(request: Request, rt: ResourceType) -> Projection:
