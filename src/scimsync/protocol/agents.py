@@ -11,6 +11,9 @@ Choices where the draft is silent or inconsistent (docs/non-human-identities.md)
 - `applications` on an Agent and `agents` on an AgenticApplication are both
   writable references, each checked against the directory (`$ref` spelled `$ref`
   in both, where the draft's prose says `ref` for the latter).
+- In every reference `$ref` is writable, as in Group.members: a client may send it
+  (it must locate the resource `value` names, or stands for `value` when that is
+  left out); the stored reference is the value, and `$ref` is derived on each read.
 - The draft's `specifiationUrl` is spelled `specificationUrl`, as its prose has it.
 - `active` defaults to true, as for Users: an agent is suspended by setting it false.
 - Agents can be members of Groups (member `type` Agent); an Agent's `groups` is
@@ -44,7 +47,9 @@ def _ref(name: str, description: str, types: tuple[str, ...], *,
     """A reference to other resources of the directory: value, $ref, display."""
     return A(name, "complex", multi_valued=multi, description=description, sub_attributes=(
         A("value", case_exact=True, description="The id of the referenced resource."),
-        A("$ref", "reference", reference_types=types, mutability="readOnly",
+        # Writable, as Group.members.$ref and manager.$ref are (RFC 7643 §4.3, §8.7.1):
+        # a client may name the resource by its URI; the value is what is stored.
+        A("$ref", "reference", reference_types=types,
           description="The URI of the referenced resource."),
         A("display", mutability="readOnly", description="A human-readable name."),
         *extra,
