@@ -39,9 +39,9 @@ def error(r: Any, status: int, scim_type: str | None = None) -> str:
 
 
 def test_discovery_advertises_agents(web: Scim) -> None:
-    spc = web.get("/ServiceProviderConfig").json()
-    assert spc["agentExtension"] == {"supported": True, "agentsSupported": True,
-                                     "agenticApplicationsSupported": True}
+    # Through /ResourceTypes, which strict clients read; the draft's top-level member
+    # only where a directory asks for it (tests/test_agent_discovery.py).
+    assert "agentExtension" not in web.get("/ServiceProviderConfig").json()
     types = {t["id"]: t for t in web.get("/ResourceTypes").json()["Resources"]}
     assert types["Agent"]["endpoint"] == "/Agents" and types["Agent"]["schema"] == AGENT
     assert types["AgenticApplication"]["endpoint"] == "/AgenticApplications"
@@ -50,6 +50,8 @@ def test_discovery_advertises_agents(web: Scim) -> None:
     owners = next(a for a in schemas[AGENT]["attributes"] if a["name"] == "owners")
     assert owners["mutability"] == "readWrite" and owners["multiValued"] is True
     assert {s["name"] for s in owners["subAttributes"]} == {"value", "$ref", "display", "type"}
+    ref = next(s for s in owners["subAttributes"] if s["name"] == "$ref")
+    assert ref["mutability"] == "readWrite" and ref["referenceTypes"] == ["User", "Group"]
     name = next(a for a in schemas[APP]["attributes"] if a["name"] == "name")
     assert name["required"] is True and name["uniqueness"] == "server"
     assert web.get(f"/Schemas/{NHI}").json()["name"] == "NonHumanIdentity"
@@ -223,8 +225,8 @@ def test_bad_values_are_refused(web: Scim) -> None:
 def test_agents_are_provisioned_to_applications_that_take_them(
         engine: Any, web: Scim, live_server: str, directories: Directories,
         peer_root: str) -> None:
-    """Agents and agentic applications reach a downstream scimsync (it advertises
-    agentExtension), with their references as the application's ids, suspension and
+    """Agents and agentic applications reach a downstream scimsync (it advertises them
+    on /ResourceTypes), with their references as the application's ids, suspension and
     deletion included; python-scim's scim2-server, which does not take agents, is
     sent none."""
     from downstream import PEER_TOKEN, converge

@@ -121,3 +121,15 @@ def test_serve_journal_and_logs_keep_secrets(db: str, tmp_path: Path) -> None:
     assert "password" not in json.dumps(entry)
     table = run(db, "journal", d["id"]).stdout
     assert "created" in table and "joiner" in table
+
+
+def test_directory_discovery_command(db: str) -> None:
+    d = run_json(db, "directories", "create", "draft-clients", "--json")
+    assert run_json(db, "directories", "discovery", d["id"], "--json") == {
+        "agent_extension": False}
+    assert run_json(db, "directories", "discovery", d["id"], "--agent-extension",
+                    "--json") == {"agent_extension": True}
+    assert run_json(db, "directories", "discovery", d["id"], "--json") == {
+        "agent_extension": True}
+    proc = run(db, "directories", "discovery", "no-such-directory", ok=False)
+    assert proc.returncode == 2 and "no directory" in proc.stderr

@@ -28,6 +28,7 @@ from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time
 from scimsync.reports import csv_text
 from scimsync.store import journal
+from scimsync.store.advertised import get_advertised, set_advertised
 from scimsync.store.directories import Directories, Lifetime
 from scimsync.store.resources import Store
 from scimsync.store.targets import Targets, approve, list_dead_letters
@@ -118,6 +119,18 @@ class AdminApi:
     async def delete_directory(self, request: Request) -> Any:
         await run_db(self.dirs.delete, request.path_params["did"])
         return None
+
+    async def discovery(self, request: Request) -> Any:
+        return await self._setting(request, get_advertised, set_advertised)
+
+    async def _setting(self, request: Request, get: Callable[..., Any],
+                       put: Callable[..., Any]) -> Any:
+        """A directory's settings of one kind: GET shows them, PUT validates and stores."""
+        did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
+        if request.method == "PUT":
+            return (await run_db(put, self.store.engine, did,
+                                 await self._body(request))).to_json()
+        return (await run_db(get, self.store.engine, did)).to_json()
 
     # Token handlers serve both scopes: /directories/{did}/tokens and /admin-tokens
     # (no `did`: admin tokens).
@@ -287,11 +300,7 @@ class AdminApi:
     # --- non-human identities ---------------------------------------------------------
 
     async def nhi_policy(self, request: Request) -> Any:
-        did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
-        if request.method == "PUT":
-            return (await run_db(set_policy, self.store.engine, did,
-                                 await self._body(request))).to_json()
-        return (await run_db(get_policy, self.store.engine, did)).to_json()
+        return await self._setting(request, get_policy, set_policy)
 
     async def nhi_sweep(self, request: Request) -> Any:
         did = (await run_db(self.dirs.get, request.path_params["did"]))["id"]
@@ -336,6 +345,7 @@ class AdminApi:
             Route("/directories", e(self.create_directory, 201), methods=["POST"]),
             Route("/directories/{did}", e(self.get_directory), methods=["GET"]),
             Route("/directories/{did}", e(self.delete_directory), methods=["DELETE"]),
+            Route("/directories/{did}/discovery", e(self.discovery), methods=["GET", "PUT"]),
             Route("/directories/{did}/tokens", e(self.list_tokens), methods=["GET"]),
             Route("/directories/{did}/tokens", e(self.create_token, 201), methods=["POST"]),
             Route("/directories/{did}/tokens/{tid}/rotate", e(self.rotate_token, 201),

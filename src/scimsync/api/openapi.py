@@ -23,6 +23,9 @@ _POLICY = {"type": "object", "properties": {
     "on_owner_departure": {"type": "string", "enum": ["manager", "group", "suspend"]},
     "fallback_group": {"type": ["string", "null"]},
     "grace": {"type": ["string", "number"], "description": "seconds, or 7d, 12h, ..."}}}
+_DISCOVERY = {"type": "object", "properties": {"agent_extension": {
+    "type": "boolean", "description": "Serve draft-abbey-scim-agent-extension's "
+    "agentExtension member in /ServiceProviderConfig (strict clients refuse it)"}}}
 _REPORT = {"description": "The report", "content": {
     "application/json": {"schema": _OBJECT}, "text/csv": {"schema": {"type": "string"}}}}
 
@@ -204,6 +207,15 @@ OPENAPI: dict[str, Any] = {
                                                   "format": "date-time"}}}}}},
                      "responses": {"200": _json(_OBJECT, "The finding"), "400": _ERR,
                                    "404": _ERR}},
+        },
+        "/directories/{did}/discovery": {
+            "parameters": [_DID],
+            "get": {"summary": "What the directory's discovery documents advertise",
+                    "responses": {"200": _json(_DISCOVERY, "The choices"), "404": _ERR}},
+            "put": {"summary": "Change what the discovery documents advertise",
+                    "requestBody": {"content": {"application/json": {"schema": _DISCOVERY}}},
+                    "responses": {"200": _json(_DISCOVERY, "The choices"), "400": _ERR,
+                                  "404": _ERR}},
         },
         "/directories/{did}/nhi/policy": {
             "parameters": [_DID],

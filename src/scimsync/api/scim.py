@@ -27,6 +27,7 @@ from scimsync.protocol.render import render
 from scimsync.protocol.resources import BY_ENDPOINT, RESOURCE_TYPES
 from scimsync.protocol.schema import LIST_RESPONSE, ResourceType
 from scimsync.protocol.values import normalise_body
+from scimsync.store.advertised import get_advertised
 from scimsync.store.directories import Directories, Principal
 from scimsync.store.resources import Loads, Store
 
@@ -95,7 +96,9 @@ class ScimApi:
     # --- discovery ------------------------------------------------------------
 
     async def spc(self, request: Request, did: str, _p: Principal) -> Response:
-        return scim(discovery.service_provider_config(base_url(request, did)))
+        chosen = await run_db(get_advertised, self.store.engine, did)
+        return scim(discovery.service_provider_config(
+            base_url(request, did), agent_extension=chosen.agent_extension))
 
     async def resource_types(self, request: Request, did: str, _p: Principal) -> Response:
         base = base_url(request, did)

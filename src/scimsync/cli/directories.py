@@ -77,6 +77,29 @@ def directories_delete(directory_id: str, yes: bool, database: str | None) -> No
     _run(go)
 
 
+@directories.command("discovery")
+@click.argument("directory_id")
+@click.option("--agent-extension/--no-agent-extension", default=None,
+              help="Serve the draft's agentExtension member in /ServiceProviderConfig "
+                   "(strict clients refuse it; docs/scim.md).")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+def directories_discovery(directory_id: str, agent_extension: bool | None, as_json: bool,
+                          database: str | None) -> None:
+    """Show what a directory's discovery documents advertise, or change it."""
+
+    def go() -> None:
+        from scimsync.store.advertised import get_advertised, set_advertised
+
+        dirs = _dirs(database)
+        did = dirs.get(directory_id)["id"]
+        chosen = get_advertised(dirs.engine, did) if agent_extension is None else \
+            set_advertised(dirs.engine, did, {"agent_extension": agent_extension})
+        _emit(chosen.to_json(), as_json, None, "discovery")
+
+    _run(go)
+
+
 # --- tokens ----------------------------------------------------------------------
 
 

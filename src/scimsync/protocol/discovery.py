@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scimsync.protocol.agent_support import DRAFT_MEMBER, AgentSupport, draft_member
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.protocol.schema import (
     RESOURCE_TYPE_SCHEMA,
@@ -22,9 +23,10 @@ MAX_RESULTS = 1000
 DEFAULT_PAGE = 100
 
 
-def service_provider_config(base: str) -> dict[str, Any]:
-    """RFC7643 §5, with RFC9865 §5 `pagination`."""
-    return {
+def service_provider_config(base: str, *, agent_extension: bool = False) -> dict[str, Any]:
+    """RFC7643 §5, with RFC9865 §5 `pagination`; with `agent_extension`, also the
+    draft's member (draft-abbey-scim-agent-extension-00 §4.1, see agent_support)."""
+    doc: dict[str, Any] = {
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/scimsync/scimsync/blob/main/docs/scim.md",
         "patch": {"supported": True},
@@ -34,9 +36,6 @@ def service_provider_config(base: str) -> dict[str, Any]:
         "changePassword": {"supported": False},
         "sort": {"supported": True},
         "etag": {"supported": True},
-        # draft-abbey-scim-agent-extension-00 §4.1.
-        "agentExtension": {"supported": True, "agentsSupported": True,
-                           "agenticApplicationsSupported": True},
         "pagination": {
             "cursor": True,
             "index": True,
@@ -59,6 +58,9 @@ def service_provider_config(base: str) -> dict[str, Any]:
             "location": f"{base}/ServiceProviderConfig",
         },
     }
+    if agent_extension:
+        doc[DRAFT_MEMBER] = draft_member(AgentSupport(agents=True, applications=True))
+    return doc
 
 
 def resource_type_doc(rt: ResourceType, base: str) -> dict[str, Any]:
