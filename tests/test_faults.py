@@ -159,7 +159,8 @@ def test_429_with_retry_after_is_honoured_then_converges(
     p, peer = proxy
     u = scim.user("throttled@x.test")
     tid = target_via(engine, scim, p, peer)
-    p.faults.plan.extend(["ok", "429"])  # the first request reads ServiceProviderConfig
+    # The first requests read ServiceProviderConfig and ResourceTypes.
+    p.faults.plan.extend(["ok", "ok", "429"])
     result = Reconciler(engine).run(tid)
     assert result.error is not None and "429" in result.error
     row = target_row(engine, tid)
@@ -183,8 +184,8 @@ def test_transient_faults_back_off_and_lose_nothing(
     p, peer = proxy
     users = [scim.user(f"f{i}@x.test")["id"] for i in range(3)]
     tid = target_via(engine, scim, p, peer, timeout=0.5, concurrency=1)
-    # Discovery and the first user go through, then the next request fails.
-    p.faults.plan.extend(["ok", "ok", "ok", fault])
+    # Discovery (two requests) and the first user go through, then the next one fails.
+    p.faults.plan.extend(["ok", "ok", "ok", "ok", fault])
     result = Reconciler(engine).run(tid)
     assert result.error is not None
     row = target_row(engine, tid)

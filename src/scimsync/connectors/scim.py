@@ -26,6 +26,7 @@ from scimsync.connectors.contract import (
 from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
 from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
+from scimsync.protocol import agent_support
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
@@ -128,17 +129,23 @@ class ScimConnector:
                     value = spc.get(key)
                     if isinstance(value, dict) and value.get("supported") is False:
                         found[key] = False
-                agents = spc.get("agentExtension")  # draft-abbey-scim-agent-extension §4.1
-                if isinstance(agents, dict):
-                    found["agents"] = agents.get("agentsSupported") is True
-                    found["applications"] = agents.get("agenticApplicationsSupported") is True
                 pagination = spc.get("pagination")  # RFC 9865 §5
                 if isinstance(pagination, dict) and pagination.get("cursor") is True:
                     found["cursor"] = True
+                # The draft's member if the app sends it, else its /ResourceTypes.
+                agents = agent_support.from_config(spc) or self._advertised_types()
+                found["agents"], found["applications"] = agents.agents, agents.applications
         except (Rejected, RemoteNotFound):
             pass
         _DISCOVERED[self.base] = (now_ + DISCOVERY_TTL, found)
         return found
+
+    def _advertised_types(self) -> agent_support.AgentSupport:
+        """Agent support from the app's /ResourceTypes (RFC7644 §4); none if it has none."""
+        try:
+            return agent_support.from_resource_types(_body(self._call("GET", "ResourceTypes")))
+        except (Rejected, RemoteNotFound):
+            return agent_support.NONE
 
     # --- authentication -------------------------------------------------------------
 
