@@ -36,6 +36,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+# Every server here is on loopback, which the outbound URL policy denies unless allowed
+# (the other benchmarks import this module, and the servers started inherit it).
+os.environ.setdefault("SCIMSYNC_TARGET_ALLOW", "127.0.0.0/8,::1")
 
 from scimsync.protocol.resources import GROUP, USER  # noqa: E402
 from scimsync.protocol.values import normalise_body  # noqa: E402

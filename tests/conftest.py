@@ -27,6 +27,9 @@ from scimsync.store.engine import make_engine, upgrade
 # working directory's.
 os.environ["SCIMSYNC_SECRET_KEY_FILE"] = os.path.join(tempfile.mkdtemp(prefix="scimsync-key-"),
                                                       "scimsync.key")
+# Every downstream the tests run listens on loopback, which the outbound URL policy
+# denies unless an operator allows it (docs/security.md): allow it, and nothing more.
+os.environ["SCIMSYNC_TARGET_ALLOW"] = "127.0.0.0/8,::1"
 
 PG_ADMIN_URL = os.environ.get(
     "SCIMSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

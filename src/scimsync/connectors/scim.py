@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from scimsync import outbound
 from scimsync.connectors.contract import (
     Capabilities,
     ChangeSet,
@@ -91,9 +92,8 @@ class ScimConnector:
         self.auth: dict[str, Any] = settings.get("auth") or {"type": "none"}
         self.profile = profile
         self.secrets = secrets
-        self.base = check_url(settings["url"])
-        self.http = httpx.Client(timeout=profile.timeout, transport=transport,
-                                 headers={"Accept": SCIM_JSON})
+        self.base = check_url(settings["url"], resolve=False)  # connections are checked too
+        self.http = outbound.client(profile.timeout, transport, headers={"Accept": SCIM_JSON})
         self.limiter = RateLimiter(profile.rate_limit)
         self._oauth_token: tuple[str, float] | None = None
 
@@ -172,9 +172,9 @@ class ScimConnector:
         if auth.get("scope"):
             data["scope"] = auth["scope"]
         try:
-            r = self.http.post(check_url(auth["token_url"]), data=data)
+            r = self.http.post(check_url(auth["token_url"], resolve=False), data=data)
         except httpx.TransportError as exc:
-            raise Transient(f"token endpoint unreachable: {type(exc).__name__}") from exc
+            raise Transient(f"token endpoint unreachable: {outbound.reason(exc)}") from exc
         if r.status_code >= 500 or r.status_code == 429:
             raise Transient(f"token endpoint answered {r.status_code}", status=r.status_code,
                             retry_after=retry_after(r.headers.get("retry-after")))
@@ -198,7 +198,7 @@ class ScimConnector:
         try:
             r = self.http.request(method, url, json=body, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise Transient(f"{method} {path}: {type(exc).__name__}",
+            raise Transient(f"{method} {path}: {outbound.reason(exc)}",
                             request=_described(method, url, body)) from exc
         if 200 <= r.status_code < 300:
             return r
@@ -352,7 +352,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     url = raw.get("url")
     if not isinstance(url, str) or not url:
         raise UsageError("a scim target needs a url")
-    check_url(url, resolve=False)
+    check_url(url)  # resolved: a name that does not resolve is refused here
     auth = dict(raw.get("auth") or {"type": "none"})
     atype = auth.get("type", "none")
     if atype not in AUTH_TYPES:
@@ -366,7 +366,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     if atype == "oauth2":
         if not isinstance(auth.get("token_url"), str):
             raise UsageError("auth type oauth2 needs token_url")
-        check_url(auth["token_url"], resolve=False)
+        check_url(auth["token_url"])  # the token request is a call like any other
     auth["type"] = atype
     return {"url": url.rstrip("/"), "auth": auth}, secrets
 

@@ -15,6 +15,7 @@ import httpx
 import orjson
 from standardwebhooks import Webhook
 
+from scimsync import outbound
 from scimsync.connectors.contract import Rejected, Transient
 from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
 from scimsync.connectors.scim import RateLimiter, retry_after
@@ -32,11 +33,11 @@ class WebhookSender:
 
     def __init__(self, settings: dict[str, Any], profile: Profile, secrets: Secrets,
                  transport: httpx.BaseTransport | None = None):
-        self.url = check_url(settings["url"])
+        self.url = check_url(settings["url"], resolve=False)  # connections are checked too
         self.signers = [Webhook(s) for s in secrets.get("signing", [])]
         if not self.signers:
             raise Rejected("webhook target has no signing secret")
-        self.http = httpx.Client(timeout=profile.timeout, transport=transport)
+        self.http = outbound.client(profile.timeout, transport)
         self.limiter = RateLimiter(profile.rate_limit)
 
     def close(self) -> None:
@@ -60,7 +61,7 @@ class WebhookSender:
         try:
             r = self.http.post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:
-            raise Transient(f"POST webhook: {type(exc).__name__}", request=request) from exc
+            raise Transient(f"POST webhook: {outbound.reason(exc)}", request=request) from exc
         if 200 <= r.status_code < 300:
             return
         message = f"webhook answered {r.status_code}"
@@ -77,7 +78,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     url = raw.get("url")
     if not isinstance(url, str) or not url:
         raise UsageError("a webhook target needs a url")
-    check_url(url, resolve=False)
+    check_url(url)  # resolved: a name that does not resolve is refused here
     signing = raw.get("secret")
     if isinstance(signing, str):
         signing = [signing]
