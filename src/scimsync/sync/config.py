@@ -156,7 +156,7 @@ def _check_drift(raw: Any) -> Drift:
 def _check_mapping(rules: Any) -> list[dict[str, Any]]:
     from scimsync.protocol.resources import USER
     from scimsync.protocol.schema import resolve
-    from scimsync.sync.expressions import parse
+    from scimsync.sync.sample import check_rule
 
     if not isinstance(rules, list):
         raise UsageError("mapping must be a list of rules")
@@ -172,10 +172,7 @@ def _check_mapping(rules: Any) -> list[dict[str, Any]]:
         if rp is None or rp.attr.mutability == "readOnly" or rp.attr.name in ("id",
                                                                               "password"):
             raise UsageError(f"mapping[{i}]: {target!r} is not a writable User attribute")
-        if "source" in rule:
-            parse(str(rule["source"]))
-        if "expression" in rule:
-            parse(str(rule["expression"]))
+        check_rule(i, rule)  # parsed and tried on a sample user, not first in a run
         out.append(dict(rule))
     return out
 

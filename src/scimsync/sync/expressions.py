@@ -10,6 +10,11 @@ join(separator, list), split(s, separator), replace(s, old, new),
 if("<SCIM filter>", then, else). A path to a multi-valued attribute yields its
 values (the `value` of each complex value); a missing attribute yields null, and
 functions pass null through, so mappings never fail on absent data.
+
+Every value a function makes is bounded before it is made: text of at most MAX_TEXT
+characters, lists of at most MAX_ITEMS items and MAX_TEXT characters in all, so no
+expression of MAX_LENGTH characters can ask for more memory than that, however it
+nests. `split` takes a non-empty string literal as its separator.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from scimsync.protocol.schema import resolve
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 16
+MAX_TEXT = 64 * 1024  # characters in a text a function returns, or in a list in all
+MAX_ITEMS = 1000  # items in a list a function returns
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?)|'
                     r'(?P<name>[A-Za-z_$][\w:.$-]*)|(?P<punct>[(),]))')
 
@@ -62,36 +69,76 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+class ExpressionLimit(UsageError):
+    """A function would make a value over MAX_TEXT or MAX_ITEMS."""
+
+
+def _bounded(fn: str, length: int, items: int = 1) -> None:
+    """Refuse a value before it is made, from the size it would have."""
+    if length > MAX_TEXT:
+        raise ExpressionLimit(f"{fn}() would make {length} characters; a value holds at "
+                              f"most {MAX_TEXT}")
+    if items > MAX_ITEMS:
+        raise ExpressionLimit(f"{fn}() would make {items} items; a list holds at most "
+                              f"{MAX_ITEMS}")
+
+
 def _concat(*xs: Any) -> Any:
     parts = [_text(x) for x in xs]
-    return None if all(p is None for p in parts) else "".join(p or "" for p in parts)
+    if all(p is None for p in parts):
+        return None
+    _bounded("concat", sum(len(p) for p in parts if p is not None))
+    return "".join(p or "" for p in parts)
 
 
 def _join(sep: Any, xs: Any) -> Any:
     if xs is None:
         return None
     items = xs if isinstance(xs, list) else [xs]
-    return str(sep).join(t for t in (_text(x) for x in items) if t is not None)
+    texts = [t for t in (_text(x) for x in items) if t is not None]
+    glue = str(sep)
+    _bounded("join", sum(len(t) for t in texts) + len(glue) * max(len(texts) - 1, 0))
+    return glue.join(texts)
 
 
 def _split(s: Any, sep: Any) -> Any:
     t = _text(s)
-    return None if t is None else t.split(str(sep))
+    if t is None:
+        return None
+    glue = str(sep)
+    if not glue:
+        raise UsageError("split needs a separator that is not empty")
+    _bounded("split", len(t), t.count(glue) + 1)
+    return t.split(glue)
 
 
 def _replace(s: Any, old: Any, new: Any) -> Any:
     t = _text(s)
-    return None if t is None else t.replace(str(old), str(new))
+    if t is None:
+        return None
+    old, new = str(old), str(new)
+    # An empty `old` matches between every two characters and at both ends.
+    count = t.count(old) if old else len(t) + 1
+    _bounded("replace", len(t) + count * (len(new) - len(old)))
+    return t.replace(old, new)
 
 
 def _lower(s: Any) -> Any:
     t = _text(s)
-    return None if t is None else t.lower()
+    if t is None:
+        return None
+    out = t.lower()  # at most a few times longer (case mappings), and checked after
+    _bounded("lower", len(out))
+    return out
 
 
 def _upper(s: Any) -> Any:
     t = _text(s)
-    return None if t is None else t.upper()
+    if t is None:
+        return None
+    out = t.upper()
+    _bounded("upper", len(out))
+    return out
 
 
 def _coalesce(*xs: Any) -> Any:
@@ -174,6 +221,10 @@ class _Parser:
             except Exception as exc:
                 raise UsageError(f"if: invalid filter {args[0].value!r}") from exc
             return Call(name, tuple(args), condition)
+        if name == "split" and len(args) == 2 and not (
+                isinstance(args[1], Lit) and isinstance(args[1].value, str) and args[1].value):
+            raise UsageError('split takes a separator that is a non-empty string, such as '
+                             'split(userName, "@")')
         if name not in FUNCTIONS:
             raise UsageError(f"unknown function {text!r}; known: if, "
                              + ", ".join(sorted(FUNCTIONS)))
