@@ -156,16 +156,15 @@ def test_rejected_request_goes_to_dead_letters(engine: Engine, scim: Scim,
     assert ok["id"] in peer.users()
 
 
-def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer,
-                                                      tmp_path: Path) -> None:
+def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer) -> None:
     """`scimsync serve` embeds a worker: an accepted change is applied downstream fast."""
     import json
     import os
     import signal
 
     url = engine.url.render_as_string(hide_password=False)
-    env = {**os.environ, "SCIMSYNC_DATABASE_URL": url,
-           "SCIMSYNC_SECRET_KEY_FILE": str(tmp_path / "key")}
+    # The session's key: the database holds other tests' credentials, sealed with it.
+    env = {**os.environ, "SCIMSYNC_DATABASE_URL": url}
     cli = [sys.executable, "-m", "scimsync.cli"]
     d = json.loads(subprocess.run([*cli, "directories", "create", "live", "--json"], env=env,
                                   capture_output=True, text=True, check=True).stdout)

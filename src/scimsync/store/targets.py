@@ -64,7 +64,7 @@ class Targets:
             try:
                 conn.execute(insert(targets).values(
                     id=tid, directory_id=did, name=name, kind=kind, config=config.to_json(),
-                    secret=crypto.seal(secrets) if secrets else None, status=status,
+                    secret=self._seal(conn, secrets), status=status,
                     cursor=FULL_SYNC, failures=0, created=ts, updated=ts))
             except IntegrityError as exc:
                 raise UsageError(f"directory already has a target named {name!r}") from exc
@@ -77,9 +77,23 @@ class Targets:
         config, secrets = parse_config(row.kind, settings)
         with self.engine.begin() as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
-                config=config.to_json(), secret=crypto.seal(secrets) if secrets else None,
+                config=config.to_json(), secret=self._seal(conn, secrets, row.id),
                 updated=now()))
         return self.show(row.id)
+
+    def _seal(self, conn: Any, secrets: dict[str, Any], replacing: str | None = None
+              ) -> str | None:
+        """Encrypt credentials with the key the others stored (those of `replacing`
+        aside, so that re-entering them after a lost key repairs the target)."""
+        if not secrets:
+            return None
+        stored = conn.execute(select(T.secret).where(
+            T.secret.is_not(None), T.id != (replacing or "")).limit(1)).scalar()
+        return crypto.seal(self.engine.url, secrets, stored)
+
+    def row(self, target: str) -> Any:
+        """A target's stored row by id or name, its credentials still sealed."""
+        return self._row(target)
 
     def _row(self, target: str, directory: str | None = None) -> Any:
         with self.engine.connect() as conn:
@@ -127,7 +141,8 @@ class Targets:
     def runtime(self, target_id: str) -> tuple[Any, TargetConfig, dict[str, Any]]:
         """The row, configuration and decrypted credentials the engine needs."""
         row = self._row(target_id)
-        return row, load_config(row.kind, row.config), crypto.unseal(row.secret)
+        secrets = crypto.unseal(self.engine.url, row.secret)
+        return row, load_config(row.kind, row.config), secrets
 
 
 def list_dead_letters(engine: Engine, target_id: str, status: str | None = "open"

@@ -1,0 +1,161 @@
+"""The credentials key: one place per database, never a fresh key over stored credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from conftest import USER, Scim
+from downstream import PEER_TOKEN, Peer
+from scimsync import crypto
+from scimsync.api.app import create_app
+from scimsync.crypto import SETTING_FILE, SETTING_KEY, KeyMismatch, KeyNotConfigured, locate
+from scimsync.store.engine import is_postgres, make_engine
+from scimsync.store.targets import Targets
+
+CLI = [sys.executable, "-m", "scimsync.cli"]
+
+
+def scimsync(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it: in `cwd`, with no key setting unless given."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in (SETTING_KEY, SETTING_FILE, "SCIMSYNC_DATABASE_URL")}
+    return subprocess.run([*CLI, *args], cwd=cwd, env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """A SQLite database in its own folder, a directory in it, and two other folders."""
+    data = tmp_path / "data"
+    for folder in ("data", "here", "there"):
+        (tmp_path / folder).mkdir()
+    url = f"sqlite:///{data / 'hub.db'}"
+    made = scimsync(tmp_path / "here", "directories", "create", "acme", "--json",
+                    "--database", url)
+    assert made.returncode == 0, made.stderr
+    yield tmp_path, url, json.loads(made.stdout)
+
+
+def add_target(cwd: Path, url: str, directory: str, name: str, peer: Peer,
+               **env: str) -> subprocess.CompletedProcess[str]:
+    return scimsync(cwd, "targets", "add", directory, name, "--url", peer.base,
+                    "--bearer-token-env", "TOKEN", "--json", "--database", url,
+                    TOKEN=PEER_TOKEN, **env)
+
+
+# --- where the key is ---------------------------------------------------------------
+
+
+def test_the_key_of_a_sqlite_file_is_beside_it_whatever_the_working_directory() -> None:
+    loc = locate("sqlite:///relative/hub.db", env={})
+    assert loc is not None and loc.path == Path("relative/hub.db.key").resolve()
+    assert loc.setting == crypto.BESIDE_DATABASE
+
+
+def test_a_configured_key_wins_over_the_default_location(tmp_path: Path) -> None:
+    key = Fernet.generate_key().decode()
+    assert locate("sqlite:///hub.db", env={SETTING_KEY: key}) == \
+        crypto.KeyLocation(SETTING_KEY, value=key)
+    loc = locate("sqlite:///hub.db", env={SETTING_FILE: str(tmp_path / "k")})
+    assert loc is not None and (loc.setting, loc.path) == (SETTING_FILE, tmp_path / "k")
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u@db/hub", "sqlite://",
+                                 "sqlite:///:memory:"])
+def test_a_database_without_a_file_has_no_default_key(url: str) -> None:
+    assert locate(url, env={}) is None
+
+
+def test_the_cli_in_another_working_directory_uses_the_same_key(
+        hub: tuple[Path, str, dict[str, Any]], peer: Peer) -> None:
+    root, url, d = hub
+    added = add_target(root / "here", url, d["id"], "app", peer)
+    assert added.returncode == 0, added.stderr
+    key = root / "data" / "hub.db.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # A user arrives over SCIM; `sync`, run from elsewhere, must open the bearer token.
+    db = make_engine(url)
+    with TestClient(create_app(engine=db)) as http:
+        r = http.post(f"{d['scim_path']}/Users", json={"schemas": [USER], "userName": "ann"},
+                      headers={"Authorization": f"Bearer {d['token']}"})
+        assert r.status_code == 201, r.text
+    db.dispose()
+    synced = scimsync(root / "there", "sync", "app", "--user", r.json()["id"], "--json",
+                      "--database", url)
+    assert synced.returncode == 0, synced.stderr
+    assert r.json()["id"] in peer.users()
+    assert sorted(p.name for p in (root / "data").iterdir() if p.suffix == ".key") == \
+        ["hub.db.key"]
+    assert not list((root / "here").iterdir()) and not list((root / "there").iterdir())
+
+
+def test_a_missing_key_with_stored_credentials_is_refused_and_not_recreated(
+        hub: tuple[Path, str, dict[str, Any]], peer: Peer) -> None:
+    root, url, d = hub
+    assert add_target(root / "here", url, d["id"], "app", peer).returncode == 0
+    key = root / "data" / "hub.db.key"
+    key.rename(root / "key-elsewhere")
+    refused = add_target(root / "there", url, d["id"], "second", peer)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert str(key) in refused.stderr and SETTING_FILE in refused.stderr
+    assert "none is created" in refused.stderr
+    assert not key.exists()
+    plan = scimsync(root / "there", "plan", "app", "--database", url)
+    assert plan.returncode == 2 and str(key) in plan.stderr and "Traceback" not in plan.stderr
+    assert not key.exists()
+    listed = json.loads(scimsync(root, "targets", "list", "--json", "--database", url).stdout)
+    assert [t["name"] for t in listed] == ["app"]  # nothing was added
+    # Pointing the setting at the key where it now is repairs everything.
+    moved = {SETTING_FILE: str(root / "key-elsewhere")}
+    assert add_target(root / "there", url, d["id"], "second", peer, **moved).returncode == 0
+
+
+def test_a_wrong_key_with_stored_credentials_is_refused(
+        hub: tuple[Path, str, dict[str, Any]], peer: Peer) -> None:
+    root, url, d = hub
+    assert add_target(root / "here", url, d["id"], "app", peer).returncode == 0
+    before = (root / "data" / "hub.db.key").read_bytes()
+    wrong = {SETTING_KEY: Fernet.generate_key().decode()}
+    refused = add_target(root / "here", url, d["id"], "second", peer, **wrong)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "not the key they were encrypted with" in refused.stderr
+    assert SETTING_KEY in refused.stderr
+    assert (root / "data" / "hub.db.key").read_bytes() == before
+
+
+# --- on both backends ----------------------------------------------------------------
+
+
+def test_storing_credentials_under_a_key_that_cannot_open_the_others_is_refused(
+        engine: Engine, scim: Scim, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    targets = Targets(engine)
+    settings = {"url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}}
+    targets.add(scim.directory_id, "first", "scim", settings)
+    monkeypatch.setenv(SETTING_KEY, Fernet.generate_key().decode())
+    with pytest.raises(KeyMismatch, match=SETTING_KEY):
+        targets.add(scim.directory_id, "second", "scim", settings)
+    assert [t["name"] for t in targets.list(scim.directory_id)] == ["first"]
+
+
+def test_postgresql_stores_credentials_only_with_a_configured_key(
+        engine: Engine, scim: Scim, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not is_postgres(engine):
+        pytest.skip("a SQLite file has a default key location")
+    monkeypatch.delenv(SETTING_FILE, raising=False)
+    monkeypatch.delenv(SETTING_KEY, raising=False)
+    with pytest.raises(KeyNotConfigured, match=SETTING_FILE):
+        Targets(engine).add(scim.directory_id, "app", "scim", {
+            "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
+    assert Targets(engine).list(scim.directory_id) == []
