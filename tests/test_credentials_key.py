@@ -1,4 +1,5 @@
-"""The credentials key: one place per database, never a fresh key over stored credentials."""
+"""The credentials key: one place per database, never a fresh key over stored credentials,
+and a target whose credentials cannot be opened shows as failing everywhere."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from scimsync.api.app import create_app
 from scimsync.crypto import SETTING_FILE, SETTING_KEY, KeyMismatch, KeyNotConfigured, locate
 from scimsync.store.engine import is_postgres, make_engine
 from scimsync.store.targets import Targets
+from scimsync.sync.engine import Reconciler, RunResult
+from scimsync.sync.worker import Worker
 
 CLI = [sys.executable, "-m", "scimsync.cli"]
 
@@ -159,3 +162,26 @@ def test_postgresql_stores_credentials_only_with_a_configured_key(
         Targets(engine).add(scim.directory_id, "app", "scim", {
             "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
     assert Targets(engine).list(scim.directory_id) == []
+
+
+@pytest.fixture
+def locked(engine: Engine, scim: Scim, peer: Peer, monkeypatch: pytest.MonkeyPatch,
+           tmp_path: Path) -> tuple[dict[str, Any], RunResult]:
+    """A target run once by a worker that was started with another key."""
+    t = Targets(engine).add(scim.directory_id, "locked", "scim", {
+        "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
+    scim.user("locked@x.test")
+    with monkeypatch.context() as m:
+        other = tmp_path / "other.key"
+        other.write_bytes(Fernet.generate_key())
+        m.setenv(SETTING_FILE, str(other))
+        return t, Reconciler(engine).run(t["id"])
+
+
+def test_undecryptable_credentials_are_a_failure_of_the_target_with_backoff(
+        engine: Engine, locked: tuple[dict[str, Any], RunResult], tmp_path: Path) -> None:
+    t, result = locked
+    assert result.error is not None and str(tmp_path / "other.key") in result.error
+    row = Targets(engine).row(t["id"])
+    assert row.failures == 1 and row.last_error == result.error and row.retry_at is not None
+    assert t["id"] not in Worker(engine).due()  # backing off, not a hot loop

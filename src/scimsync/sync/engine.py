@@ -38,6 +38,7 @@ from scimsync.connectors.contract import (
     RemoteNotFound,
     Transient,
 )
+from scimsync.crypto import KeyMismatch
 from scimsync.errors import NotFound
 from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
@@ -156,7 +157,14 @@ class Reconciler:
 
         `progress` is called after each resource (the worker renews its lease there).
         """
-        row, config, secrets = self.targets.runtime(target_id)
+        try:
+            row, config, secrets = self.targets.runtime(target_id)
+        except KeyMismatch as exc:
+            # Not a bug but a broken target: count it and back off, never a hot loop.
+            if dry_run:
+                raise
+            self._failed(self.targets.row(target_id), Transient(str(exc)))
+            return RunResult(error=str(exc), done=False)
         connector = self.connector_factory(row.kind, config, secrets)
         ctx = _Context(self, row, config, connector, dry_run, progress)
         result = ctx.result
