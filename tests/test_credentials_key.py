@@ -22,6 +22,7 @@ from downstream import PEER_TOKEN, Peer
 from scimsync import crypto
 from scimsync.api.app import create_app
 from scimsync.crypto import SETTING_FILE, SETTING_KEY, KeyMismatch, KeyNotConfigured, locate
+from scimsync.store.directories import Directories
 from scimsync.store.engine import is_postgres, make_engine
 from scimsync.store.targets import Targets
 from scimsync.sync.engine import Reconciler, RunResult
@@ -185,3 +186,62 @@ def test_undecryptable_credentials_are_a_failure_of_the_target_with_backoff(
     row = Targets(engine).row(t["id"])
     assert row.failures == 1 and row.last_error == result.error and row.retry_at is not None
     assert t["id"] not in Worker(engine).due()  # backing off, not a hot loop
+
+
+def test_a_target_whose_credentials_cannot_be_opened_shows_as_failing(
+        engine: Engine, scim: Scim, locked: tuple[dict[str, Any], RunResult], client: Any,
+        directories: Directories) -> None:
+    t, result = locked
+    url = engine.url.render_as_string(hide_password=False)
+    listed = subprocess.run([*CLI, "targets", "list", "--json", "--directory",
+                             scim.directory_id], capture_output=True, text=True, timeout=60,
+                            check=True, env={**os.environ, "SCIMSYNC_DATABASE_URL": url})
+    mine = next(x for x in json.loads(listed.stdout) if x["id"] == t["id"])
+    assert (mine["status"], mine["failures"], mine["last_error"]) == \
+        ("active", 1, result.error)
+    assert mine["retry_at"] is not None
+
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'ops')['token']}"}
+    shown = client.get(f"/admin/targets/{t['id']}", headers=admin).json()
+    assert {k: shown[k] for k in ("status", "failures", "last_error", "retry_at")} == \
+        {k: mine[k] for k in ("status", "failures", "last_error", "retry_at")}
+    assert shown["last_applied"] is None
+
+    metrics = client.get("/metrics").text
+    ids = f'directory_id="{scim.directory_id}",target_id="{t["id"]}"'
+    assert f"scimsync_target_error{{{ids}}} 1.0" in metrics
+    assert f"scimsync_target_retry_timestamp_seconds{{{ids}}}" in metrics
+    assert f'scimsync_target_status{{directory_id="{scim.directory_id}",status="active",' \
+           f'target_id="{t["id"]}"}} 1.0' in metrics
+    assert f'scimsync_target_status{{directory_id="{scim.directory_id}",' \
+           f'status="quarantined",target_id="{t["id"]}"}} 0.0' in metrics
+    failures = [line for line in metrics.splitlines()
+                if line.startswith("scimsync_target_consecutive_failures{") and t["id"] in line]
+    assert len(failures) == 1 and failures[0].endswith(" 1.0")
+
+
+def test_the_people_table_shows_the_failure_and_the_next_retry(
+        engine: Engine, scim: Scim, locked: tuple[dict[str, Any], RunResult]) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    shown = subprocess.run([*CLI, "targets", "show", locked[0]["id"]], capture_output=True,
+                           text=True, timeout=60, check=True,
+                           env={**os.environ, "SCIMSYNC_DATABASE_URL": url,
+                                "COLUMNS": "200"}).stdout
+    fields = {line.split("│")[1].strip(): line.split("│")[2].strip()
+              for line in shown.splitlines() if line.count("│") == 3}
+    assert fields["failures"] == "1" and fields["retry_at"].endswith("Z")
+    assert fields["last_error"].startswith("target credentials cannot be decrypted")
+
+
+def test_a_target_that_applied_shows_when_in_metrics_and_show(
+        engine: Engine, scim: Scim, peer: Peer, client: Any) -> None:
+    t = Targets(engine).add(scim.directory_id, "fine", "scim", {
+        "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
+    scim.user("fine@x.test")
+    assert Reconciler(engine).run(t["id"]).error is None
+    shown = Targets(engine).show(t["id"])
+    assert shown["failures"] == 0 and shown["last_applied"] is not None
+    metrics = client.get("/metrics").text
+    ids = f'directory_id="{scim.directory_id}",target_id="{t["id"]}"'
+    assert f"scimsync_target_last_applied_timestamp_seconds{{{ids}}}" in metrics
+    assert f"scimsync_target_error{{{ids}}} 0.0" in metrics

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scimsync.api.health_metrics import TargetHealthCollector
 from scimsync.api.settings import Settings
 from scimsync.store.directories import Directories
 from scimsync.sync.lag import all_targets
@@ -70,6 +71,7 @@ def metrics_endpoint(engine: Engine, dirs: Directories, settings: Settings
     """The /metrics handler for these settings."""
     registry = CollectorRegistry()
     registry.register(TargetCollector(engine, names=settings.metrics_names))
+    registry.register(TargetHealthCollector(engine))
 
     def allowed(request: Request) -> bool:
         if settings.metrics_open:

@@ -55,6 +55,22 @@ _NEW_TOKEN = {
                    "token": {"type": "string", "description": "Shown once."},
                    "expires_at": {"type": ["string", "null"]}},
 }
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_TARGET = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"}, "directory_id": {"type": "string"},
+        "name": {"type": "string"}, "kind": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "paused", "quarantined", "held"]},
+        "has_credentials": {"type": "boolean", "description": "Credentials are never shown."},
+        "failures": {"type": "integer", "description": "Failed runs in a row."},
+        "last_error": {"type": ["string", "null"],
+                       "description": "Why the last run failed or is held."},
+        "retry_at": {**_NULLABLE_TIME, "description": "While backing off: the next try."},
+        "last_applied": {**_NULLABLE_TIME,
+                         "description": "Only in a single target: the last change applied."},
+    },
+}
 _ENTRY = {
     "type": "object",
     "properties": {
@@ -157,6 +173,17 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_TID],
             "delete": {"summary": "Revoke an admin token",
                        "responses": {"204": {"description": "Revoked"}, "404": _ERR}},
+        },
+        "/targets": {
+            "parameters": [{"name": "directory", "in": "query", "schema": {"type": "string"}}],
+            "get": {"summary": "List targets, with their status, failures and last error",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "targets": {"type": "array", "items": _TARGET}}}, "Targets")}},
+        },
+        "/targets/{tid}": {
+            "parameters": [_TID],
+            "get": {"summary": "Show a target and how it is doing",
+                    "responses": {"200": _json(_TARGET, "The target"), "404": _ERR}},
         },
         "/targets/{tid}/drift": {
             "parameters": [_TID],

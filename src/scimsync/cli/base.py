@@ -66,6 +66,20 @@ def _emit(data: Any, as_json: bool, columns: list[str] | None = None, title: str
     console.print(table)
 
 
+def _emit_fields(data: dict[str, Any], as_json: bool, title: str = "") -> None:
+    """One record: a field per line for people (a wide row would wrap), JSON for machines."""
+    if as_json:
+        _emit(data, True)
+        return
+    table = Table(title=title or None, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        table.add_row(key, "" if value is None else shown)
+    console.print(table)
+
+
 def _run(fn: Callable[[], None]) -> None:
     try:
         fn()

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from scimsync.cli.base import _emit, _engine, _run, console, database_option, main
+from scimsync.cli.base import _emit, _emit_fields, _engine, _run, console, database_option, main
 from scimsync.errors import UsageError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -101,9 +101,20 @@ def targets_add(directory: str, name: str, kind: str, url: str, signing_env: tup
 @click.option("--json", "as_json", is_flag=True)
 @database_option
 def targets_list(directory: str | None, as_json: bool, database: str | None) -> None:
-    """List targets."""
-    _run(lambda: _emit(_targets(database).list(directory), as_json,
-                       ["id", "name", "kind", "status", "cursor", "failures", "last_error"]))
+    """List targets, with how each is doing (failures, last error, next retry)."""
+
+    def go() -> None:
+        rows = _targets(database).list(directory)
+        if not as_json:  # the whole error is in `targets show`
+            rows = [{**r, "last_error": _brief(r["last_error"])} for r in rows]
+        _emit(rows, as_json, ["id", "name", "kind", "status", "cursor", "failures",
+                              "last_error", "retry_at"])
+
+    _run(go)
+
+
+def _brief(error: str | None, width: int = 40) -> str | None:
+    return error if error is None or len(error) <= width else error[:width - 1] + "…"
 
 
 def _status_command(verb: str, status: str) -> None:
@@ -150,8 +161,8 @@ def targets_approve(target: str, directory: str | None, as_json: bool,
 @database_option
 def targets_show(target: str, directory: str | None, as_json: bool,
                  database: str | None) -> None:
-    """Show a target (never its credentials)."""
-    _run(lambda: _emit(_targets(database).show(target, directory), as_json))
+    """Show a target and how it is doing (never its credentials)."""
+    _run(lambda: _emit_fields(_targets(database).show(target, directory), as_json))
 
 
 @targets.command("remove")

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from scimsync import crypto
 from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now
+from scimsync.store.health import last_applied
 from scimsync.store.tables import dead_letters, directories, links, targets
 from scimsync.sync.config import TargetConfig, load_config, parse_config
 
@@ -21,7 +22,7 @@ STATUSES = ("active", "paused", "quarantined", "held")
 FULL_SYNC = -1
 
 
-def _view(row: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:
+def _view(row: Any, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """A target as shown to people and API clients: never its credentials."""
     out = {
         "id": row.id, "directory_id": row.directory_id, "name": row.name, "kind": row.kind,
@@ -114,7 +115,9 @@ class Targets:
             dead = conn.execute(select(func.count()).select_from(dead_letters).where(
                 dead_letters.c.target_id == row.id, dead_letters.c.status == "open")
             ).scalar_one()
-        return _view(row, {"provisioned": int(linked), "dead_letters": int(dead)})
+            applied = last_applied(conn, row.id)
+        return _view(row, {"provisioned": int(linked), "dead_letters": int(dead),
+                           "last_applied": applied})
 
     def list(self, directory: str | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
