@@ -32,6 +32,9 @@ class Recorder:
                                "id": "x", "userName": "x"}
         if scope["path"].endswith("/ServiceProviderConfig"):
             doc = SPC
+        elif scope["path"].endswith("/ResourceTypes"):  # discovery, not a remote id
+            doc = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                   "totalResults": 0, "Resources": []}
         else:
             self.seen.append((scope["method"], scope["raw_path"], scope["query_string"]))
         await send({"type": "http.response.start", "status": 200,
