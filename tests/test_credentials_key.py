@@ -25,7 +25,8 @@ from scimsync.crypto import SETTING_FILE, SETTING_KEY, KeyMismatch, KeyNotConfig
 from scimsync.store.directories import Directories
 from scimsync.store.engine import is_postgres, make_engine
 from scimsync.store.targets import Targets
-from scimsync.sync.engine import Reconciler, RunResult
+from scimsync.sync.engine import Reconciler
+from scimsync.sync.work import RunResult
 from scimsync.sync.worker import Worker
 
 CLI = [sys.executable, "-m", "scimsync.cli"]

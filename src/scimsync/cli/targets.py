@@ -259,7 +259,8 @@ def plan_cmd(target: str, directory: str | None, as_json: bool, database: str | 
 
     def go() -> None:
         from scimsync.store.targets import Targets
-        from scimsync.sync.engine import Reconciler, Work
+        from scimsync.sync.engine import Reconciler
+        from scimsync.sync.work import Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
@@ -290,7 +291,8 @@ def sync_cmd(target: str, user_id: str, directory: str | None, as_json: bool,
 
     def go() -> None:
         from scimsync.store.targets import Targets
-        from scimsync.sync.engine import Reconciler, Work
+        from scimsync.sync.engine import Reconciler
+        from scimsync.sync.work import Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)

@@ -32,14 +32,10 @@ from scimsync.protocol.timefmt import now, parse_time
 from scimsync.store.tables import deliveries, drift_runs, links, targets
 from scimsync.store.targets import Targets
 from scimsync.sync.config import DRIFT_CLASSES
-from scimsync.sync.engine import (
-    Reconciler,
-    Work,
-    guard_exceeded,
-    link_upsert,
-    make_connector,
-    provisioned_users,
-)
+from scimsync.sync.context import link_upsert
+from scimsync.sync.engine import Reconciler, make_connector
+from scimsync.sync.guard import guard_exceeded, provisioned_users
+from scimsync.sync.work import Work
 
 log = logging.getLogger("scimsync.remediate")
 L = links.c

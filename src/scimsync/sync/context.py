@@ -1,0 +1,325 @@
+"""One run on one target: the links it reads and writes, the evidence it records, and
+how its steps run (up to profile.concurrency at once) and fail (docs/provisioning.md:
+Reliability).
+
+Link changes and deliveries are written in batches, one transaction per FLUSH_EVERY
+resources, and always before the journal cursor moves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select
+
+from scimsync.connectors.contract import (
+    Capabilities,
+    Connector,
+    ConnectorError,
+    EventSink,
+    Rejected,
+    Remote,
+    RemoteConflict,
+    RemoteNotFound,
+    Transient,
+)
+from scimsync.errors import NotFound
+from scimsync.protocol.record import Record
+from scimsync.protocol.resources import RESOURCE_TYPES
+from scimsync.protocol.timefmt import now, parse_time
+from scimsync.store import retries as retry_store
+from scimsync.store.resources import Loads
+from scimsync.store.tables import dead_letters, deliveries, links
+from scimsync.store.targets import FULL_SYNC
+from scimsync.sync.config import TargetConfig
+from scimsync.sync.pacing import Steps
+from scimsync.sync.work import Link, RunResult, Work
+
+if TYPE_CHECKING:
+    from scimsync.sync.engine import Reconciler
+
+L = links.c
+FLUSH_EVERY = 200
+MATCH_BATCH = 50
+MEMBER_CHUNK = 500  # member ids per IN list when resolving remote ids
+# Statuses that say the whole application is overloaded or down for a while (the
+# target backs off, Retry-After honoured), as opposed to one operation failing.
+APP_DOWN = (408, 425, 429, 503)
+Doc = dict[str, Any]
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def link_upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (target_id, resource_id) DO UPDATE, built once per dialect."""
+    found = _UPSERTS.get(dialect)
+    if found is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        stmt: Any = (postgresql.insert(links) if dialect == "postgresql"
+                     else sqlite.insert(links))
+        found = _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=[L.target_id, L.resource_id],
+            set_={c: stmt.excluded[c] for c in ("remote_id", "applied_hash", "applied",
+                                                "state", "updated")})
+    return found
+
+
+class RunContext:
+    """The state of one run on one target: links, evidence, and how steps run."""
+
+    def __init__(self, rec: Reconciler, row: Any, config: TargetConfig,
+                 connector: Any, dry_run: bool,
+                 progress: Callable[[], None] | None = None):
+        self.r = rec
+        self.row = row
+        self.config = config
+        self.connector: Connector = connector
+        self.sender: EventSink | None = None
+        self.caps = Capabilities()
+        if isinstance(connector, Connector):
+            try:
+                self.caps = connector.capabilities()
+            except ConnectorError:
+                self.caps = Capabilities(kinds=frozenset({"User", "Group"}))
+        else:
+            self.sender = connector
+        self.can_patch = self.caps.update
+        self.can_filter = self.caps.find
+        # Agents and agentic applications go only to systems that hold them.
+        self.takes_agents = "Agent" in self.caps.kinds
+        self.takes_applications = "AgenticApplication" in self.caps.kinds
+        self.dry_run = dry_run
+        self.result = RunResult()
+        self.progress = progress or (lambda: None)
+        # Up to profile.concurrency requests in flight; one resource is never applied
+        # by two of them at once (a run holds each resource once).
+        self.lock = threading.RLock()
+        self.window = rec.window(row.id, config.profile.concurrency)
+        self.steps = Steps(self.window)
+        self.ok = 0  # operations the application answered
+        self.failed: dict[str, tuple[Work, Transient]] = {}
+        self.down: Transient | None = None  # the application as a whole failed
+        self._links: dict[str, Link | None] = {}
+        self._loaded: dict[tuple[str, str], Record | None] = {}
+        self._waiting: dict[str, list[Work]] = {}
+        # Incremental runs look up reports of a newly linked manager in the directory;
+        # a full pass sees every user, so references resolve within the pass.
+        self.incremental = row.cursor != FULL_SYNC
+        # plan, sync and tests read the actions; a worker's full pass must not hold
+        # one entry per identity in memory.
+        self.keep_actions = dry_run or rec.keep_actions
+        self._matches: dict[tuple[str, str, str], Remote | None] = {}
+        # Link changes and deliveries are written in batches (one transaction, one
+        # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
+        self._pending: list[tuple[str, Any]] = []
+        self._deliveries: list[dict[str, Any]] = []
+
+    # --- links ------------------------------------------------------------------------
+
+    def link(self, rid: str) -> Link | None:
+        if rid not in self._links:
+            with self.r.engine.connect() as conn:
+                row = conn.execute(select(links).where(
+                    L.target_id == self.row.id, L.resource_id == rid)).first()
+            self._links[rid] = None if row is None else Link(
+                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
+                row.applied, row.state)
+        return self._links[rid]
+
+    def forget(self) -> None:
+        """Drop what this run cached about resources (links, loads, lookups)."""
+        self._links.clear()
+        self._loaded.clear()
+        self._matches.clear()
+
+    def prefetch_links(self, ids: list[str]) -> None:
+        """Read the links of many resources in one query (absent ones cached as None)."""
+        wanted = [i for i in ids if i not in self._links]
+        if not wanted:
+            return
+        with self.r.engine.connect() as conn:
+            rows = conn.execute(select(links).where(L.target_id == self.row.id,
+                                                    L.resource_id.in_(wanted))).all()
+        found = {r.resource_id: r for r in rows}
+        for rid in wanted:
+            row = found.get(rid)
+            self._links[rid] = None if row is None else Link(
+                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
+                row.applied, row.state)
+
+    def remote_id(self, rid: str) -> str | None:
+        link = self.link(rid)
+        return link.remote_id if link is not None and link.state == "provisioned" else None
+
+    def save_link(self, link: Link) -> None:
+        with self.lock:
+            self._links[link.resource_id] = link
+            if not self.dry_run:
+                self._pending.append(("save", link))
+                self.maybe_flush()
+
+    def drop_link(self, rid: str) -> None:
+        with self.lock:
+            self._links[rid] = None
+            if not self.dry_run:
+                self._pending.append(("drop", rid))
+                self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if len(self._pending) + len(self._deliveries) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending link changes and deliveries in one transaction, in order."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending and not self._deliveries:
+            return
+        ts = now()
+        upsert = link_upsert(self.r.engine.dialect.name)
+        with self.r.engine.begin() as conn:
+            batch: dict[str, dict[str, Any]] = {}
+            for kind, item in self._pending:
+                if kind == "drop":
+                    if batch:  # keep the order of saves and drops
+                        conn.execute(upsert, list(batch.values()))
+                        batch = {}
+                    conn.execute(delete(links).where(L.target_id == self.row.id,
+                                                     L.resource_id == item))
+                    continue
+                batch[item.resource_id] = {
+                    "target_id": self.row.id, "resource_id": item.resource_id,
+                    "resource_type": item.resource_type, "remote_id": item.remote_id,
+                    "applied_hash": item.applied_hash, "applied": item.applied,
+                    "state": item.state, "updated": ts}
+            if batch:
+                conn.execute(upsert, list(batch.values()))
+            if self._deliveries:
+                conn.execute(insert(deliveries), self._deliveries)
+        self._pending, self._deliveries = [], []
+
+    # --- evidence ---------------------------------------------------------------------
+
+    def record(self, work: Work, action: str, outcome: str = "ok",
+               detail: str | None = None) -> None:
+        if self.keep_actions:
+            with self.lock:
+                self.result.actions.append({
+                    "resource_type": work.resource_type, "resource_id": work.resource_id,
+                    "action": action, "outcome": outcome, "detail": detail})
+        if self.dry_run:
+            return
+        applied = now()
+        changed = work.changed_at or applied
+        lag = int((parse_time(applied) - parse_time(changed)).total_seconds() * 1000)
+        with self.lock:
+            self._deliveries.append({
+                "target_id": self.row.id, "resource_type": work.resource_type,
+                "resource_id": work.resource_id, "action": action, "outcome": outcome,
+                "seq": work.seq, "lifecycle": work.lifecycle, "changed_at": changed,
+                "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail})
+            self.maybe_flush()
+
+    def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
+        self.count(dead=1)
+        self.record(work, action, "dead", str(exc))
+        if self.dry_run:
+            return
+        with self.r.engine.begin() as conn:
+            conn.execute(insert(dead_letters).values(
+                target_id=self.row.id, resource_type=work.resource_type,
+                resource_id=work.resource_id, action=action, request=exc.request,
+                response=exc.response if isinstance(exc.response, dict | list) else
+                {"body": str(exc.response)[:2000]}, error=str(exc)[:2000], status="open",
+                created=now()))
+
+    # --- the run ----------------------------------------------------------------------
+
+    def load(self, work: Work) -> Record | None:
+        key = (work.resource_type, work.resource_id)
+        if key in self._loaded:
+            return self._loaded.pop(key)  # prefetched once, used once
+        rtype = RESOURCE_TYPES[work.resource_type]
+        try:
+            return self.r.store.get(self.row.directory_id, rtype, work.resource_id,
+                                    Loads(members=True, groups=True))
+        except NotFound:
+            return None
+
+    def count(self, applied: int = 0, dead: int = 0, processed: int = 0) -> None:
+        with self.lock:
+            self.result.applied += applied
+            self.result.dead += dead
+            self.result.processed += processed
+
+    def guarded(self, work: Work, step: Any) -> None:
+        """Run one resource's step. A refusal is a dead letter; a failure of this one
+        operation is kept for `settle`; a failure of the application stops the run."""
+        if self.down is not None:
+            return
+        self.progress()  # a worker that lost its lease stops before its next request
+        self.window.acquire()
+        ok = overloaded = False
+        try:
+            step()
+            ok = True
+        except (Rejected, RemoteConflict, RemoteNotFound) as exc:
+            ok = True  # the application answered; this operation is what failed
+            self.dead_letter(work, "apply", exc)
+        except Transient as exc:
+            if exc.status is None or exc.status in APP_DOWN:
+                overloaded = exc.status in (429, 503)
+                with self.lock:
+                    self.down = self.down or exc
+            else:
+                with self.lock:
+                    self.failed[work.resource_id] = (work, exc)
+        finally:
+            self.window.release(ok, overloaded)
+            if ok:
+                with self.lock:
+                    self.ok += 1
+        self.progress()
+
+    def each(self, works: list[Work], step: Any) -> None:
+        """`step(work)` for every work, up to the window's size at once."""
+        def one(w: Work) -> Callable[[], None]:
+            return lambda: self.guarded(w, lambda: step(w))
+
+        self.steps.run([one(w) for w in works])
+        if self.down is not None:
+            raise self.down
+
+    def settle(self, retried: list[str]) -> None:
+        """After a batch: operations that failed alone are retried later, and dead letters
+        once they have failed too often; if nothing succeeded while several failed, the
+        application is down and the run fails as a whole (nothing moves on)."""
+        self.steps.close()
+        if self.dry_run:
+            return
+        if self.failed and self.ok == 0 and len(self.failed) > 1:
+            first = next(iter(self.failed.values()))[1]
+            raise Transient(f"every operation failed: {first}", status=first.status,
+                            retry_after=first.retry_after)
+        done = [rid for rid in retried if rid not in self.failed]
+        with self.r.engine.begin() as conn:
+            if done:
+                retry_store.clear(conn, self.row.id, done)
+            known = retry_store.attempts(conn, self.row.id, list(self.failed))
+            for rid, (work, exc) in self.failed.items():
+                attempt = (known[rid].attempts if rid in known else 0) + 1
+                if attempt >= retry_store.POISON_AFTER:
+                    retry_store.clear(conn, self.row.id, [rid])
+                    continue
+                retry_store.schedule(conn, self.row.id, work.resource_type, rid, attempt,
+                                     work.seq, work.changed_at, work.lifecycle, str(exc))
+        for rid, (work, exc) in self.failed.items():
+            if rid in known and known[rid].attempts + 1 >= retry_store.POISON_AFTER:
+                self.dead_letter(work, "apply", exc)  # a poison operation: set aside
+        self.failed, self.ok = {}, 0

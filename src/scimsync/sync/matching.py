@@ -1,0 +1,51 @@
+"""Matching a desired object with remote ones: which attribute, which case rules.
+
+One module, shared by provisioning (sync/) and drift (drift/): externalId is
+case-exact (RFC 7643 §3.1), userName and email values are not; a group matches on
+displayName and an agent on name where a user matches on userName.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scimsync.connectors.contract import Remote
+
+Doc = dict[str, Any]
+
+
+# What stands for userName when matching other kinds.
+NAMED_BY = {"Group": "displayName", "Agent": "name", "AgenticApplication": "name"}
+
+
+def match_value(body: Doc, kind: str, attr: str) -> str | None:
+    """The value of a match attribute in a body (a group matches on displayName)."""
+    value: Any
+    if attr == "email":
+        emails = body.get("emails") or []
+        value = next((e.get("value") for e in emails if e.get("primary")), None) or (
+            emails[0].get("value") if emails else None)
+    elif attr == "userName" and kind in NAMED_BY:
+        value = body.get(NAMED_BY[kind])
+    else:
+        value = body.get(attr)
+    return value if isinstance(value, str) and value else None
+
+
+def folded(attr: str, value: str) -> str:
+    # externalId is case-exact (RFC 7643 §3.1); userName and email values are not.
+    return value if attr == "externalId" else value.lower()
+
+
+def by_value(found: list[Remote], kind: str, attr: str) -> dict[str, list[Remote]]:
+    """Remote objects grouped by their (case-folded) value of a match attribute."""
+    out: dict[str, list[Remote]] = {}
+    for remote in found:
+        if attr == "email":
+            values = [e.get("value") for e in remote.doc.get("emails") or []
+                      if isinstance(e, dict)]
+        else:
+            values = [remote.doc.get(NAMED_BY.get(kind, attr) if attr == "userName" else attr)]
+        for v in {folded(attr, v) for v in values if isinstance(v, str)}:
+            out.setdefault(v, []).append(remote)
+    return out

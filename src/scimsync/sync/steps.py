@@ -1,0 +1,405 @@
+"""The steps of a run: bring each resource to its desired state, in an order that
+keeps the invariants at any concurrency (docs/architecture.md: Lanes).
+
+Users that should exist come before the groups that list them; with deactivation,
+leavers come first; with deletion, a leaver's memberships are removed before the
+user is deleted; agents after people and groups, agentic applications after the
+agents they list. An unlinked object is first matched to an existing remote one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from scimsync.connectors.contract import (
+    ChangeSet,
+    Rejected,
+    Remote,
+    RemoteConflict,
+    RemoteNotFound,
+)
+from scimsync.protocol.filter import parse_filter
+from scimsync.protocol.record import Record
+from scimsync.protocol.resources import USER
+from scimsync.protocol.schema import ENTERPRISE_USER
+from scimsync.store.resources import Loads
+from scimsync.store.tables import links
+from scimsync.sync import mapping
+from scimsync.sync.context import MATCH_BATCH, MEMBER_CHUNK, RunContext
+from scimsync.sync.events import (
+    HUB_RESOURCE,
+    build_event,
+    resource_doc,
+)
+from scimsync.sync.guard import GuardHeld, guard_exceeded, provisioned_users
+from scimsync.sync.matching import NAMED_BY, by_value, folded, match_value
+from scimsync.sync.work import Link, Work, change_set
+
+L = links.c
+Doc = dict[str, Any]
+
+
+class Run(RunContext):
+    """A run: the steps, on top of the run's state."""
+
+    def prefetch_matches(self, users: list[Work]) -> None:
+        """Look up existing remote accounts for unlinked users, fifty per request."""
+        if not self.can_filter:
+            return
+        for i in range(0, len(users), MATCH_BATCH):
+            chunk = users[i:i + MATCH_BATCH]
+            self.prefetch_links([w.resource_id for w in chunk])
+            bodies: list[Doc] = []
+            for w in chunk:
+                rec = self.load(w)
+                self._loaded[("User", w.resource_id)] = rec
+                if rec is None or self.link(w.resource_id) is not None:
+                    continue
+                body = mapping.desired_user(self.config, rec, self.remote_id)
+                if body is not None:
+                    bodies.append(body)
+            for attr in self.config.profile.match:
+                values = [v for b in bodies if (v := match_value(b, "User", attr)) is not None
+                          and ("User", attr, v) not in self._matches]
+                if not values:
+                    continue
+                found = by_value(self.connector.find("User", attr, values), "User", attr)
+                for v in values:
+                    hits = found.get(folded(attr, v), [])
+                    # Two accounts for one value: matched one at a time, which refuses.
+                    if len(hits) < 2:
+                        self._matches[("User", attr, v)] = hits[0] if hits else None
+
+    def reconcile(self, items: list[Work]) -> None:
+        """Bring these resources to their desired state, in an order that keeps the
+        invariants: with deactivation, leavers go first (nothing refers to an inactive
+        account); users that should exist before the groups that list them; with
+        deletion, a leaver's memberships are removed before the user is deleted.
+        Within each step up to profile.concurrency requests are in flight."""
+        users = [w for w in items if w.resource_type == "User"]
+        groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
+        leaving: list[tuple[Work, Record | None]] = []
+        if len(users) > 1 and not self.dry_run:
+            self.prefetch_matches(users)
+        first_wave = True
+        queue = list(users)
+        while queue:
+            wave, queue = queue, []
+            upserts: list[tuple[Work, Record, Doc, bool]] = []
+            for w in wave:
+                self.desire(w, queue, upserts, leaving)
+            if first_wave:
+                first_wave = False
+                for w, rec in leaving:
+                    if self.remote_id(w.resource_id) is not None and rec is not None:
+                        self.add_groups_of(rec, groups, w)
+                self.check_guard([w for w, _ in leaving])
+                if self.config.profile.deprovision == "deactivate":
+                    self.each([w for w, _ in leaving], self.deprovision)
+                    leaving = []
+            bodies = {w.resource_id: d for w, _, d, _ in upserts}
+            self.each([w for w, _, _, _ in upserts],
+                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]))
+            for w, rec, _, linked_before in upserts:
+                if linked_before or self.remote_id(w.resource_id) is None:
+                    continue
+                if self.incremental:
+                    # Its groups can now list it (a full pass syncs every group after
+                    # all users: doing it here too would rewrite each group per batch).
+                    self.add_groups_of(rec, groups, w)
+                # Users who referred to it (their manager) can now resolve the reference;
+                # a user is newly linked at most once per run, so this terminates.
+                queue += self._waiting.pop(w.resource_id, [])
+                if self.incremental:
+                    queue += [Work("User", rid, w.seq, w.changed_at, "mover")
+                              for rid in self.reports_of(w.resource_id)]
+        for w, rec in leaving:
+            if self.remote_id(w.resource_id) is not None and rec is not None:
+                self.add_groups_of(rec, groups, w)
+        self.check_guard([w for w, _ in leaving])
+        if self.config.profile.groups:
+            self.each(list(groups.values()), self.sync_group)
+        self.each([w for w, _ in leaving], self.deprovision)
+        # After people and groups (their owners are linked by now); agents before the
+        # applications that list them.
+        nhis = 0
+        for kind, takes in (("Agent", self.takes_agents),
+                            ("AgenticApplication", self.takes_applications)):
+            if takes:
+                batch = [w for w in items if w.resource_type == kind]
+                self.each(batch, self.sync_nhi)
+                nhis += len(batch)
+        self.count(processed=len(users) + len(groups) + nhis)
+
+    def desire(self, w: Work, queue: list[Work], upserts: list[tuple[Work, Record, Doc, bool]],
+               leaving: list[tuple[Work, Record | None]]) -> None:
+        """Sort one user into those to create or update and those that should go."""
+        rec = self.load(w)
+        if rec is None and w.lifecycle == "mover":
+            # A nested group joined or left a group: its users are the work.
+            nested = self.load(Work("Group", w.resource_id))
+            if nested is not None:
+                queue += [Work("User", u, w.seq, w.changed_at, "mover")
+                          for u in self.member_users(nested)]
+                return
+        unresolved: list[str] = []
+
+        def remote(hub_id: str) -> str | None:
+            found = self.remote_id(hub_id)
+            if found is None:
+                unresolved.append(hub_id)
+            return found
+
+        desired = None if rec is None else mapping.desired_user(self.config, rec, remote)
+        if desired is None or rec is None:
+            leaving.append((w, rec))
+            return
+        for hub_id in unresolved:  # e.g. a manager not provisioned yet
+            self._waiting.setdefault(hub_id, []).append(w)
+        upserts.append((w, rec, desired, self.remote_id(w.resource_id) is not None))
+
+    def sync_nhi(self, work: Work) -> None:
+        """Create or update an Agent or an AgenticApplication (a suspended one is sent
+        `active: false`); delete it when it is gone from the directory."""
+        rec = self.load(work)
+        if rec is not None:
+            self.put(work, work.resource_type, mapping.desired_nhi(rec, self.remote_id))
+            return
+        link = self.link(work.resource_id)
+        if link is None or not link.remote_id:
+            return
+        if not self.dry_run:
+            with contextlib.suppress(RemoteNotFound):  # gone already: as wanted
+                self.connector.delete(work.resource_type, link.remote_id)
+            self.drop_link(work.resource_id)
+        self.count(applied=1)
+        self.record(work, "delete")
+
+    def deliver(self, entry: dict[str, Any]) -> None:
+        """Send one journal entry's event if its resource is in scope (webhooks)."""
+        work = Work(entry["resource_type"], entry["resource_id"], entry["seq"], entry["at"],
+                    entry["lifecycle"])
+        if work.resource_type == HUB_RESOURCE:
+            self.result.processed += 1
+            self.send(work, build_event(self.r.store, entry, self.row.id))
+            return
+        rec = self.load(work)
+        if rec is None:
+            # Gone since: in scope if delivered before, or if the target takes everything.
+            scope = self.config.scope
+            everything = not scope.groups and not scope.filter and (
+                work.resource_type == "User" or self.config.profile.groups)
+            in_scope = everything or self.link(work.resource_id) is not None
+        elif rec.type == "User":
+            in_scope = mapping.user_in_scope(self.config, rec)
+        elif rec.type == "Group":
+            in_scope = mapping.group_in_scope(self.config, rec)
+        else:
+            in_scope = True  # agents and agentic applications: every webhook hears of them
+        self.result.processed += 1
+        if not in_scope:
+            return
+        # The record is already loaded: build_event must not read it again.
+        event = build_event(self.r.store, entry, self.row.id,
+                            resource_doc(rec, self.row.directory_id, work.resource_id))
+        if not self.send(work, event):
+            return
+        if rec is None:
+            self.drop_link(work.resource_id)
+        elif self.link(work.resource_id) is None:
+            self.save_link(Link(work.resource_id, work.resource_type, None, None, None,
+                                "provisioned"))
+        self.count(applied=1)
+        self.record(work, event["type"])
+        self.progress()
+
+    def send(self, work: Work, event: Doc) -> bool:
+        """Sign and send one event; False if it was not sent (dry run, refused)."""
+        if self.dry_run:
+            self.record(work, event["type"])
+            return False
+        assert self.sender is not None
+        try:
+            self.sender.send(event)
+        except Rejected as exc:
+            self.dead_letter(work, event["type"], exc)
+            return False
+        if work.resource_type == HUB_RESOURCE:
+            self.count(applied=1)
+            self.record(work, event["type"])
+        return True
+
+    def check_guard(self, leaving: list[Work]) -> None:
+        """Stop before a mass deprovisioning unless a person approved it."""
+        count = sum(1 for w in leaving if self.remote_id(w.resource_id) is not None)
+        if not count or self.dry_run:
+            return
+        provisioned = provisioned_users(self.r.engine, self.row.id)
+        if not guard_exceeded(self.config.profile, count, provisioned):
+            return
+        approved = int((self.row.config.get("approved") or {}).get("count", -1))
+        if approved >= count:
+            return
+        raise GuardHeld(count, int(provisioned))
+
+    def reports_of(self, user_id: str) -> list[str]:
+        """Users whose enterprise manager is this user."""
+        flt = parse_filter(f"{ENTERPRISE_USER}:manager.value eq {json.dumps(user_id)}")
+        _, found = self.r.store.search(self.row.directory_id, USER, flt, None, False, 0,
+                                       1000, Loads(members=False, groups=False))
+        return [r.id for r in found]
+
+    def add_groups_of(self, rec: Record, groups: dict[str, Work], w: Work) -> None:
+        for g in rec.groups or []:
+            groups.setdefault(g.value, Work("Group", g.value, w.seq, w.changed_at, "mover"))
+
+    def match(self, kind: str, body: Doc) -> Remote | None:
+        """An existing remote object for this body, by the profile's match attributes.
+
+        A system that cannot be searched is not: creation is tried, and a conflict (the
+        account exists) is reported as a dead letter for a person to link.
+        """
+        if not self.can_filter:
+            return None
+        for attr in self.config.profile.match:
+            value = match_value(body, kind, attr)
+            if value is None:
+                continue
+            if (kind, attr, value) in self._matches:
+                found = self._matches.pop((kind, attr, value))
+            else:
+                name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
+                hits = self.connector.find(kind, name, [value])
+                if len(hits) > 1:
+                    raise Rejected(f"{len(hits)} remote {kind}s have {attr} {value!r}: "
+                                   "cannot choose one to adopt", status=409)
+                found = hits[0] if hits else None
+            if found is not None:
+                return found
+        return None
+
+    def put_user(self, work: Work, body: Doc) -> None:
+        self.put(work, "User", body)
+
+    def put(self, work: Work, kind: str, body: Doc) -> Remote | None:
+        """Create, adopt or update so that the remote object equals `body`."""
+        h = mapping.digest(body)
+        link = self.link(work.resource_id)
+        if link is not None and link.remote_id and link.state == "provisioned" and \
+                link.applied_hash == h:
+            return None
+        if self.dry_run:
+            self.record(work, "create" if link is None or not link.remote_id else "update")
+            return None
+        remote: Remote | None = None
+        action = "update"
+        if link is None or not link.remote_id:
+            remote = self.match(kind, body)
+            if remote is None:
+                action = "create"
+                try:
+                    remote = self.connector.create(kind, body)
+                except RemoteConflict:
+                    remote = self.match(kind, body)
+                    if remote is None:
+                        raise
+                    action = "adopt"
+                    remote = self.update(kind, remote.id, body, None)
+            else:
+                action = "adopt"
+                remote = self.update(kind, remote.id, body, None)
+        else:
+            try:
+                remote = self.update(kind, link.remote_id, body, link.applied)
+            except RemoteNotFound:
+                action = "recreate"
+                remote = self.connector.create(kind, body)
+        self.save_link(Link(work.resource_id, kind, remote.id, h, body, "provisioned"))
+        self.count(applied=1)
+        self.record(work, action)
+        return remote
+
+    def update(self, kind: str, remote_id: str, body: Doc, applied: Doc | None) -> Remote:
+        """Send what differs from the state last applied (the whole body when unknown)."""
+        if applied is None:
+            return self.connector.replace(kind, remote_id, body)
+        changes = change_set(body, applied)
+        if changes:
+            self.connector.update(kind, remote_id, changes)
+        return Remote(remote_id, body)
+
+    def sync_group(self, work: Work) -> None:
+        rec = self.load(work)
+        body = None
+        if rec is not None:
+            remote = self.member_remote_ids(self.member_users(rec))
+            body = mapping.desired_group(self.config, rec, list(remote), remote.get)
+        if body is None:
+            link = self.link(work.resource_id)
+            if link is not None and link.remote_id:
+                if not self.dry_run:
+                    self.connector.delete("Group", link.remote_id)
+                    self.drop_link(work.resource_id)
+                self.record(work, "delete")
+            return
+        self.put(work, "Group", body)
+
+    def member_remote_ids(self, members: list[str]) -> dict[str, str]:
+        """The remote ids of the provisioned ones among `members`.
+
+        Read as bare (resource, remote id) pairs and not cached as links: a group's
+        members are many, and caching their whole links made a run's memory grow
+        with the directory.
+        """
+        out: dict[str, str] = {}
+        missing: list[str] = []
+        for m in members:
+            if m in self._links:  # seen in this run, perhaps not written yet
+                link = self._links[m]
+                if link is not None and link.remote_id and link.state == "provisioned":
+                    out[m] = link.remote_id
+            else:
+                missing.append(m)
+        with self.r.engine.connect() as conn:
+            for i in range(0, len(missing), MEMBER_CHUNK):
+                for rid, remote_id in conn.execute(select(L.resource_id, L.remote_id).where(
+                        L.target_id == self.row.id, L.state == "provisioned",
+                        L.remote_id.is_not(None),
+                        L.resource_id.in_(missing[i:i + MEMBER_CHUNK]))):
+                    out[rid] = remote_id
+        return out
+
+    def member_users(self, rec: Record) -> list[str]:
+        """User members, with nested groups flattened (targets need not nest)."""
+        return mapping.member_users(rec, lambda gid: self.load(Work("Group", gid)))
+
+    def deprovision(self, work: Work) -> None:
+        """Take a user that should not be in the target out, as the profile says."""
+        link = self.link(work.resource_id)
+        if link is None or not link.remote_id or link.state != "provisioned":
+            return
+        if self.config.profile.deprovision == "delete":
+            if not self.dry_run:
+                self.connector.delete("User", link.remote_id)
+                self.drop_link(work.resource_id)
+            self.record(work, "delete")
+            return
+        if not self.dry_run:
+            body = dict(link.applied or {})
+            body["active"] = False
+            try:
+                self.connector.update("User", link.remote_id,
+                                      ChangeSet(body, set={"active": False}))
+            except RemoteNotFound:
+                self.drop_link(work.resource_id)
+                self.record(work, "deactivate", detail="already gone")
+                return
+            self.save_link(Link(work.resource_id, "User", link.remote_id,
+                                mapping.digest(body), body, "deprovisioned"))
+        self.count(applied=1)
+        self.record(work, "deactivate")
+
