@@ -107,7 +107,7 @@ class Peer:
     def users(self) -> dict[str, dict[str, Any]]:
         """Remote users by externalId (the hub's id)."""
         found = self.get("Users", count="1000")["Resources"]
-        return {u["externalId"]: u for u in found}
+        return {u["externalId"]: u for u in found if u.get("externalId")}
 
     def groups(self) -> dict[str, dict[str, Any]]:
         found = self.get("Groups", count="1000")["Resources"]

@@ -208,7 +208,7 @@ def test_a_target_whose_credentials_cannot_be_opened_shows_as_failing(
         {k: mine[k] for k in ("status", "failures", "last_error", "retry_at")}
     assert shown["last_applied"] is None
 
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=admin).text
     ids = f'directory_id="{scim.directory_id}",target_id="{t["id"]}"'
     assert f"scimsync_target_error{{{ids}}} 1.0" in metrics
     assert f"scimsync_target_retry_timestamp_seconds{{{ids}}}" in metrics
@@ -235,14 +235,15 @@ def test_the_people_table_shows_the_failure_and_the_next_retry(
 
 
 def test_a_target_that_applied_shows_when_in_metrics_and_show(
-        engine: Engine, scim: Scim, peer: Peer, client: Any) -> None:
+        engine: Engine, scim: Scim, peer: Peer, client: Any, directories: Directories) -> None:
     t = Targets(engine).add(scim.directory_id, "fine", "scim", {
         "url": peer.base, "auth": {"type": "bearer", "token": PEER_TOKEN}})
     scim.user("fine@x.test")
     assert Reconciler(engine).run(t["id"]).error is None
     shown = Targets(engine).show(t["id"])
     assert shown["failures"] == 0 and shown["last_applied"] is not None
-    metrics = client.get("/metrics").text
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 'ops')['token']}"}
+    metrics = client.get("/metrics", headers=admin).text
     ids = f'directory_id="{scim.directory_id}",target_id="{t["id"]}"'
     assert f"scimsync_target_last_applied_timestamp_seconds{{{ids}}}" in metrics
     assert f"scimsync_target_error{{{ids}}} 0.0" in metrics

@@ -238,7 +238,8 @@ def test_fixing_every_class_converges_the_target(engine: Engine, scim: Scim,
     from scimsync.sync.config import DRIFT_CLASSES
 
     p = seed(scim)
-    tid = add_target(engine, scim, app_, **ROLES)
+    # An account made by hand is adopted only where the profile says so (adopt: match).
+    tid = add_target(engine, scim, app_, **ROLES, profile={"adopt": "match"})
     converge(engine, tid)
     extra = make_drift(scim, app_, p)
     first = Detector(engine).run(tid)
@@ -259,6 +260,24 @@ def test_fixing_every_class_converges_the_target(engine: Engine, scim: Scim,
     assert remote[extra["newbie"]["id"]]["userName"] == "newbie@x.test"
     assert remote[extra["later"]["id"]]["userName"] == "later@x.test"  # adopted: externalId
     assert "later@x.test" not in remote  # no duplicate was created
+
+
+def test_an_unmanaged_account_is_not_adopted_by_default(engine: Engine, scim: Scim,
+                                                       app_: App) -> None:
+    """The fix for unmanaged_matchable adopts under the engine's rules: an account
+    without this identity's externalId stays as it is, and the finding stays open."""
+    from scimsync.drift.remediate import fix
+
+    p = seed(scim)
+    tid = add_target(engine, scim, app_, **ROLES)
+    converge(engine, tid)
+    extra = make_drift(scim, app_, p)
+    Detector(engine).run(tid)
+    done = fix(engine, tid, ["unmanaged_matchable"])
+    assert (done["fixed"], done["failed"]) == (0, 1)
+    remote = app_.users()
+    assert "later@x.test" in remote and extra["later"]["id"] not in remote
+    assert ("unmanaged_matchable", extra["later"]["id"]) in open_findings(engine, tid)
 
 
 def test_remediation_respects_modes_the_guard_and_incomplete_runs(

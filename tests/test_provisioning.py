@@ -148,10 +148,12 @@ def test_rejected_request_goes_to_dead_letters(engine: Engine, scim: Scim,
     with engine.connect() as conn:
         dead = conn.execute(sa.select(dead_letters).where(dead_letters.c.target_id == tid)).all()
         cursor = conn.execute(sa.select(targets.c.cursor).where(targets.c.id == tid)).scalar_one()
-    # Matched by userName and adopted, or refused: never a duplicate, never a stall.
+    # An account made by hand (no externalId) is not adopted by default: a conflict
+    # for a person, never a duplicate, never an overwrite, never a stall.
     remote = peer.get("Users", filter='userName eq "clash@x.test"')["Resources"]
     assert len(remote) == 1
-    assert remote[0].get("externalId") == clash["id"] or dead
+    assert not remote[0].get("externalId")
+    assert [(d.resource_id, d.action) for d in dead] == [(clash["id"], "conflict")]
     assert cursor > 0
     assert ok["id"] in peer.users()
 

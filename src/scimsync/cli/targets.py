@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -235,14 +236,37 @@ def apply_cmd(path: str, as_json: bool, database: str | None) -> None:
     _run(go)
 
 
+def _change_text(action: dict[str, Any]) -> str:
+    """What an action changes, in a few words: set attributes, cleared ones, members."""
+    changes = action.get("changes") or {}
+    parts = [f"{k}={_short(v)}" for k, v in (changes.get("set") or {}).items()]
+    parts += [f"-{k}" for k in changes.get("clear") or []]
+    if changes.get("add_members"):
+        parts.append(f"+{changes['add_members']} members")
+    if changes.get("remove_members"):
+        parts.append(f"-{changes['remove_members']} members")
+    if changes.get("reason"):
+        parts.append(str(changes["reason"]))
+    if not parts and action.get("detail"):
+        parts.append(str(action["detail"]))
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _show_actions(result: Any, as_json: bool) -> None:
     if as_json:
         _emit({"processed": result.processed, "error": result.error,
                "actions": result.actions}, True)
         return
     if result.actions:
-        _emit(result.actions, False, ["resource_type", "resource_id", "action", "outcome",
-                                      "detail"])
+        rows = [{**a, "name": a.get("name") or a["resource_id"],
+                 "change": _change_text(a)} for a in result.actions]
+        _emit(rows, False, ["action", "resource_type", "name", "remote_id", "change",
+                            "outcome"])
     else:
         console.print("nothing to change")
     if result.error:
@@ -260,20 +284,10 @@ def plan_cmd(target: str, directory: str | None, as_json: bool, database: str | 
     def go() -> None:
         from scimsync.store.targets import Targets
         from scimsync.sync.engine import Reconciler
-        from scimsync.sync.work import Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
-        from sqlalchemy import select
-
-        from scimsync.store.tables import resources
-
-        with engine.connect() as conn:
-            rows = conn.execute(select(resources.c.type, resources.c.id).where(
-                resources.c.directory_id == t["directory_id"]).order_by(
-                resources.c.type.desc(), resources.c.id)).all()
-        result = Reconciler(engine).run(t["id"], dry_run=True,
-                                        only=[Work(r[0], r[1]) for r in rows])
+        result = Reconciler(engine).plan(t["id"])
         _show_actions(result, as_json)
 
     _run(go)

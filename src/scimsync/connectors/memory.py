@@ -205,4 +205,5 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> Memor
     return MemoryConnector(store(settings["store"]), caps)
 
 
-KIND = register(ConnectorKind("memory", _parse, _open, settings=SETTINGS))
+KIND = register(ConnectorKind("memory", _parse, _open, settings=SETTINGS,
+                              system=lambda settings: str(settings["store"])))

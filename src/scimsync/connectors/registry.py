@@ -40,6 +40,9 @@ class ConnectorKind:
     settings: tuple[str, ...] = ()
     # Whether the kind can be read back, so that drift runs can be scheduled.
     readable: bool = True
+    # Which downstream system a target's settings point at: two targets with the same
+    # system share its objects, so one never adopts what the other links.
+    system: Callable[[dict[str, Any]], str] = lambda settings: str(settings.get("url", ""))
 
 
 _KINDS: dict[str, ConnectorKind] = {}
@@ -79,6 +82,11 @@ def open_connector(name: str, settings: dict[str, Any], profile: Profile,
     opened = get(name).open(settings, profile, secrets)
     assert isinstance(opened, Connector | EventSink)
     return opened
+
+
+def system_of(name: str, settings: dict[str, Any]) -> str:
+    """A key naming the downstream system a target of kind `name` writes to."""
+    return f"{name}:{get(name).system(settings).rstrip('/').lower()}"
 
 
 def reject_unknown(where: str, raw: dict[str, Any], known: tuple[str, ...]) -> None:

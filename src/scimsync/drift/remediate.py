@@ -135,8 +135,13 @@ def _observed_link(f: Doc) -> Doc | None:
     cls = f["class"]
     if f["remote_id"] is None or cls == "missing_account":
         return None
+    if cls == "unmanaged_matchable":
+        # Adopted by the engine's planner under its rules (sync/plan.py: only an account
+        # carrying this identity's id, or any where the profile says adopt: match),
+        # never by writing a link here.
+        return None
     base = {"remote_id": f["remote_id"], "applied_hash": None, "state": "provisioned"}
-    if f["resource_type"] == "Group" or cls == "unmanaged_matchable":
+    if f["resource_type"] == "Group":
         return {**base, "applied": None}  # the engine replaces it whole (PUT)
     if cls == "lingering_access":
         if str(f["evidence"].get("reason", "")).startswith("deactivated"):

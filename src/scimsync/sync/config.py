@@ -31,6 +31,9 @@ class Profile:
     patch: bool = True  # false: send full PUTs
     groups: bool = True  # push groups and memberships
     match: tuple[str, ...] = ("externalId", "userName")  # how existing accounts are found
+    # Which found accounts may be adopted: only those whose externalId is the identity's
+    # id ("externalId"), or also those without any externalId ("match").
+    adopt: str = "externalId"
     deprovision: str = "deactivate"  # or "delete"
     page_size: int = 100
     max_members_per_patch: int = 100
@@ -113,6 +116,8 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     profile = Profile(**pf)
     if profile.deprovision not in ("deactivate", "delete"):
         raise UsageError("profile.deprovision is deactivate or delete")
+    if profile.adopt not in ("externalId", "match"):
+        raise UsageError("profile.adopt is externalId (the default) or match")
     if not isinstance(profile.concurrency, int) or not 1 <= profile.concurrency <= 64:
         raise UsageError("profile.concurrency is a whole number from 1 to 64")
     sc = _fields(Scope, raw.get("scope"), "scope")
@@ -172,6 +177,10 @@ def _check_mapping(rules: Any) -> list[dict[str, Any]]:
         if rp is None or rp.attr.mutability == "readOnly" or rp.attr.name in ("id",
                                                                               "password"):
             raise UsageError(f"mapping[{i}]: {target!r} is not a writable User attribute")
+        if rp.attr.name == "externalId":
+            # externalId carries the identity's id: it is how an account is known to be
+            # this identity's, so a mapping may not change it (docs/provisioning.md).
+            raise UsageError(f"mapping[{i}]: externalId is the hub's own (the identity's id)")
         check_rule(i, rule)  # parsed and tried on a sample user, not first in a run
         out.append(dict(rule))
     return out

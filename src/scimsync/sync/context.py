@@ -35,6 +35,7 @@ from scimsync.store.tables import dead_letters, deliveries, links
 from scimsync.store.targets import FULL_SYNC
 from scimsync.sync.config import TargetConfig
 from scimsync.sync.pacing import Steps
+from scimsync.sync.plan import Rules
 from scimsync.sync.work import Link, RunResult, Work
 
 if TYPE_CHECKING:
@@ -112,7 +113,12 @@ class RunContext:
         # plan, sync and tests read the actions; a worker's full pass must not hold
         # one entry per identity in memory.
         self.keep_actions = dry_run or rec.keep_actions
-        self._matches: dict[tuple[str, str, str], Remote | None] = {}
+        # Remote objects that could be unlinked identities', looked up ahead in batches.
+        self._candidates: dict[str, list[Remote]] = {}
+        self._sharing: list[str] | None = None  # targets writing to the same system
+        profile = config.profile
+        self.rules = Rules(match=tuple(profile.match), adopt=profile.adopt,
+                           deprovision=profile.deprovision)
         # Link changes and deliveries are written in batches (one transaction, one
         # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
         self._pending: list[tuple[str, Any]] = []
@@ -134,7 +140,7 @@ class RunContext:
         """Drop what this run cached about resources (links, loads, lookups)."""
         self._links.clear()
         self._loaded.clear()
-        self._matches.clear()
+        self._candidates.clear()
 
     def prefetch_links(self, ids: list[str]) -> None:
         """Read the links of many resources in one query (absent ones cached as None)."""
@@ -207,12 +213,14 @@ class RunContext:
     # --- evidence ---------------------------------------------------------------------
 
     def record(self, work: Work, action: str, outcome: str = "ok",
-               detail: str | None = None) -> None:
+               detail: str | None = None, **shown: Any) -> None:
+        """Evidence of one action: a delivery row (lag included), and for plans, sync
+        and tests an entry in the run's actions (`shown`: name, remote id, changes)."""
         if self.keep_actions:
             with self.lock:
                 self.result.actions.append({
                     "resource_type": work.resource_type, "resource_id": work.resource_id,
-                    "action": action, "outcome": outcome, "detail": detail})
+                    "action": action, "outcome": outcome, "detail": detail, **shown})
         if self.dry_run:
             return
         applied = now()

@@ -257,6 +257,23 @@ class Reconciler:
             conn.execute(update(targets).where(T.id == target_id).values(
                 bulk=null() if bulk is None else bulk, updated=now()))
 
+    def plan(self, target_id: str) -> RunResult:
+        """What a full reconciliation would do now, changing nothing: every identity of
+        the directory, and every linked one that is gone from it (docs/provisioning.md:
+        Plan). The actions are the ones a run would apply, from the same planner."""
+        row = self.targets.runtime(target_id)[0]
+        order = {"User": 0, "Group": 1, "Agent": 2, "AgenticApplication": 3}
+        with self.engine.connect() as conn:
+            present = conn.execute(select(resources.c.type, resources.c.id).where(
+                resources.c.directory_id == row.directory_id)).all()
+            gone = conn.execute(
+                select(L.resource_type, L.resource_id)
+                .outerjoin(resources, resources.c.id == L.resource_id)
+                .where(L.target_id == row.id, L.state == "provisioned",
+                       resources.c.id.is_(None))).all()
+        items = sorted([*present, *gone], key=lambda r: (order.get(r[0], 9), r[1]))
+        return self.run(target_id, dry_run=True, only=[Work(t, i) for t, i in items])
+
     def resync(self, target_id: str) -> None:
         """Re-evaluate every identity of the target, as bulk work in its lane."""
         row = self.targets.runtime(target_id)[0]

@@ -41,7 +41,8 @@ NHI_EVENTS = {"owner_departed": "nhi.owner_departed", "reassigned": "nhi.reassig
 # Events of the hub itself, journaled with resource_type "Target" (the target they
 # concern): they reach webhooks and the events API in journal order, like the others.
 HUB_EVENTS = {"drift_detected": "drift.detected", "quarantined": "target.quarantined",
-              "released": "target.released", "held": "target.held"}
+              "released": "target.released", "held": "target.held",
+              "adopted": "target.adopted"}
 HUB_RESOURCE = "Target"
 EVENT_TYPES = tuple(t for table in (*BY_TYPE.values(), HUB_EVENTS, NHI_EVENTS)
                     for t in table.values())

@@ -13,6 +13,7 @@ import contextlib
 import json
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 
 from scimsync.connectors.contract import (
@@ -26,18 +27,21 @@ from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
 from scimsync.protocol.resources import USER
 from scimsync.protocol.schema import ENTERPRISE_USER
+from scimsync.store import claims
 from scimsync.store.resources import Loads
 from scimsync.store.tables import links
 from scimsync.sync import mapping
 from scimsync.sync.context import MATCH_BATCH, MEMBER_CHUNK, RunContext
 from scimsync.sync.events import (
     HUB_RESOURCE,
+    announce,
     build_event,
     resource_doc,
 )
 from scimsync.sync.guard import GuardHeld, guard_exceeded, provisioned_users
-from scimsync.sync.matching import NAMED_BY, by_value, folded, match_value
-from scimsync.sync.work import Link, Work, change_set
+from scimsync.sync.matching import NAMED_BY, match_value
+from scimsync.sync.plan import Action, candidates_for, decide
+from scimsync.sync.work import Link, Work
 
 L = links.c
 Doc = dict[str, Any]
@@ -47,32 +51,71 @@ class Run(RunContext):
     """A run: the steps, on top of the run's state."""
 
     def prefetch_matches(self, users: list[Work]) -> None:
-        """Look up existing remote accounts for unlinked users, fifty per request."""
+        """Look up the remote accounts that could be unlinked users', fifty per request:
+        by their id in externalId, and by each match attribute."""
         if not self.can_filter:
             return
         for i in range(0, len(users), MATCH_BATCH):
             chunk = users[i:i + MATCH_BATCH]
             self.prefetch_links([w.resource_id for w in chunk])
-            bodies: list[Doc] = []
+            bodies: dict[str, Doc] = {}
             for w in chunk:
                 rec = self.load(w)
                 self._loaded[("User", w.resource_id)] = rec
-                if rec is None or self.link(w.resource_id) is not None:
+                link = self.link(w.resource_id)
+                if rec is None or (link is not None and link.remote_id):
                     continue
                 body = mapping.desired_user(self.config, rec, self.remote_id)
                 if body is not None:
-                    bodies.append(body)
-            for attr in self.config.profile.match:
-                values = [v for b in bodies if (v := match_value(b, "User", attr)) is not None
-                          and ("User", attr, v) not in self._matches]
-                if not values:
-                    continue
-                found = by_value(self.connector.find("User", attr, values), "User", attr)
-                for v in values:
-                    hits = found.get(folded(attr, v), [])
-                    # Two accounts for one value: matched one at a time, which refuses.
-                    if len(hits) < 2:
-                        self._matches[("User", attr, v)] = hits[0] if hits else None
+                    bodies[w.resource_id] = body
+            if bodies:
+                found = self.lookup("User", bodies)
+                for rid, body in bodies.items():
+                    self._candidates[rid] = candidates_for("User", rid, body, found, self.rules)
+
+    def lookup(self, kind: str, bodies: dict[str, Doc]) -> list[Remote]:
+        """Remote objects whose externalId is one of these ids, or that equal one of
+        these bodies on a match attribute."""
+        found: dict[str, Remote] = {}
+        attrs = ["externalId", *[a for a in self.rules.match if a != "externalId"]]
+        for attr in attrs:
+            if attr == "externalId":
+                values = list(bodies)
+            else:
+                values = [v for b in bodies.values()
+                          if (v := match_value(b, kind, attr)) is not None]
+            if not values:
+                continue
+            name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
+            for remote in self.connector.find(kind, name, values):
+                found[remote.id] = remote
+        return list(found.values())
+
+    def candidates(self, kind: str, rid: str, body: Doc) -> list[Remote]:
+        """The remote objects that could be this one (prefetched, or looked up now)."""
+        if rid in self._candidates:
+            return self._candidates.pop(rid)
+        if not self.can_filter:
+            return []
+        return candidates_for(kind, rid, body, self.lookup(kind, {rid: body}), self.rules)
+
+    def claims(self, rid: str, candidates: list[Remote]) -> dict[str, str]:
+        """Which candidates the hub links already, for another identity of this target
+        or from another target on the same system."""
+        if not candidates:
+            return {}
+        with self.r.engine.connect() as conn:
+            if self._sharing is None:
+                self._sharing = claims.sharing_targets(conn, self.row.kind,
+                                                       self.config.settings)
+            found = claims.claimed(conn, self._sharing, [c.id for c in candidates])
+        out = {}
+        for (tid, remote_id), owner in found.items():
+            if tid != self.row.id:
+                out[remote_id] = f"another target ({tid})"
+            elif owner != rid:
+                out[remote_id] = f"identity {owner}"
+        return out
 
     def reconcile(self, items: list[Work]) -> None:
         """Bring these resources to their desired state, in an order that keeps the
@@ -83,7 +126,7 @@ class Run(RunContext):
         users = [w for w in items if w.resource_type == "User"]
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
-        if len(users) > 1 and not self.dry_run:
+        if len(users) > 1:
             self.prefetch_matches(users)
         first_wave = True
         queue = list(users)
@@ -236,7 +279,7 @@ class Run(RunContext):
     def check_guard(self, leaving: list[Work]) -> None:
         """Stop before a mass deprovisioning unless a person approved it."""
         count = sum(1 for w in leaving if self.remote_id(w.resource_id) is not None)
-        if not count or self.dry_run:
+        if not count:
             return
         provisioned = provisioned_users(self.r.engine, self.row.id)
         if not guard_exceeded(self.config.profile, count, provisioned):
@@ -244,7 +287,12 @@ class Run(RunContext):
         approved = int((self.row.config.get("approved") or {}).get("count", -1))
         if approved >= count:
             return
-        raise GuardHeld(count, int(provisioned))
+        held = GuardHeld(count, int(provisioned))
+        if self.dry_run:  # the plan shows the hold, and what approving it would do
+            self.record(Work("Target", self.row.id), "hold", detail=str(held),
+                        name=self.row.name)
+            return
+        raise held
 
     def reports_of(self, user_id: str) -> list[str]:
         """Users whose enterprise manager is this user."""
@@ -257,80 +305,78 @@ class Run(RunContext):
         for g in rec.groups or []:
             groups.setdefault(g.value, Work("Group", g.value, w.seq, w.changed_at, "mover"))
 
-    def match(self, kind: str, body: Doc) -> Remote | None:
-        """An existing remote object for this body, by the profile's match attributes.
-
-        A system that cannot be searched is not: creation is tried, and a conflict (the
-        account exists) is reported as a dead letter for a person to link.
-        """
-        if not self.can_filter:
-            return None
-        for attr in self.config.profile.match:
-            value = match_value(body, kind, attr)
-            if value is None:
-                continue
-            if (kind, attr, value) in self._matches:
-                found = self._matches.pop((kind, attr, value))
-            else:
-                name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
-                hits = self.connector.find(kind, name, [value])
-                if len(hits) > 1:
-                    raise Rejected(f"{len(hits)} remote {kind}s have {attr} {value!r}: "
-                                   "cannot choose one to adopt", status=409)
-                found = hits[0] if hits else None
-            if found is not None:
-                return found
-        return None
-
     def put_user(self, work: Work, body: Doc) -> None:
         self.put(work, "User", body)
 
     def put(self, work: Work, kind: str, body: Doc) -> Remote | None:
-        """Create, adopt or update so that the remote object equals `body`."""
+        """Plan this object (sync.plan) and apply exactly that plan."""
         h = mapping.digest(body)
         link = self.link(work.resource_id)
-        if link is not None and link.remote_id and link.state == "provisioned" and \
-                link.applied_hash == h:
+        found: list[Remote] = []
+        if link is None or not link.remote_id:
+            found = self.candidates(kind, work.resource_id, body)
+        action = decide(kind, work.resource_id, body, link, found,
+                        self.claims(work.resource_id, found), self.rules, h)
+        if action is None:
             return None
         if self.dry_run:
-            self.record(work, "create" if link is None or not link.remote_id else "update")
+            self.planned(work, action)
             return None
-        remote: Remote | None = None
-        action = "update"
-        if link is None or not link.remote_id:
-            remote = self.match(kind, body)
-            if remote is None:
-                action = "create"
-                try:
-                    remote = self.connector.create(kind, body)
-                except RemoteConflict:
-                    remote = self.match(kind, body)
-                    if remote is None:
-                        raise
-                    action = "adopt"
-                    remote = self.update(kind, remote.id, body, None)
-            else:
-                action = "adopt"
-                remote = self.update(kind, remote.id, body, None)
-        else:
+        return self.apply(work, action, h)
+
+    def apply(self, work: Work, action: Action, digest: str) -> Remote | None:
+        """Execute one planned action; a create that meets an existing object (409) is
+        planned again with that object in view."""
+        kind, body = action.kind, action.body or {}
+        if action.verb == "conflict":
+            self.conflict(work, action)
+            return None
+        verb = action.verb
+        if verb == "create":
             try:
-                remote = self.update(kind, link.remote_id, body, link.applied)
-            except RemoteNotFound:
-                action = "recreate"
                 remote = self.connector.create(kind, body)
-        self.save_link(Link(work.resource_id, kind, remote.id, h, body, "provisioned"))
+            except RemoteConflict as exc:
+                found = candidates_for(kind, work.resource_id, body,
+                                       self.lookup(kind, {work.resource_id: body}), self.rules)
+                again = decide(kind, work.resource_id, body, None, found,
+                               self.claims(work.resource_id, found), self.rules, digest)
+                if again is None or again.verb == "create":
+                    raise exc
+                return self.apply(work, again, digest)
+        elif verb == "adopt":
+            assert action.remote_id is not None
+            remote = self.connector.replace(kind, action.remote_id, body)
+            announce(self.r.engine, self.row.directory_id, self.row.id, "adopted", {
+                "target": self.row.name, "resource_type": kind,
+                "resource_id": work.resource_id, "remote_id": action.remote_id,
+                "reason": action.reason})
+        else:
+            assert action.remote_id is not None
+            try:
+                if verb == "update" and action.changes is not None:
+                    self.connector.update(kind, action.remote_id, action.changes)
+                    remote = Remote(action.remote_id, body)
+                else:
+                    remote = self.connector.replace(kind, action.remote_id, body)
+            except RemoteNotFound:
+                verb = "recreate"
+                remote = self.connector.create(kind, body)
+        self.save_link(Link(work.resource_id, kind, remote.id, digest, body, "provisioned"))
         self.count(applied=1)
-        self.record(work, action)
+        self.record(work, verb, detail=_detail(action))
         return remote
 
-    def update(self, kind: str, remote_id: str, body: Doc, applied: Doc | None) -> Remote:
-        """Send what differs from the state last applied (the whole body when unknown)."""
-        if applied is None:
-            return self.connector.replace(kind, remote_id, body)
-        changes = change_set(body, applied)
-        if changes:
-            self.connector.update(kind, remote_id, changes)
-        return Remote(remote_id, body)
+    def conflict(self, work: Work, action: Action) -> None:
+        """A remote object that may not be adopted: nothing is overwritten; a person
+        decides (the dead letter names the object and why)."""
+        exc = Rejected(f"conflict: {action.reason}", status=409,
+                       request={"action": "adopt", "remote_id": action.remote_id})
+        self.dead_letter(work, "conflict", exc)
+
+    def planned(self, work: Work, action: Action) -> None:
+        """A dry run's record of one action, with what a person needs to judge it."""
+        self.record(work, action.verb, detail=_detail(action), name=action.name,
+                    remote_id=action.remote_id, changes=action.describe())
 
     def sync_group(self, work: Work) -> None:
         rec = self.load(work)
@@ -380,26 +426,33 @@ class Run(RunContext):
     def deprovision(self, work: Work) -> None:
         """Take a user that should not be in the target out, as the profile says."""
         link = self.link(work.resource_id)
-        if link is None or not link.remote_id or link.state != "provisioned":
+        action = decide("User", work.resource_id, None, link, [], {}, self.rules)
+        if action is None:
             return
-        if self.config.profile.deprovision == "delete":
-            if not self.dry_run:
-                self.connector.delete("User", link.remote_id)
-                self.drop_link(work.resource_id)
+        if self.dry_run:
+            self.planned(work, action)
+            return
+        assert link is not None and action.remote_id is not None
+        if action.verb == "delete":
+            self.connector.delete("User", action.remote_id)
+            self.drop_link(work.resource_id)
+            self.count(applied=1)
             self.record(work, "delete")
             return
-        if not self.dry_run:
-            body = dict(link.applied or {})
-            body["active"] = False
-            try:
-                self.connector.update("User", link.remote_id,
-                                      ChangeSet(body, set={"active": False}))
-            except RemoteNotFound:
-                self.drop_link(work.resource_id)
-                self.record(work, "deactivate", detail="already gone")
-                return
-            self.save_link(Link(work.resource_id, "User", link.remote_id,
-                                mapping.digest(body), body, "deprovisioned"))
+        body = dict(link.applied or {})
+        body["active"] = False
+        try:
+            self.connector.update("User", action.remote_id,
+                                  ChangeSet(body, set={"active": False}))
+        except RemoteNotFound:
+            self.drop_link(work.resource_id)
+            self.record(work, "deactivate", detail="already gone")
+            return
+        self.save_link(Link(work.resource_id, "User", action.remote_id,
+                            mapping.digest(body), body, "deprovisioned"))
         self.count(applied=1)
         self.record(work, "deactivate")
 
+def _detail(action: Action) -> str | None:
+    described = action.describe()
+    return orjson.dumps(described).decode() if described else None
