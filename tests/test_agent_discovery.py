@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from scimsync.connectors.contract import Capabilities
 from scimsync.connectors.scim import ScimConnector
 from scimsync.protocol.agent_support import AgentSupport, from_config, from_resource_types
 from scimsync.store.directories import Directories
@@ -26,10 +27,10 @@ def _spc(live_server: str, d: dict[str, Any]) -> Any:
                      headers={"Authorization": f"Bearer {d['token']}"}, timeout=10).json()
 
 
-def _capabilities(base: str, token: str) -> dict[str, bool]:
+def _capabilities(base: str, token: str) -> Capabilities:
     config, creds = parse_config("scim", {"url": base,
                                           "auth": {"type": "bearer", "token": token}})
-    connector = ScimConnector(config, creds)
+    connector = ScimConnector(config.settings, config.profile, creds)
     try:
         return connector.capabilities()
     finally:
@@ -72,11 +73,11 @@ def test_the_connector_reads_agent_support_in_either_form(
               json={"agent_extension": True}, headers=_admin(directories)).raise_for_status()
     for d in (strict, draft):
         found = _capabilities(f"{live_server}{d['scim_path']}", d["token"])
-        assert found["agents"] and found["applications"], (d["name"], found)
-        assert found["cursor"] and found["patch"]
+        assert {"Agent", "AgenticApplication"} <= found.kinds, (d["name"], found)
+        assert found.cursor and found.update
     # python-scim's scim2-server advertises no agent resource type: none are sent there.
     plain = _capabilities(f"{peer_root}/t{secrets.token_hex(4)}", PEER_TOKEN)
-    assert not plain["agents"] and not plain["applications"]
+    assert not {"Agent", "AgenticApplication"} & plain.kinds
 
 
 def test_agent_support_forms_are_parsed_strictly() -> None:

@@ -51,43 +51,58 @@ class Run(RunContext):
     """A run: the steps, on top of the run's state."""
 
     def prefetch_matches(self, users: list[Work]) -> None:
-        """Look up the remote accounts that could be unlinked users', fifty per request:
-        by their id in externalId, and by each match attribute."""
+        """Look up the remote accounts that could be unlinked users': by their id in
+        externalId and by each match attribute, fifty values per request, with as many
+        requests in flight as the profile allows."""
         if not self.can_filter:
             return
-        for i in range(0, len(users), MATCH_BATCH):
-            chunk = users[i:i + MATCH_BATCH]
-            self.prefetch_links([w.resource_id for w in chunk])
-            bodies: dict[str, Doc] = {}
-            for w in chunk:
-                rec = self.load(w)
-                self._loaded[("User", w.resource_id)] = rec
-                link = self.link(w.resource_id)
-                if rec is None or (link is not None and link.remote_id):
-                    continue
-                body = mapping.desired_user(self.config, rec, self.remote_id)
-                if body is not None:
-                    bodies[w.resource_id] = body
-            if bodies:
-                found = self.lookup("User", bodies)
-                for rid, body in bodies.items():
-                    self._candidates[rid] = candidates_for("User", rid, body, found, self.rules)
+        bodies: dict[str, Doc] = {}
+        self.prefetch_links([w.resource_id for w in users])
+        for w in users:
+            rec = self.load(w)
+            self._loaded[("User", w.resource_id)] = rec
+            link = self.link(w.resource_id)
+            if rec is None or (link is not None and link.remote_id):
+                continue
+            body = mapping.desired_user(self.config, rec, self.remote_id)
+            if body is not None:
+                bodies[w.resource_id] = body
+        chunks = [dict(list(bodies.items())[i:i + MATCH_BATCH])
+                  for i in range(0, len(bodies), MATCH_BATCH)]
+        found: list[list[Remote]] = [[] for _ in chunks]
+
+        def look(i: int, attr: str) -> None:
+            hits = self.find_by("User", attr, chunks[i])
+            with self.lock:
+                found[i].extend(hits)
+
+        self.steps.run([lambda i=i, a=a: look(i, a)  # type: ignore[misc]
+                        for i in range(len(chunks)) for a in self.lookup_attributes()])
+        for chunk, hits in zip(chunks, found, strict=True):
+            for rid, body in chunk.items():
+                self._candidates[rid] = candidates_for("User", rid, body, hits, self.rules)
+
+    def lookup_attributes(self) -> list[str]:
+        """externalId (the hub's mark) first, then the profile's match attributes."""
+        return ["externalId", *[a for a in self.rules.match if a != "externalId"]]
+
+    def find_by(self, kind: str, attr: str, bodies: dict[str, Doc]) -> list[Remote]:
+        """Remote objects equal to one of `bodies` on `attr` (externalId: their ids)."""
+        if attr == "externalId":
+            values = list(bodies)
+        else:
+            values = [v for b in bodies.values() if (v := match_value(b, kind, attr)) is not None]
+        if not values:
+            return []
+        name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
+        return self.connector.find(kind, name, values)
 
     def lookup(self, kind: str, bodies: dict[str, Doc]) -> list[Remote]:
         """Remote objects whose externalId is one of these ids, or that equal one of
         these bodies on a match attribute."""
         found: dict[str, Remote] = {}
-        attrs = ["externalId", *[a for a in self.rules.match if a != "externalId"]]
-        for attr in attrs:
-            if attr == "externalId":
-                values = list(bodies)
-            else:
-                values = [v for b in bodies.values()
-                          if (v := match_value(b, kind, attr)) is not None]
-            if not values:
-                continue
-            name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
-            for remote in self.connector.find(kind, name, values):
+        for attr in self.lookup_attributes():
+            for remote in self.find_by(kind, attr, bodies):
                 found[remote.id] = remote
         return list(found.values())
 

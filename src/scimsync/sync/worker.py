@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, exists, func, or_, select
@@ -142,17 +142,24 @@ class Worker:
 
         return self._lane(tid, work)
 
-    def _submit(self, tid: str, reconcile: bool) -> Future[int] | None:
-        """Start a lane for the target unless one runs already or all lanes are busy."""
-        with self._lock:
-            for done in [k for k, f in self._running.items() if f.done()]:
-                del self._running[done]
-            if tid in self._running or len(self._running) >= self.lanes:
+    def _submit(self, tid: str, reconcile: bool, block: bool = False) -> Future[int] | None:
+        """Start a lane for the target unless one runs already; when every lane is busy,
+        wait for one (`block`) or leave the target for the next pass."""
+        while True:
+            with self._lock:
+                for done in [k for k, f in self._running.items() if f.done()]:
+                    del self._running[done]
+                if tid in self._running:
+                    return None
+                if len(self._running) < self.lanes:
+                    future = self._pool.submit(self._work, tid, reconcile)
+                    self._running[tid] = future
+                    future.add_done_callback(lambda _f: self._wake.set())
+                    return future
+                busy = list(self._running.values())
+            if not block:
                 return None
-            future = self._pool.submit(self._work, tid, reconcile)
-            self._running[tid] = future
-            future.add_done_callback(lambda _f: self._wake.set())
-            return future
+            wait(busy, return_when=FIRST_COMPLETED)
 
     def run_once(self, wait_for_lanes: bool = True) -> int:
         """Start lanes for the due targets (and due drift runs); with
@@ -168,7 +175,7 @@ class Worker:
             drift = set(self.drift_due())
         due = self.due()
         started = [f for tid in [*due, *sorted(drift - set(due))]
-                   if (f := self._submit(tid, tid in drift))]
+                   if (f := self._submit(tid, tid in drift, block=wait_for_lanes))]
         if not wait_for_lanes:
             return len(started)
         wait(started)
