@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provision_bench import CLI, serve, status_mb, stop, user_body  # puts src/ on sys.path
+from _common import CLI, serve, status_mb, stop, user_body  # puts src/ on sys.path
 from sqlalchemy import insert
 
 from scimsync.protocol.resources import USER

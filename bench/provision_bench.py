@@ -23,9 +23,7 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,99 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import (  # puts src/ on sys.path
+    CLI,
+    PATCH,
+    group_members,
+    percentile,
+    seed,
+    serve,
+    stop,
+    user_body,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-# Every server here is on loopback, which the outbound URL policy denies unless allowed
-# (the other benchmarks import this module, and the servers started inherit it).
-os.environ.setdefault("SCIMSYNC_TARGET_ALLOW", "127.0.0.0/8,::1")
-
-from scimsync.protocol.resources import GROUP, USER  # noqa: E402
-from scimsync.protocol.values import normalise_body  # noqa: E402
-from scimsync.store.directories import Directories  # noqa: E402
-from scimsync.store.engine import make_engine, upgrade  # noqa: E402
-from scimsync.store.resources import Loads, Store  # noqa: E402
-from scimsync.store.targets import Targets  # noqa: E402
-from scimsync.sync.engine import Reconciler  # noqa: E402
-
-CLI = [sys.executable, "-m", "scimsync.cli"]
-CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(db: str, workdir: Path, name: str, worker: bool) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {**os.environ, "SCIMSYNC_DATABASE_URL": db,
-           "SCIMSYNC_SECRET_KEY_FILE": str(workdir / "key")}
-    args = [*CLI, "serve", "--port", str(port), "--log-level", "warning"]
-    if not worker:
-        args.append("--no-worker")
-    proc = subprocess.Popen(args, env=env, stdout=(workdir / f"{name}.log").open("w"),
-                            stderr=subprocess.STDOUT)
-    for _ in range(200):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc, port
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{name} did not start")
-
-
-def status_mb(pid: int) -> dict[str, float]:
-    """A process's resident (VmRSS) and peak resident (VmHWM) memory, in MB; neither
-    once the process is exiting."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def user_body(i: int) -> dict[str, Any]:
-    return {"schemas": [CORE], "userName": f"user{i:06d}@bench.test",
-            "name": {"givenName": "Bench", "familyName": f"User {i}"},
-            "emails": [{"value": f"user{i:06d}@bench.test", "type": "work", "primary": True}],
-            "active": True}
-
-
-def seed(store: Store, did: str, users: int, groups: int, members: int) -> list[str]:
-    """Create `users` users and `groups` groups of `members` members each; return the
-    users' ids."""
-    print(f"seeding {users} users and {groups} groups upstream", flush=True)
-    ids: list[str] = []
-    with store.write() as conn:
-        for i in range(users):
-            ids.append(store.create(did, USER, normalise_body(USER, user_body(i)), None,
-                                    conn, Loads(False, False)).id)
-    with store.write() as conn:
-        for g in range(groups):
-            store.create(did, GROUP, normalise_body(GROUP, {
-                "schemas": [GROUP.schema.id], "displayName": f"group {g}",
-                "members": [{"value": ids[(g * members + j) % len(ids)]}
-                            for j in range(members)]}), None, conn, Loads(False, False))
-    return ids
-
-
-def percentile(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))])
+from scimsync.protocol.resources import GROUP
+from scimsync.store.directories import Directories
+from scimsync.store.engine import make_engine, upgrade
+from scimsync.store.resources import Store
+from scimsync.store.targets import Targets
+from scimsync.sync.engine import Reconciler
 
 
 def lags_since(engine: Any, target_id: str, after_id: int) -> list[int]:
@@ -208,8 +131,7 @@ def main() -> None:
                     assert r.status_code == 201, r.text
                     remote[i] = r.json()["id"]
             for g in range(args.groups):
-                members = sorted({remote[(g * args.members + j) % args.users]
-                                  for j in range(args.members)})
+                members = sorted(remote[k] for k in group_members(g, args.members, args.users))
                 r = http.post(f"{url}/Groups", json={
                     "schemas": [GROUP.schema.id], "displayName": f"group {g}",
                     "externalId": f"g{g}", "members": [{"value": m} for m in members]})
@@ -282,8 +204,7 @@ def main() -> None:
     finally:
         stop(down)
         shutil.rmtree(workdir, ignore_errors=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

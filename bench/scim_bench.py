@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import random
-import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _common import free_port, start_app, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "wrk"
@@ -39,23 +38,6 @@ GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 PHASES = ["create", "get", "filter", "patch", "members", "deactivate", "list"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(url, timeout=1)
-            return
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not start")
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
@@ -112,16 +94,8 @@ def start_scimsync(workdir: Path, workers: int, database: str | None) -> Server:
 
 
 def start_peer(workdir: Path) -> Server:
-    port = free_port()
-    token = secrets.token_urlsafe(16)
-    log = (workdir / "peer.log").open("w")
-    exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
-    assert exe, "scim2-server is not installed (make install)"
-    proc = subprocess.Popen([exe, "--port", str(port), "--bearer-token", token], stdout=log,
-                            stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    wait_http(f"{root}/ServiceProviderConfig")
-    return Server("scim2-server", root, token, proc)
+    app = start_app(workdir, "peer")
+    return Server("scim2-server", app.root, app.token, app.proc)
 
 
 def seed(server: Server, users: int, groups: int, big_group: bool) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provision_bench import CLI, seed, serve, status_mb, stop  # puts src/ on sys.path
+from _common import CLI, seed, serve, status_mb, stop  # puts src/ on sys.path
 from sqlalchemy import func, select
 
 from scimsync.store.directories import Directories

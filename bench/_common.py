@@ -1,0 +1,211 @@
+"""What the benchmark scripts share: processes on loopback, seeding, figures.
+
+Importing it puts `src/` on `sys.path`, so a script run from a fresh clone after
+`make install` imports the working tree's scimsync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+# Every server here is on loopback, which the outbound URL policy denies unless allowed
+# (every benchmark imports this module, and the servers started inherit it).
+os.environ.setdefault("SCIMSYNC_TARGET_ALLOW", "127.0.0.0/8,::1")
+
+from scimsync.errors import UsageError  # noqa: E402
+from scimsync.protocol.resources import GROUP, USER  # noqa: E402
+from scimsync.protocol.values import normalise_body  # noqa: E402
+from scimsync.store.resources import Loads, Store  # noqa: E402
+from scimsync.store.targets import Targets  # noqa: E402
+
+CLI = [sys.executable, "-m", "scimsync.cli"]
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Wait until something answers HTTP at `url`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answers at {url}")
+
+
+def serve(db: str, workdir: Path, name: str, worker: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """`scimsync serve` on loopback with its own log file; (process, port)."""
+    port = free_port()
+    env = {**os.environ, "SCIMSYNC_DATABASE_URL": db,
+           "SCIMSYNC_SECRET_KEY_FILE": str(workdir / "key")}
+    args = [*CLI, "serve", "--port", str(port), "--log-level", "warning"]
+    if not worker:
+        args.append("--no-worker")
+    proc = subprocess.Popen(args, env=env, stdout=(workdir / f"{name}.log").open("w"),
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+    except RuntimeError:
+        stop(proc)
+        raise RuntimeError(f"{name} did not start: see {workdir / f'{name}.log'}") from None
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Interrupt a process as Ctrl-C would; kill it if it lingers."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def status_mb(pid: int) -> dict[str, float]:
+    """A process's resident (VmRSS) and peak resident (VmHWM) memory, in MB; neither
+    once the process is exiting."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def user_body(i: int) -> dict[str, Any]:
+    """The i-th benchmark user, as an IdP would send it."""
+    return {"schemas": [CORE], "userName": f"user{i:06d}@bench.test",
+            "name": {"givenName": "Bench", "familyName": f"User {i}"},
+            "emails": [{"value": f"user{i:06d}@bench.test", "type": "work", "primary": True}],
+            "active": True}
+
+
+def group_members(g: int, members: int, users: int) -> list[int]:
+    """Which users (by index) group g holds: the same for the hub and the plain client."""
+    return sorted({(g * members + j) % users for j in range(members)})
+
+
+def seed(store: Store, did: str, users: int, groups: int, members: int) -> list[str]:
+    """Create `users` users and `groups` groups of `members` members each; return the
+    users' ids."""
+    print(f"seeding {users} users and {groups} groups upstream", flush=True)
+    ids: list[str] = []
+    with store.write() as conn:
+        for i in range(users):
+            ids.append(store.create(did, USER, normalise_body(USER, user_body(i)), None,
+                                    conn, Loads(False, False)).id)
+    with store.write() as conn:
+        for g in range(groups):
+            store.create(did, GROUP, normalise_body(GROUP, {
+                "schemas": [GROUP.schema.id], "displayName": f"group {g}",
+                "members": [{"value": ids[k]} for k in group_members(g, members, users)]}),
+                None, conn, Loads(False, False))
+    return ids
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank)."""
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))])
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Count, p50, p95, p99 and max of `values` (none of them when empty)."""
+    if not values:
+        return {"samples": 0}
+    return {"samples": len(values), "p50": round(percentile(values, 0.5), 3),
+            "p95": round(percentile(values, 0.95), 3),
+            "p99": round(percentile(values, 0.99), 3), "max": round(max(values), 3)}
+
+
+@dataclass
+class App:
+    """python-scim's scim2-server, a real third-party SCIM application, on loopback."""
+
+    proc: subprocess.Popen[bytes]
+    root: str
+    token: str
+
+    @property
+    def port(self) -> int:
+        return int(self.root.rsplit(":", 1)[1])
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        """An HTTP client with the app's bearer token, talking to it directly."""
+        return httpx.Client(base_url=self.root, timeout=timeout,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def count(self, http: httpx.Client, endpoint: str = "Users") -> int:
+        """How many resources the app holds (RFC7644 §3.4.2.4, count=0)."""
+        r = http.get(f"/{endpoint}", params={"count": "0"})
+        r.raise_for_status()
+        return int(r.json()["totalResults"])
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def start_app(workdir: Path, name: str) -> App:
+    """Start one scim2-server (in memory, threaded WSGI) with its own bearer token."""
+    exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise RuntimeError("scim2-server is not installed (make install)")
+    port = free_port()
+    token = secrets.token_urlsafe(16)
+    proc = subprocess.Popen([exe, "--port", str(port), "--bearer-token", token],
+                            stdout=(workdir / f"{name}.log").open("w"),
+                            stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    wait_http(f"{root}/ServiceProviderConfig")
+    return App(proc, root, token)
+
+
+def add_target(engine: Any, did: str, name: str, url: str, token: str,
+               profile: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Add a SCIM target; a profile key the engine does not know yet is dropped and
+    named in the notes returned with the target."""
+    notes: list[str] = []
+    profile = dict(profile)
+    while True:
+        try:
+            return Targets(engine).add(did, name, "scim", {
+                "url": url, "auth": {"type": "bearer", "token": token},
+                "profile": profile}), notes
+        except UsageError as exc:
+            unknown = [k for k in profile if k in str(exc)]
+            if "unknown profile settings" not in str(exc) or not unknown:
+                raise
+            for key in unknown:
+                notes.append(f"profile.{key}={profile.pop(key)} is not accepted by this "
+                             "engine; ignored")
+
+
+def write_json(path: str | None, results: Any) -> None:
+    """Write the results where --out says, if it says."""
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2))
