@@ -6,22 +6,24 @@ Importing it puts `src/` on `sys.path`, so a script run from a fresh clone after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 # Every server here is on loopback, which the outbound URL policy denies unless allowed
 # (every benchmark imports this module, and the servers started inherit it).
@@ -172,17 +174,65 @@ class App:
 
 def start_app(workdir: Path, name: str) -> App:
     """Start one scim2-server (in memory, threaded WSGI) with its own bearer token."""
-    exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
-    if exe is None:
-        raise RuntimeError("scim2-server is not installed (make install)")
     port = free_port()
     token = secrets.token_urlsafe(16)
-    proc = subprocess.Popen([exe, "--port", str(port), "--bearer-token", token],
+    proc = subprocess.Popen([sys.executable, str(BENCH / "scim2_app.py"), "--port", str(port),
+                             "--bearer-token", token],
                             stdout=(workdir / f"{name}.log").open("w"),
                             stderr=subprocess.STDOUT)
     root = f"http://127.0.0.1:{port}"
     wait_http(f"{root}/ServiceProviderConfig")
     return App(proc, root, token)
+
+
+@dataclass
+class Proxy:
+    """bench/latency_proxy.py in a process of its own (no GIL shared with the client)."""
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    def stop(self) -> str:
+        """Stop it; return the traffic line it prints on the way out."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out.strip()
+
+
+def start_proxy(upstream_port: int | None, rtt_ms: float = 0.0,
+                handshake: bool = True) -> Proxy:
+    """A latency proxy to a loopback port `rtt_ms` away, or a black hole (None)."""
+    args = [sys.executable, str(BENCH / "latency_proxy.py")]
+    if upstream_port is None:
+        args.append("--black-hole")
+    else:
+        args += ["--upstream", f"127.0.0.1:{upstream_port}", "--delay-ms", str(rtt_ms / 2)]
+    if not handshake:
+        args.append("--no-handshake")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "listening on 127.0.0.1:PORT (...)"
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the latency proxy did not start: {line!r}")
+    return Proxy(proc, int(line.split()[2].rsplit(":", 1)[1]))
+
+
+@contextlib.contextmanager
+def reach(app: App, rtt_ms: float, handshake: bool = True) -> Iterator[str]:
+    """The URL at which `app` is `rtt_ms` away (through a latency proxy unless 0)."""
+    if rtt_ms <= 0:
+        yield app.root
+        return
+    proxy = start_proxy(app.port, rtt_ms, handshake)
+    try:
+        yield f"http://127.0.0.1:{proxy.port}"
+    finally:
+        proxy.stop()
 
 
 def add_target(engine: Any, did: str, name: str, url: str, token: str,
