@@ -255,6 +255,79 @@ def add_target(engine: Any, did: str, name: str, url: str, token: str,
                              "engine; ignored")
 
 
+class Hub:
+    """The hub under test: a seeded SQLite directory, then `scimsync serve` with its
+    embedded worker, driven through its real interfaces."""
+
+    def __init__(self, workdir: Path, users: int, groups: int, members: int = 100):
+        from scimsync.store.directories import Directories
+        from scimsync.store.engine import make_engine, upgrade
+
+        self.workdir = workdir
+        # Target credentials are encrypted with this key, in this process and in serve.
+        os.environ["SCIMSYNC_SECRET_KEY_FILE"] = str(workdir / "key")
+        self.db = f"sqlite:///{workdir / 'hub.db'}"
+        self.engine = make_engine(self.db)
+        upgrade(self.engine)
+        self.did = str(Directories(self.engine).create("bench")["id"])
+        self.ids = seed(Store(self.engine, group_commit=False), self.did, users, groups,
+                        members)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        """Run `scimsync serve` (API and embedded worker) on the seeded database."""
+        self.proc, self.port = serve(self.db, self.workdir, "hub", worker=True)
+
+    def token(self) -> str:
+        """A new bearer token of the directory (for its IdP)."""
+        out = subprocess.run([*CLI, "tokens", "create", self.did, "--json"], check=True,
+                             env={**os.environ, "SCIMSYNC_DATABASE_URL": self.db},
+                             capture_output=True, text=True).stdout
+        return str(json.loads(out)["token"])
+
+    @property
+    def scim_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/scim/v2/{self.did}"
+
+    def add_target(self, name: str, url: str, token: str,
+                   profile: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Add a SCIM target to the directory (see add_target)."""
+        return add_target(self.engine, self.did, name, url, token, profile)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+        self.engine.dispose()
+
+
+def wait_loaded(app: App, users: int, groups: int, seconds: float,
+                label: str) -> dict[str, float | None]:
+    """Poll the app's own API until it holds `users` users and `groups` groups, or
+    `seconds` pass; seconds from now until the users, and until everything, were
+    there (None if not within the time)."""
+    start = time.monotonic()
+    users_at: float | None = None
+    last_print = start
+    with app.client() as http:
+        while time.monotonic() - start < seconds:
+            n = app.count(http)
+            now_ = time.monotonic()
+            if users_at is None and n >= users:
+                users_at = now_ - start
+            if users_at is not None and (groups == 0 or app.count(http, "Groups") >= groups):
+                return {"users_seconds": round(users_at, 2),
+                        "seconds": round(time.monotonic() - start, 2), "users_seen": n}
+            if now_ - last_print >= 15:
+                print(f"  {label}: {n}/{users} users after {now_ - start:.0f} s", flush=True)
+                last_print = now_
+            time.sleep(0.25)
+        n = app.count(http)
+    return {"users_seconds": None if users_at is None else round(users_at, 2),
+            "seconds": None, "users_seen": n}
+
+
 def write_json(path: str | None, results: Any) -> None:
     """Write the results where --out says, if it says."""
     if path:
