@@ -142,13 +142,13 @@ class LatencyProxy:
                 await self._swallow(reader)
             else:
                 await self._relay(reader, writer, self.upstream)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except (OSError, asyncio.CancelledError):
+            pass  # either side went away: close both
         finally:
             self._tasks.discard(task)
             self.stats.open -= 1
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
 
     async def _swallow(self, reader: asyncio.StreamReader) -> None:
@@ -176,7 +176,7 @@ class LatencyProxy:
                 pipe.cancel()
             await asyncio.gather(*pipes, return_exceptions=True)
             up_writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            with contextlib.suppress(OSError, asyncio.CancelledError):
                 await up_writer.wait_closed()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -210,7 +210,7 @@ class LatencyProxy:
                 if not data or sender.done():
                     break
             await sender
-        except (ConnectionError, asyncio.CancelledError):
+        except (OSError, asyncio.CancelledError):
             sender.cancel()
             raise
 
