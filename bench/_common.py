@@ -35,6 +35,10 @@ from scimsync.protocol.values import normalise_body  # noqa: E402
 from scimsync.store.resources import Loads, Store  # noqa: E402
 from scimsync.store.targets import Targets  # noqa: E402
 
+# A script started in the background by a non-interactive shell inherits SIGINT
+# ignored, and so would every process it starts: stop() could not interrupt them.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 CLI = [sys.executable, "-m", "scimsync.cli"]
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -199,7 +203,8 @@ class Proxy:
             out, _ = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
+            self.proc.communicate()
+            return "(did not stop within 30 s: killed, traffic unknown)"
         return out.strip()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -231,22 +232,20 @@ def main() -> None:
     if args.upstream:
         host, _, port = args.upstream.rpartition(":")
         upstream = (host or "127.0.0.1", int(port))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # set before anything can be interrupted
+        signal.signal(sig, lambda *_: stopping.set())
     proxy = LatencyProxy(upstream, args.delay_ms / 1000, port=args.port,
                          handshake=not args.no_handshake)
     port = proxy.start()
     what = "black hole" if upstream is None else \
         f"to {args.upstream}, {args.delay_ms:g} ms each way"
     print(f"listening on 127.0.0.1:{port} ({what}); Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        proxy.stop()
-        print(f"{proxy.stats.connections} connections, {proxy.stats.bytes_up} bytes up, "
-              f"{proxy.stats.bytes_down} bytes down")
-
+    stopping.wait()
+    proxy.stop()
+    print(f"{proxy.stats.connections} connections, {proxy.stats.bytes_up} bytes up, "
+          f"{proxy.stats.bytes_down} bytes down, {proxy.stats.upstream_errors} upstream "
+          "errors", flush=True)
 
 if __name__ == "__main__":
     main()
