@@ -222,8 +222,11 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     results["b_first_users_after_s"] = round(started, 2)
     results["b_load_progress"] = [(round(t, 1), n) for t, n in progress]
-    span = progress[-1][0] - started
-    results["b_users_per_s_during"] = round(progress[-1][1] / span, 1) if span > 0 else None
+    # B's pace while the leavers came (the last sample, after the wait, may be long
+    # after B finished).
+    during = progress[-2] if len(progress) > 1 else progress[-1]
+    span = during[0] - started
+    results["b_users_per_s_during"] = round(during[1] / span, 1) if span > 0 else None
     results["poll_cycle_s"] = {n: summary(p.cycles) for n, p in pollers.items()}
     results["lag_s"] = {n: lag_figures(leavers, n, end) for n in pollers}
     goals = {"A": 1.0, "B": 2.0}
@@ -233,8 +236,9 @@ def main() -> None:
         print(f"{n:4} {lag['samples'] - lag['not_seen']:>6} {lag.get('p50', '-')!s:>9} "
               f"{lag.get('p95', '-')!s:>9} {lag.get('p99', '-')!s:>9} "
               f"{lag.get('max', '-')!s:>9} {'< ' + str(goals[n]):>9}")
-    print(f"B: {progress[-1][1]}/{shape.users} users after {progress[-1][0]:.0f} s "
-          f"({results['b_users_per_s_during']} users/s since its first users)")
+    print(f"B: {progress[-1][1]}/{shape.users} users at the end, {progress[-1][0]:.0f} s "
+          f"after it was added; {results['b_users_per_s_during']} users/s while the "
+          "leavers came")
     print(f"C (black hole): {results['c_black_hole']}")
     print(f"poll cycle (s): {results['poll_cycle_s']}")
     write_json(args.out, results)

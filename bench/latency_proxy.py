@@ -153,8 +153,8 @@ class LatencyProxy:
                 await writer.wait_closed()
 
     async def _swallow(self, reader: asyncio.StreamReader) -> None:
-        while await reader.read(CHUNK):
-            pass
+        while data := await reader.read(CHUNK):
+            self.stats.bytes_up += len(data)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      upstream: tuple[str, int]) -> None:

@@ -118,6 +118,10 @@ def test_a_black_hole_accepts_and_reads_but_never_answers() -> None:
             sock.recv(1)
         assert proxy.stats.connections == 1
         assert proxy.stats.open == 1
+        deadline = time.monotonic() + TIMEOUT
+        while proxy.stats.bytes_up == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # read on the proxy's own thread
+        assert proxy.stats.bytes_up > 0
 
 
 def test_an_unreachable_upstream_closes_the_client_connection() -> None:
