@@ -176,17 +176,25 @@ class App:
         stop(self.proc)
 
 
-def start_app(workdir: Path, name: str) -> App:
+def start_app(workdir: Path, name: str, attempts: int = 3) -> App:
     """Start one scim2-server (in memory, threaded WSGI) with its own bearer token."""
-    port = free_port()
-    token = secrets.token_urlsafe(16)
-    proc = subprocess.Popen([sys.executable, str(BENCH / "scim2_app.py"), "--port", str(port),
-                             "--bearer-token", token],
-                            stdout=(workdir / f"{name}.log").open("w"),
-                            stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    wait_http(f"{root}/ServiceProviderConfig")
-    return App(proc, root, token)
+    log = workdir / f"{name}.log"
+    for _ in range(attempts):
+        # The port may be taken between free_port() and the bind: then try another.
+        port = free_port()
+        token = secrets.token_urlsafe(16)
+        proc = subprocess.Popen([sys.executable, str(BENCH / "scim2_app.py"), "--port",
+                                 str(port), "--bearer-token", token],
+                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        root = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{root}/ServiceProviderConfig", timeout=30)
+            return App(proc, root, token)
+        except RuntimeError:
+            stop(proc)
+            print(f"{name} did not start on port {port}: {log.read_text()[-500:]!r}",
+                  flush=True)
+    raise RuntimeError(f"{name} did not start in {attempts} attempts")
 
 
 @dataclass
