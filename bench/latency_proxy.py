@@ -158,10 +158,9 @@ class LatencyProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      upstream: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
         # The handshake a remote peer would cost: the client's first bytes cannot
         # leave before one round trip after it connected.
-        ready_at = loop.time() + 2 * self.delay if self.handshake else 0.0
+        ready_at = time.monotonic() + 2 * self.delay if self.handshake else 0.0
         try:
             up_reader, up_writer = await asyncio.open_connection(*upstream)
         except OSError:
@@ -189,8 +188,9 @@ class LatencyProxy:
         async def deliver() -> None:
             while True:
                 due, data = await queue.get()
-                wait = due - loop.time()
-                if wait > 0:
+                # The event loop's clock is cached per iteration (uvloop's in whole
+                # milliseconds), so its timers can fire early: wait on the real clock.
+                while (wait := due - time.monotonic()) > 0:  # noqa: ASYNC110 (a deadline)
                     await asyncio.sleep(wait)
                 if not data:
                     if writer.can_write_eof():
@@ -207,7 +207,7 @@ class LatencyProxy:
                     self.stats.bytes_up += len(data)
                 else:
                     self.stats.bytes_down += len(data)
-                queue.put_nowait((max(loop.time(), not_before) + self.delay, data))
+                queue.put_nowait((max(time.monotonic(), not_before) + self.delay, data))
                 if not data or sender.done():
                     break
             await sender
