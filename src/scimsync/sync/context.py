@@ -308,7 +308,6 @@ class RunContext:
         """After a batch: operations that failed alone are retried later, and dead letters
         once they have failed too often; if nothing succeeded while several failed, the
         application is down and the run fails as a whole (nothing moves on)."""
-        self.steps.close()
         if self.dry_run:
             return
         if self.failed and self.ok == 0 and len(self.failed) > 1:
@@ -316,6 +315,9 @@ class RunContext:
             raise Transient(f"every operation failed: {first}", status=first.status,
                             retry_after=first.retry_after)
         done = [rid for rid in retried if rid not in self.failed]
+        if not done and not self.failed:
+            self.ok = 0
+            return  # nothing was retried and nothing failed: no write at all
         with self.r.engine.begin() as conn:
             if done:
                 retry_store.clear(conn, self.row.id, done)

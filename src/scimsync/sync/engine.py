@@ -160,6 +160,7 @@ class Reconciler:
                 self._failed(row, Transient(f"internal error: {type(exc).__name__}: {exc}"))
             raise
         finally:
+            ctx.steps.close()
             if not dry_run:
                 ctx.flush()  # what was applied is recorded, even when the run stopped
             connector.close()
