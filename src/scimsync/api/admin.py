@@ -18,6 +18,7 @@ from scimsync.drift.detect import Detector, list_runs
 from scimsync.drift.findings import LINE_COLUMNS, accept, as_line, get_finding, list_findings
 from scimsync.drift.remediate import fix
 from scimsync.errors import ScimError, UsageError
+from scimsync.limits import int64
 from scimsync.nhi.policy import get_policy, set_policy
 from scimsync.nhi.reports import COLUMNS as NHI_COLUMNS
 from scimsync.nhi.reports import LEAVER_COLUMNS
@@ -388,9 +389,13 @@ def _int_param(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise UsageError(f"{name} must be a non-negative integer")
-    return int(raw)
+    value = int64(raw) if raw.isdigit() else None
+    if value is None:
+        raise UsageError(f"{name} must be a non-negative 64-bit integer")
+    return value
+
+
+MAX_SECONDS = 100 * 365 * 86_400  # a century: later dates overflow datetime arithmetic
 
 
 def _seconds(value: Any, name: str) -> int | None:
@@ -398,6 +403,8 @@ def _seconds(value: Any, name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"{name} must be a non-negative integer")
+    if value > MAX_SECONDS:
+        raise UsageError(f"{name} must be at most {MAX_SECONDS} (100 years)")
     return value
 
 

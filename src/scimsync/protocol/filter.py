@@ -8,15 +8,18 @@ the stack.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from scimsync.errors import BadRequest, invalid_filter, invalid_path
+from scimsync.limits import fits_int64
 
 MAX_FILTER_LENGTH = 8192
 MAX_DEPTH = 32
 MAX_NODES = 512
+MAX_NUMBER_LENGTH = 32  # digits, sign, point and exponent of one literal
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 
@@ -259,12 +262,23 @@ class _Parser:
             except ValueError as exc:
                 raise self.fail(f"invalid string literal {raw}") from exc
         elif kind == "number":
-            value = json.loads(raw)
+            value = _number(raw, self.fail)
         elif kind == "word" and raw.lower() in ("true", "false", "null"):
             value = {"true": True, "false": False, "null": None}[raw.lower()]
         else:
             raise self.fail(f"expected a value after {path} {op} but found {raw!r}")
         return Compare(path, op, value)
+
+
+def _number(raw: str, fail: Any) -> int | float:
+    """A number literal, refused unless it is a 64-bit integer or a finite float."""
+    if len(raw) > MAX_NUMBER_LENGTH:
+        raise fail(f"number literal {raw[:20]}... is too long")
+    value = json.loads(raw)
+    if (isinstance(value, int) and not fits_int64(value)) or \
+            (isinstance(value, float) and not math.isfinite(value)):
+        raise fail(f"number {raw} is out of range")
+    return value  # type: ignore[no-any-return]
 
 
 _ATTRNAME = re.compile(r"^[A-Za-z_$][\w$-]*$")

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from scimsync.errors import BadRequest, ScimError, invalid_syntax, invalid_value
+from scimsync.limits import INT64_MAX, fits_int64, int64
 from scimsync.protocol.discovery import DEFAULT_PAGE, MAX_RESULTS
 from scimsync.protocol.filter import Filter, parse_filter
 from scimsync.protocol.schema import SEARCH_REQUEST
@@ -37,7 +38,8 @@ class Cursor:
             raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             if isinstance(raw, dict) and isinstance(raw.get("a"), str):
                 return Cursor(after_id=raw["a"])
-            if isinstance(raw, dict) and isinstance(raw.get("o"), int) and raw["o"] >= 0:
+            if isinstance(raw, dict) and isinstance(raw.get("o"), int) and \
+                    0 <= raw["o"] <= INT64_MAX:
                 return Cursor(offset=raw["o"])
         except (ValueError, TypeError):
             pass
@@ -57,12 +59,19 @@ class Query:
 
 
 def _int(value: Any, name: str) -> int:
+    """An integer parameter; 400 invalidValue unless it is one that fits in 64 bits."""
     if isinstance(value, bool):
         raise invalid_value(f"{name} must be an integer")
     if isinstance(value, int):
+        if not fits_int64(value):
+            raise invalid_value(f"{name} is out of range")
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        parsed = int64(value)
+        if parsed is not None:
+            return parsed
+        if value.strip().lstrip("-").isdigit():
+            raise invalid_value(f"{name} is out of range")
     raise invalid_value(f"{name} must be an integer")
 
 
@@ -112,4 +121,15 @@ def parse_query(params: dict[str, Any], *, body: bool = False) -> Query:
             raise BadRequest("the cursor is not valid", scim_type="invalidCursor")
         cursor = Cursor.decode(params["cursor"])
     return Query(flt, sort_by or None, order.lower() == "descending", start, count, cursor,
-                 params.get("attributes"), params.get("excludedAttributes"))
+                 _paths(params, "attributes"), _paths(params, "excludedAttributes"))
+
+
+def _paths(params: dict[str, Any], name: str) -> str | list[str] | None:
+    """`attributes` or `excludedAttributes`: a comma-separated string, or in a
+    SearchRequest an array of strings (RFC7644 §3.4.3); 400 invalidValue otherwise."""
+    value = params.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise invalid_value(f"{name} must be a string or an array of strings")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scimsync import limits
 from scimsync.errors import invalid_syntax, invalid_value
+from scimsync.limits import fits_int64, int64
 from scimsync.protocol import quirks
 from scimsync.protocol.schema import Attribute, ResourceType, Schema, resolve, split_urn
 from scimsync.protocol.timefmt import normalise_time
@@ -23,12 +25,18 @@ def is_unassigned(value: Any) -> bool:
     return value is None or value == [] or value == {}
 
 
-def coerce(attr: Attribute, value: Any, where: str, *, drop_read_only: bool = True) -> Any:
-    """Check `value` against `attr` and return it in canonical form (None if unassigned)."""
+def coerce(attr: Attribute, value: Any, where: str, *, drop_read_only: bool = True,
+           most: int | None = None) -> Any:
+    """Check `value` against `attr` and return it in canonical form (None if unassigned);
+    a multi-valued attribute takes at most `most` values (default: the limit per
+    attribute)."""
     if is_unassigned(value):
         return None
     if attr.multi_valued:
         items = value if isinstance(value, list) else [value]
+        most = limits.current().attribute_values if most is None else most
+        if len(items) > most:
+            raise invalid_value(f"{where} has {len(items)} values; at most {most} are allowed")
         out = [coerce_single(attr, v, where, drop_read_only) for v in items]
         if attr.type == "complex":
             normalise_primary(out)
@@ -70,10 +78,14 @@ def coerce_single(attr: Attribute, value: Any, where: str, drop_read_only: bool 
             raise invalid_value(f"{where} must be a string")
         return value if isinstance(value, str) else str(value)
     if t == "integer":
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int64(value)
+            if value is None:
+                raise invalid_value(f"{where} is out of range")
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid_value(f"{where} must be an integer")
+        if not fits_int64(value):
+            raise invalid_value(f"{where} is out of range")
         return value
     if t == "decimal":
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -103,7 +115,7 @@ def member_values(attr: Attribute, value: Any, where: str = "members") -> list[D
         named = [v for k, v in item.items() if k.lower() == "value"]
         if len(named) != 1 or not isinstance(named[0], str) or not named[0].strip():
             raise invalid_value(f"{where}: each member needs a non-empty string value")
-    return coerce(attr, value, where) or []
+    return coerce(attr, value, where, most=limits.current().members_per_request) or []
 
 
 def normalise_primary(values: list[Any]) -> None:
