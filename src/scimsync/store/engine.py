@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, ExceptionContext
 
 from scimsync.errors import Busy
+from scimsync.store import timeouts
 from scimsync.store.contention import is_contention, make_way
 
 DEFAULT_URL = "sqlite:///./scimsync.db"
@@ -57,6 +58,7 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         engine.__class__ = _WritesFirst
         _map_contention(engine)
+        timeouts.install(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -68,6 +70,7 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
         **kwargs,
     )
     _map_contention(engine)
+    timeouts.install(engine)
     return engine
 
 

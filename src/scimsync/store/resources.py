@@ -23,7 +23,7 @@ from scimsync.protocol.resources import ACTIVE_TYPES, GROUPED_TYPES, NAME_ATTRIB
 from scimsync.protocol.schema import ResourceType
 from scimsync.protocol.timefmt import now
 from scimsync.protocol.values import Doc, Incoming
-from scimsync.store import journal, members, nhi, references
+from scimsync.store import journal, members, nhi, references, timeouts
 from scimsync.store import statements as sql
 from scimsync.store.contention import retrying
 from scimsync.store.filter_sql import Compiler, shape
@@ -395,7 +395,7 @@ class Store:
         if stmts.compiler is not None and flt is not None:
             params.update(stmts.compiler.bind(flt))
         lean = self.lean
-        with lean.cursor() as cur:
+        with timeouts.as_too_many(), lean.cursor() as cur:
             total = lean.one(cur, stmts.count, params)[0]
             if count <= 0 or total == 0:
                 return int(total), []
@@ -412,7 +412,7 @@ class Store:
                     self._attach_lean(cur, rec, loads)
                 return int(total), records
         if loads.members or loads.groups:
-            with self.read() as conn:
+            with timeouts.as_too_many(), self.read() as conn:
                 self._attach(conn, records, loads)
         return int(total), records
 
