@@ -69,8 +69,8 @@ class AdminApi:
         async def handler(request: Request) -> Response:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
-            principal = self.dirs.authenticate(token.strip()) if scheme.lower() == "bearer" \
-                else None
+            principal = await run_db(self.dirs.authenticate, token.strip()) \
+                if scheme.lower() == "bearer" else None
             if principal is None or principal.kind != "admin":
                 resp = _error(401, "an admin bearer token is required")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="scimsync-admin"'

@@ -18,8 +18,9 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scimsync.api.admin import AdminApi
-from scimsync.api.http import DatabaseCalls, error_response
+from scimsync.api.http import error_response
 from scimsync.api.metrics import metrics_endpoint
+from scimsync.api.pool import DatabaseCalls
 from scimsync.api.scim import ScimApi
 from scimsync.api.settings import Settings, from_env
 from scimsync.errors import ScimError

@@ -63,10 +63,7 @@ class BulkApi:
         self.api = api
 
     async def post(self, request: Request, did: str, p: Principal) -> Response:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD:
-            raise PayloadTooLarge(f"bulk payload is larger than maxPayloadSize {MAX_PAYLOAD}")
-        body = await read_json(request, limit=MAX_PAYLOAD)
+        body = await read_json(request, limit=MAX_PAYLOAD)  # 413 past maxPayloadSize
         if not isinstance(body, dict) or BULK_REQUEST not in (body.get("schemas") or []):
             raise invalid_syntax(f"schemas must be [{BULK_REQUEST!r}]")
         raw_ops = body.get("Operations")
@@ -79,7 +76,7 @@ class BulkApi:
             raise invalid_value("failOnErrors must be a positive integer")
         ops = [_parse_op(i, o) for i, o in enumerate(raw_ops)]
         base = f"{public_root(request)}/scim/v2/{did}"
-        results = await run_write(self.api.store,
+        results = await run_write(self.api.store, did,
                                   lambda conn: self._run(conn, did, p, ops, fail_on, base))
         return scim({"schemas": [BULK_RESPONSE], "Operations": results})
 

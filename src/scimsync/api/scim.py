@@ -76,7 +76,9 @@ class ScimApi:
     def endpoint(self, fn: Callable[[Request, str, Principal], Awaitable[Response]]) -> Handler:
         async def handler(request: Request) -> Response:
             try:
-                directory_id, principal = self.authorize(request)
+                # Off the loop: a token not in the cache is read from the database.
+                directory_id, principal = await run_db(
+                    self.authorize, request, directory=request.path_params["directory_id"])
                 return await fn(request, directory_id, principal)
             except ScimError as exc:
                 response = error_response(exc)
@@ -118,7 +120,7 @@ class ScimApi:
         proj = _projection(request, rt)
         incoming = normalise_body(rt, body)
         loads = loads_for(proj)
-        rec = await run_write(self.store, lambda c: self.store.create(
+        rec = await run_write(self.store, did, lambda c: self.store.create(
             did, rt, incoming, p.token_id, c, loads))
         doc = render(rec, base_url(request, did), proj)
         location = f"{base_url(request, did)}{rt.endpoint}/{rec.id}"
@@ -128,7 +130,7 @@ class ScimApi:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
         proj = _projection(request, rt)
-        rec = await run_db(self.store.get, did, rt, rid, loads_for(proj))
+        rec = await run_db(self.store.get, did, rt, rid, loads_for(proj), directory=did)
         inm = request.headers.get("if-none-match")
         if inm is not None and (inm.strip() == "*" or rec.etag in
                                 {t.strip() for t in inm.split(",")}):
@@ -142,7 +144,7 @@ class ScimApi:
         proj = _projection(request, rt)
         incoming = normalise_body(rt, body)
         if_match, loads = request.headers.get("if-match"), loads_for(proj)
-        rec = await run_write(self.store, lambda c: self.store.replace(
+        rec = await run_write(self.store, did, lambda c: self.store.replace(
             did, rt, rid, incoming, if_match, p.token_id, c, loads))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
@@ -152,7 +154,7 @@ class ScimApi:
         ops = parse_request(await read_json(request))
         proj = _projection(request, rt)
         if_match, loads = request.headers.get("if-match"), loads_for(proj)
-        rec = await run_write(self.store, lambda c: self.store.patch(
+        rec = await run_write(self.store, did, lambda c: self.store.patch(
             did, rt, rid, ops, if_match, p.token_id, c, loads))
         return scim(render(rec, base_url(request, did), proj), headers={"ETag": rec.etag})
 
@@ -160,7 +162,7 @@ class ScimApi:
         rt = self.rtype(request)
         rid = request.path_params["rid"]
         if_match = request.headers.get("if-match")
-        await run_write(self.store, lambda c: self.store.delete(
+        await run_write(self.store, did, lambda c: self.store.delete(
             did, rt, rid, if_match, p.token_id, c))
         return Response(status_code=204)
 
@@ -192,13 +194,17 @@ class ScimApi:
         if len(rtypes) == 1:
             rt = rtypes[0]
             proj = parse_projection(rt, query.attributes, query.excluded)
-            total, recs, next_cursor = await run_db(
-                self._page, did, rt, query, loads_for(proj))
-            docs = [render(r, base, proj) for r in recs]
+
+            def page() -> tuple[int, list[Any], str | None]:
+                # Rendered on the pool thread too: a page of 1,000 is work for the loop.
+                total, recs, nxt = self._page(did, rt, query, loads_for(proj))
+                return total, [render(r, base, proj) for r in recs], nxt
+
+            total, docs, next_cursor = await run_db(page, directory=did)
         else:
             if query.cursor is not None:
                 raise NotImplementedScim("cursor pagination is offered per resource type")
-            total, docs = await run_db(self._root_page, did, rtypes, query, base)
+            total, docs = await run_db(self._root_page, did, rtypes, query, base, directory=did)
             next_cursor = None
         body = _list(docs, total, None if query.cursor is not None else query.start_index)
         if next_cursor is not None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
+from scimsync import limits
 from scimsync.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scimsync.protocol.filter import Filter
 from scimsync.protocol.patch import MemberChange, apply_patch
@@ -70,7 +71,8 @@ class Store:
         if group_commit is None:
             group_commit = engine.dialect.name == "sqlite"
         # SQLite: writes commit in groups on the event loop (see writer.py).
-        self.writer = GroupCommit(self.lean, self.transact) if group_commit else None
+        self.writer = GroupCommit(self.lean, limits.current().statement_timeout) \
+            if group_commit else None
         # Called after a write commits (the embedded worker wakes up).
         self.after_write: list[Callable[[], None]] = []
         self._searches: OrderedDict[tuple[Any, ...], _Search] = OrderedDict()

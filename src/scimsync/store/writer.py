@@ -1,135 +1,134 @@
-"""Group commit for SQLite: many requests, one transaction, one fsync.
+"""Group commit for SQLite: many requests, one transaction, one fsync, on one thread.
 
-With synchronous=FULL every SQLite commit waits for an fsync (about 0.3 ms here) and
-SQLite admits one writer at a time, so committing each request alone caps writes and
-stalls the event loop on each fsync. A dedicated writer thread fixed the stall but
-lost most of the gain to GIL hand-offs (each SQLite call releases and re-takes the
-GIL while the event loop holds it): 650 us per write instead of 220 us.
+With synchronous=FULL every SQLite commit waits for an fsync and SQLite admits one
+writer at a time, so committing each request alone caps writes. Writes therefore run
+one after another on a writer thread, each in its own SAVEPOINT of one open
+transaction (a failing request is rolled back alone); the writes that queued while a
+transaction ran join the next one, and a commit covers them all. A request is
+answered only after the commit that holds it: nothing is acknowledged before it is
+durable, and the journal commits with the change.
 
-So writes run on the event loop itself, each in its own SAVEPOINT of one open
-transaction (a failing request is rolled back alone), and only the COMMIT goes to a
-thread. Writes that arrive while a commit is in flight wait for it and then form the
-next transaction. A request is answered only after the commit that holds it: nothing
-is acknowledged before it is durable, and the journal commits with the change.
-
-The group commit belongs to the first event loop that uses it; calls from any other
-loop (tests that run two servers on one store) take the ordinary path instead.
-
-Between a batch's first write and its commit the loop thread holds SQLite's write
-lock. Any other write transaction begun on that thread (an admin call run inline, a
-token's last-use stamp) would wait for a lock only this thread can release, so it
-first asks the batch to commit (`make_way`, called from engine.py and lean.py).
+Writes used to run on the event loop, with only the COMMIT on a thread (220 us per
+write against 650 us on a thread then), but then one costly write (a Bulk of 1,000
+operations, a PATCH naming thousands of values) or a wait for the write lock held by
+the provisioning worker stopped every request of every tenant, /healthz included.
+Each job runs under the statement timeout. The writer thread begins no write
+transaction but its own, so no other thread waits on it for more than a group: a
+write transaction begun elsewhere waits in SQLite's busy handler, and whatever
+still finds the lock taken after the busy timeout is `Busy`, a 503 (contention.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
-from scimsync.errors import Busy
-from scimsync.store.contention import is_contention, register_holder
+from scimsync.errors import Busy, ScimError
+from scimsync.store import timeouts
+from scimsync.store.contention import is_contention
 from scimsync.store.lean import Lean, LeanConnection
 
 T = TypeVar("T")
 log = logging.getLogger("scimsync.writer")
 Job = Callable[[LeanConnection], Any]
+Reply = Callable[[bool, Any], None]
+MAX_GROUP = 256  # writes per transaction at most, so a steady stream still commits
+IDLE_SECONDS = 30.0  # the thread and its connection go away after this long unused
 
 
 class GroupCommit:
-    """Runs write jobs on the event loop and commits them together."""
+    """Runs write jobs on a writer thread and commits them together."""
 
-    def __init__(self, lean: Lean, transact: Callable[[Job], Any]):
+    def __init__(self, lean: Lean, timeout: float = 0.0):
         self.lean = lean
-        self._transact = transact  # the ordinary path: own transaction, own commit
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: int | None = None
-        self._executing = False
+        self.timeout = timeout
         self._raw: Any = None
-        self._conn: LeanConnection | None = None
-        self._done: list[tuple[asyncio.Future[Any], Any]] = []
-        self._waiting: deque[tuple[Job, asyncio.Future[Any]]] = deque()
-        self._committing = False
-        self._scheduled = False
-        register_holder(lean.engine, self)
+        self._queue: deque[tuple[Job, Reply]] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     async def run(self, fn: Callable[[LeanConnection], T]) -> T:
+        """Queue a write; its result (or error) once the transaction that holds it has
+        committed."""
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-            self._thread = threading.get_ident()
-        elif self._loop is not loop or self._loop.is_closed():
-            result: T = await run_in_threadpool(self._transact, fn)
-            return result
         fut: asyncio.Future[Any] = loop.create_future()
-        if self._committing:
-            self._waiting.append((fn, fut))
-        else:
-            self._execute(fn, fut)
-            self._schedule()
+
+        def reply(ok: bool, value: Any) -> None:
+            # A closed loop raises RuntimeError: nobody is waiting for the answer any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+        with self._ready:
+            self._queue.append((fn, reply))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="scimsync-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._ready.notify()
         value: T = await fut
         return value
 
-    def _begin(self) -> LeanConnection:
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                if not self._queue:
+                    self._ready.wait(IDLE_SECONDS)
+                if not self._queue:
+                    self._thread = None
+                    self._close()
+                    return
+            try:
+                self._group()
+            except Exception as exc:  # no transaction could begin: fail what waits
+                log.error("the SQLite writer could not begin a transaction: %s",
+                          type(exc).__name__)
+                self._close()
+                with self._ready:
+                    waiting, self._queue = list(self._queue), deque()
+                for _, reply in waiting:
+                    reply(False, _mapped(exc, self.timeout))
+
+    def _group(self) -> None:
+        """One transaction: queued jobs in savepoints, then one commit."""
         if self._raw is None:
             self._raw = self.lean.engine.raw_connection()
         self._raw.cursor().execute("BEGIN IMMEDIATE")
-        self._conn = LeanConnection(self.lean, self._raw)
-        return self._conn
-
-    def _execute(self, fn: Job, fut: asyncio.Future[Any]) -> None:
-        try:
-            conn = self._conn or self._begin()
-        except Exception as exc:  # the lock stayed taken for the whole busy timeout
-            fut.set_exception(Busy() if is_contention(exc) else exc)
-            return
-        self._executing = True
-        try:
-            with conn.begin_nested():
-                result = fn(conn)
-        except Exception as exc:  # the request's own error; its savepoint is undone
-            fut.set_exception(exc)
-            return
-        finally:
-            self._executing = False
-        self._done.append((fut, result))
-
-    def make_way(self) -> None:
-        """Commit the open batch now if this thread holds it and another write
-        transaction is about to begin here."""
-        if (self._conn is None or self._committing or self._executing
-                or threading.get_ident() != self._thread):
-            return
-        conn, batch = self._conn, self._done
-        self._conn, self._done = None, []
-        error: BaseException | None = None
+        conn = LeanConnection(self.lean, self._raw)
+        done: list[tuple[Reply, Any]] = []
+        for _ in range(MAX_GROUP):
+            with self._ready:
+                if not self._queue:
+                    break
+                fn, reply = self._queue.popleft()
+            try:
+                with timeouts.bounded(self.timeout), conn.begin_nested():
+                    result = fn(conn)
+            except Exception as exc:  # the request's own error; its savepoint is undone
+                reply(False, _mapped(exc, self.timeout))
+                if not self._raw.in_transaction:
+                    # An interrupted write statement takes the whole transaction with it:
+                    # the writes before it in this group are gone too, and must say so.
+                    lost = ScimError("the write was rolled back; retry it", status=503)
+                    for earlier, _ in done:
+                        earlier(False, lost)
+                    conn.close()
+                    return
+                continue
+            done.append((reply, result))
         try:
             self._finish(conn)
-        except Exception as exc:  # every write of the batch learns it
-            error = exc
-        self._settle(batch, error)
-
-    def _schedule(self) -> None:
-        if not self._scheduled and not self._committing and self._conn is not None:
-            self._scheduled = True
-            assert self._loop is not None
-            self._loop.call_soon(self._commit)
-
-    def _commit(self) -> None:
-        self._scheduled = False
-        conn, batch = self._conn, self._done
-        if conn is None:
+        except Exception as exc:
+            log.error("a group commit of %d writes failed: %s", len(done), type(exc).__name__)
+            for reply, _ in done:
+                reply(False, _mapped(exc, self.timeout))
             return
-        self._conn, self._done = None, []
-        self._committing = True
-        assert self._loop is not None
-        task = self._loop.run_in_executor(None, self._finish, conn)
-        task.add_done_callback(lambda f: self._committed(f, batch))
+        for reply, result in done:
+            reply(True, result)
 
     def _finish(self, conn: LeanConnection) -> None:
         try:
@@ -140,27 +139,26 @@ class GroupCommit:
         finally:
             conn.close()
 
-    def _committed(self, f: asyncio.Future[None], batch: list[tuple[asyncio.Future[Any],
-                                                                     Any]]) -> None:
-        self._committing = False
-        self._settle(batch, f.exception())
-        while self._waiting:
-            fn, fut = self._waiting.popleft()
-            self._execute(fn, fut)
-        self._schedule()
+    def _close(self) -> None:
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            finally:
+                self._raw = None
 
-    @staticmethod
-    def _settle(batch: list[tuple[asyncio.Future[Any], Any]], exc: BaseException | None
-                ) -> None:
-        """Answer the writes of a batch once its commit is done (or failed)."""
-        if exc is not None:
-            log.error("a group commit of %d writes failed: %s", len(batch), type(exc).__name__)
-            if is_contention(exc):
-                exc = Busy()
-        for fut, result in batch:
-            if fut.cancelled():
-                continue
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def _mapped(exc: Exception, timeout: float) -> Exception:
+    """What a writer's error becomes for the request: a lock held past the busy timeout
+    is `Busy` (503, retry), a statement past the statement timeout a 503 too."""
+    if is_contention(exc):
+        return Busy()
+    return timeouts.scim_error(exc, timeout)
