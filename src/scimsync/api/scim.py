@@ -58,14 +58,16 @@ class ScimApi:
 
     # --- plumbing -------------------------------------------------------------
 
-    def authorize(self, request: Request) -> tuple[str, Principal]:
+    async def authorize(self, request: Request) -> tuple[str, Principal]:
         """The directory in the path, if the bearer token belongs to it; else 401."""
         directory_id = request.path_params["directory_id"]
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("a bearer token is required")
-        principal = self.dirs.authenticate(token.strip())
+        # Off the loop unless validated a moment ago: a token is read from the database.
+        principal = self.dirs.cached(token.strip()) or await run_db(
+            self.dirs.authenticate, token.strip(), directory=directory_id)
         # A token of another directory gets the same answer as a bad token, so it
         # learns nothing about which directories exist.
         if principal is None or principal.kind != "directory" or \
@@ -76,9 +78,7 @@ class ScimApi:
     def endpoint(self, fn: Callable[[Request, str, Principal], Awaitable[Response]]) -> Handler:
         async def handler(request: Request) -> Response:
             try:
-                # Off the loop: a token not in the cache is read from the database.
-                directory_id, principal = await run_db(
-                    self.authorize, request, directory=request.path_params["directory_id"])
+                directory_id, principal = await self.authorize(request)
                 return await fn(request, directory_id, principal)
             except ScimError as exc:
                 response = error_response(exc)
