@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from scimsync import limits
 from scimsync.errors import (
     invalid_path,
     invalid_syntax,
@@ -22,6 +23,7 @@ from scimsync.errors import (
 from scimsync.protocol import quirks
 from scimsync.protocol.evaluate import check_element_filter, element_matches
 from scimsync.protocol.filter import And, Compare, Filter, PatchPath, parse_patch_path
+from scimsync.protocol.multivalued import merge, unprimary, without
 from scimsync.protocol.schema import PATCH_OP, ResolvedPath, ResourceType, resolve
 from scimsync.protocol.values import (
     Doc,
@@ -95,7 +97,11 @@ def apply_patch(rtype: ResourceType, doc: Doc, operations: list[dict[str, Any]])
             _extension(rtype, result, op, ext.id, value)
             continue
         _apply(rtype, result, op, parse_patch_path(path), value, has_value, explicit=True)
-    finish(rtype, result.doc)
+    named = sum(len(ch.values) for ch in result.members)
+    if named > limits.current().members_per_request:
+        raise invalid_value(f"the request names {named} members; at most "
+                            f"{limits.current().members_per_request} are allowed")
+    finish(rtype, result.doc, doc)
     return result
 
 
@@ -209,9 +215,7 @@ def _whole(container: Doc, op: str, rp: ResolvedPath, value: Any, has_value: boo
             raise mutability(f"{attr.name} is required and cannot be removed")
         if has_value and attr.multi_valued and not is_unassigned(value):
             # Entra ID: remove given values of a multi-valued attribute without a filter.
-            drop = coerce(attr, value, rp.dotted) or []
-            kept = [v for v in old or [] if not any(_same_value(v, d) for d in drop)]
-            _store(container, attr.name, kept)
+            _store(container, attr.name, without(old or [], coerce(attr, value, rp.dotted) or []))
             return
         _check_immutable(rp, old, None)
         container.pop(attr.name, None)
@@ -219,13 +223,9 @@ def _whole(container: Doc, op: str, rp: ResolvedPath, value: Any, has_value: boo
     new = coerce(attr, value, rp.dotted)
     if attr.multi_valued:
         if op == "add":
-            merged = list(old or [])
-            for item in new or []:
-                if isinstance(item, dict) and item.get("primary") is True:
-                    merged = [_unprimary(m) for m in merged]
-                if not any(_same_value(m, item) for m in merged):
-                    merged.append(item)
+            merged = merge(old or [], new or [])
             new = [m for m in merged if not is_unassigned(m)]  # an emptied `primary`
+        _check_growth(rp, old, new)
         _store(container, attr.name, new)
         return
     if attr.type == "complex" and isinstance(old, dict) and isinstance(new, dict):
@@ -257,7 +257,8 @@ def _filtered(container: Doc, op: str, pp: PatchPath, rp: ResolvedPath, value: A
     hits = [i for i, item in enumerate(items) if element_matches(attr, pp.filter, item)]
     if op == "remove":
         if rp.sub is None:
-            items = [item for i, item in enumerate(items) if i not in hits]
+            gone = set(hits)
+            items = [item for i, item in enumerate(items) if i not in gone]
         else:
             for i in hits:
                 items[i] = {k: v for k, v in items[i].items() if k != rp.sub.name}
@@ -270,6 +271,7 @@ def _filtered(container: Doc, op: str, pp: PatchPath, rp: ResolvedPath, value: A
         # Entra ID adds `emails[type eq "work"].value` when no work email exists yet.
         items.append(coerce_single(attr, seed, rp.dotted) or {})
         hits = [len(items) - 1]
+    primary = None  # the last value made primary keeps it; the others lose it at the end
     for i in hits:
         item = items[i] if isinstance(items[i], dict) else {}
         if rp.sub is not None:
@@ -280,13 +282,16 @@ def _filtered(container: Doc, op: str, pp: PatchPath, rp: ResolvedPath, value: A
             else:
                 item[rp.sub.name] = new_sub
             if rp.sub.name == "primary" and new_sub is True:
-                items = [_unprimary(x) for x in items]
+                primary = i
         else:
             new = coerce_single(attr, value, rp.dotted) or {}
             item = {**item, **new} if op == "add" else new
             if item.get("primary") is True:
-                items = [_unprimary(x) for x in items]
+                primary = i
         items[i] = item
+    if primary is not None:
+        items = [x if i == primary else unprimary(x) for i, x in enumerate(items)]
+    _check_growth(rp, container.get(attr.name), items)
     _store(container, attr.name, [x for x in items if not is_unassigned(x)])
 
 
@@ -321,23 +326,14 @@ def _members(
     result.members.append(MemberChange("replace" if op == "replace" else "add", tuple(values)))
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    """Two values of a multi-valued attribute are the same value (ignoring `primary`)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        if "value" in a or "value" in b:
-            if a.get("value") != b.get("value"):
-                return False
-            return "type" not in a or "type" not in b or a["type"] == b["type"]
-        return {k: v for k, v in a.items() if k != "primary"} == {
-            k: v for k, v in b.items() if k != "primary"
-        }
-    return bool(a == b)
-
-
-def _unprimary(v: Any) -> Any:
-    if isinstance(v, dict) and v.get("primary") is True:
-        return {k: x for k, x in v.items() if k != "primary"}
-    return v
+def _check_growth(rp: ResolvedPath, old: Any, new: Any) -> None:
+    """Each operation keeps a multi-valued attribute within the limit (or no larger than
+    it was), so that many operations cannot each rebuild an ever larger list."""
+    most = limits.current().attribute_values
+    size = len(new) if isinstance(new, list) else 0
+    if size > most and size > (len(old) if isinstance(old, list) else 0):
+        raise invalid_value(f"{rp.dotted} would have {size} values; at most {most} are "
+                            "allowed")
 
 
 def _store(container: Doc, name: str, value: Any) -> None:

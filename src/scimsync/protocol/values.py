@@ -206,8 +206,9 @@ def _put(
         container[attr.name] = v
 
 
-def finish(rtype: ResourceType, doc: Doc) -> None:
-    """Drop empty extensions, set `schemas`, and enforce required attributes."""
+def finish(rtype: ResourceType, doc: Doc, before: Doc | None = None) -> None:
+    """Drop empty extensions, set `schemas`, enforce required attributes and the size
+    limits (a PATCH passes the document `before` it)."""
     schemas = [rtype.schema.id]
     for ext, _ in rtype.extensions:
         part = doc.get(ext.id)
@@ -221,6 +222,7 @@ def finish(rtype: ResourceType, doc: Doc) -> None:
     for k in [k for k, v in doc.items() if is_unassigned(v)]:
         del doc[k]
     doc["schemas"] = schemas
+    check_size(rtype, doc, before)
     for attr in rtype.schema.attributes:
         if attr.required and _missing(doc.get(attr.name)):
             raise invalid_value(f"{attr.name} is required and must not be empty")
@@ -239,3 +241,47 @@ def _missing(value: Any) -> bool:
     """A required attribute without a usable value (RFC7643 §2.2): unassigned, or a
     string of nothing but spaces, which no IdP means as a name."""
     return is_unassigned(value) or (isinstance(value, str) and not value.strip())
+
+
+def check_size(rtype: ResourceType, doc: Doc, before: Doc | None = None) -> None:
+    """400 invalidValue if a stored document would hold more values than the limits allow:
+    per multi-valued attribute, and in all (each scalar, object and array counts one).
+    A change to a document stored before the limits were lowered may keep it as large
+    as it was, so that such a resource can still be changed (deactivated, say)."""
+    bounds = limits.current()
+    for key, n, old in _list_sizes(rtype, doc, before):
+        if n > bounds.attribute_values and n > old:
+            raise invalid_value(f"{key} has {n} values; at most {bounds.attribute_values} "
+                                "are allowed")
+    if _count_values(doc, bounds.document_values) > bounds.document_values and (
+            before is None or _count_values(doc) > _count_values(before)):
+        raise invalid_value(f"the resource holds more than {bounds.document_values} values")
+
+
+def _list_sizes(rtype: ResourceType, doc: Doc,
+                before: Doc | None) -> list[tuple[str, int, int]]:
+    """(attribute, values now, values before) of each multi-valued attribute present."""
+    out = []
+    for urn in [None, *(ext.id for ext, _ in rtype.extensions)]:
+        part = doc if urn is None else doc.get(urn)
+        old = before if urn is None else (before or {}).get(urn)
+        if not isinstance(part, dict):
+            continue
+        for key, value in part.items():
+            if isinstance(value, list):
+                prior = old.get(key) if isinstance(old, dict) else None
+                out.append((key, len(value), len(prior) if isinstance(prior, list) else 0))
+    return out
+
+
+def _count_values(doc: Any, stop: int | None = None) -> int:
+    """JSON values in a document, counting stops a little past `stop` if given."""
+    count, stack = 0, [doc]
+    while stack and (stop is None or count <= stop):
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
