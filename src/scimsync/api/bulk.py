@@ -8,7 +8,6 @@ whole transaction is rolled back, so the directory and its journal are untouched
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from scimsync.errors import (
     invalid_syntax,
     invalid_value,
 )
+from scimsync.protocol.bulk_order import Plan, substitute
 from scimsync.protocol.discovery import MAX_OPERATIONS, MAX_PAYLOAD
 from scimsync.protocol.patch import parse_request
 from scimsync.protocol.resources import BY_ENDPOINT
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
     from scimsync.api.scim import ScimApi
 
 NO_LOADS = Loads(members=False, groups=False)  # Bulk responses carry no resources
-_BULK_REF = re.compile(r"^bulkId:(.+)$")
-
-
-class _Unresolved(Exception):
-    """An operation refers to a bulkId whose operation has not run yet."""
 
 
 class _Abort(Exception):
@@ -84,41 +79,37 @@ class BulkApi:
              fail_on: int | None, base: str) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         ids: dict[str, str] = {}
+        plan = Plan.of([o.bulk_id if o.method == "POST" else None for o in ops],
+                       [[o.path, o.data] for o in ops])
         try:
             # One savepoint around everything: reaching failOnErrors undoes it all.
             with conn.begin_nested():
-                pending = list(ops)
-                errors = 0
-                while pending:
-                    progressed = False
-                    deferred: list[_Op] = []
-                    for op in pending:
-                        try:
-                            data = _resolve_refs(op.data, ids)
-                            path = _resolve_refs(op.path, ids)
-                        except _Unresolved:
-                            deferred.append(op)
-                            continue
-                        progressed = True
-                        try:
-                            with conn.begin_nested():
-                                results[op.index] = self._one(conn, did, p, op, path, data,
-                                                              base, ids)
-                        except ScimError as exc:
-                            errors += 1
-                            results[op.index] = _failure(op, exc)
-                            if fail_on is not None and errors >= fail_on:
-                                raise _Abort from exc
-                    if not progressed:
-                        for op in deferred:
-                            errors += 1
-                            results[op.index] = _failure(op, ScimError(
-                                "unresolvable or circular bulkId reference", status=409,
-                                scim_type="invalidValue"))
+                # Known before anything runs: failOnErrors may stop the request here.
+                for i in plan.doomed:
+                    results[i] = _failure(ops[i], _unresolvable())
+                errors = len(plan.doomed)
+                if fail_on is not None and errors >= fail_on:
+                    raise _Abort
+                for i in plan.order():
+                    op = ops[i]
+                    try:
+                        with conn.begin_nested():
+                            results[i] = self._one(conn, did, p, op, substitute(op.path, ids),
+                                                   substitute(op.data, ids), base, ids)
+                    except ScimError as exc:
+                        errors += 1
+                        results[i] = _failure(op, exc)
                         if fail_on is not None and errors >= fail_on:
-                            raise _Abort
-                        break
-                    pending = deferred
+                            raise _Abort from exc
+                        continue
+                    if op.method == "POST" and op.bulk_id is not None:
+                        plan.created(op.bulk_id)
+                for i in range(len(ops)):  # waited for a POST that failed
+                    if i not in results:
+                        errors += 1
+                        results[i] = _failure(ops[i], _unresolvable())
+                if fail_on is not None and errors >= fail_on:
+                    raise _Abort
         except _Abort:
             for i, res in results.items():
                 if not str(res["status"]).startswith(("4", "5")):
@@ -180,23 +171,9 @@ def _parse_op(index: int, raw: Any) -> _Op:
                version if isinstance(version, str) else None, raw.get("data"))
 
 
-def _resolve_refs(value: Any, ids: dict[str, str]) -> Any:
-    """Replace `bulkId:x` strings with the ids that earlier operations created."""
-    if isinstance(value, str):
-        if "bulkId:" not in value:
-            return value
-        m = _BULK_REF.match(value)
-        if m is not None:
-            if m.group(1) not in ids:
-                raise _Unresolved
-            return ids[m.group(1)]
-        parts = value.split("/")
-        return "/".join(_resolve_refs(part, ids) for part in parts)
-    if isinstance(value, list):
-        return [_resolve_refs(v, ids) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve_refs(v, ids) for k, v in value.items()}
-    return value
+def _unresolvable() -> ScimError:
+    return ScimError("unresolvable or circular bulkId reference", status=409,
+                     scim_type="invalidValue")
 
 
 def _failure(op: _Op, exc: ScimError) -> dict[str, Any]:
