@@ -32,11 +32,13 @@ from sqlalchemy import (
     true,
 )
 
+from scimsync import limits
 from scimsync.errors import invalid_filter, invalid_value
 from scimsync.protocol.evaluate import comparable, resolve_filter_path
 from scimsync.protocol.filter import And, Compare, Filter, Not, Or, Present, ValuePath
 from scimsync.protocol.resources import ACTIVE_TYPES, GROUPED_TYPES, NAME_ATTRIBUTE
 from scimsync.protocol.schema import Attribute, ResolvedPath, ResourceType, resolve
+from scimsync.store.filter_merge import merge_or
 from scimsync.store.tables import memberships, resources
 
 R = resources.c
@@ -94,17 +96,28 @@ class Compiler:
         # (parameter name, index of the leaf it reads, how to prepare the value)
         self.params: list[tuple[str, int, Prep]] = []
         self._leaf_index: dict[int, int] = {}
+        self.json_terms = 0  # terms that read the JSON document of each candidate row
 
     # --- public -------------------------------------------------------------
 
     def compile(self, flt: Filter) -> Expr:
-        """The WHERE expression for a filter; values become named bound parameters."""
+        """The WHERE expression for a filter; values become named bound parameters.
+        400 invalidFilter past the limit of terms that read JSON documents."""
+        flt = merge_or(self.rtype, flt)
         self._leaf_index = {id(leaf): i for i, leaf in enumerate(leaves(flt))}
-        return self._compile(flt)
+        self.json_terms = 0
+        expr = self._compile(flt)
+        most = limits.current().filter_json_terms
+        if self.json_terms > most:
+            raise invalid_filter(
+                f"the filter has {self.json_terms} terms on attributes without an index; at "
+                f"most {most} are allowed (OR'ed terms on one multi-valued attribute count "
+                "once)")
+        return expr
 
     def bind(self, flt: Filter) -> dict[str, Any]:
         """Parameter values for a filter of the shape this compiler compiled."""
-        terms = leaves(flt)
+        terms = leaves(merge_or(self.rtype, flt))
         return {name: prep(getattr(terms[i], "value", None)) for name, i, prep in self.params}
 
     def _param(self, node: Compare, prep: Prep) -> BindParameter[Any]:
@@ -187,6 +200,7 @@ class Compiler:
         return value  # type: ignore[no-any-return]
 
     def _json_scalar(self, rp: ResolvedPath) -> Expr:
+        self.json_terms += 1
         return self._typed(R.doc[self._json_path(rp)], rp.leaf)
 
     def _single(self, rp: ResolvedPath, flt: Compare | Present) -> Expr:
@@ -196,6 +210,7 @@ class Compiler:
         if isinstance(flt, Present):
             if col is not None:
                 return col.is_not(None)
+            self.json_terms += 1
             return R.doc[self._json_path(rp)].as_string().is_not(None) if rp.attr.type != \
                 "complex" or rp.sub is not None else self._json_present(rp)
         expr = col if col is not None else self._json_scalar(rp)
@@ -305,6 +320,7 @@ class Compiler:
         return e.c.value[name]
 
     def _elements_exist(self, rp: ResolvedPath, term: Any) -> Expr:
+        self.json_terms += 1
         path = self._json_path(ResolvedPath(rp.schema, rp.attr, None, rp.extension))
         if self.pg:
             elements = func.jsonb_array_elements(
