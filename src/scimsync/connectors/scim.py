@@ -45,19 +45,22 @@ SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("clien
 FIND_BATCH = 50
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
+MAX_RETRY_AFTER = 86_400.0  # a day
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date, at most
+    MAX_RETRY_AFTER (a downstream cannot push a retry past any date we can represent)."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        wait = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
         return None
+    return min(max(0.0, wait), MAX_RETRY_AFTER)
 
 
 class RateLimiter:
