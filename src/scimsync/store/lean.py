@@ -235,9 +235,14 @@ class LeanConnection:
         self.cur.execute(f"SAVEPOINT {name}")
         try:
             yield
-        except BaseException:
-            self.cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            self.cur.execute(f"RELEASE SAVEPOINT {name}")
+        except BaseException as exc:
+            try:
+                self.cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self.cur.execute(f"RELEASE SAVEPOINT {name}")
+            except Exception:
+                # The transaction is gone with its savepoints (SQLite rolls it back when
+                # it interrupts a write): the error that caused it is the one to report.
+                raise exc from None
             raise
         self.cur.execute(f"RELEASE SAVEPOINT {name}")
 

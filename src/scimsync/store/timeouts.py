@@ -7,13 +7,14 @@ and migrations do not, and keep running as long as their work needs.
 - PostgreSQL enforces `statement_timeout` itself: a connection handed to a bounded
   thread gets the thread's timeout (one `SET` when the wish of the thread differs
   from what the connection has), and any other thread gets none.
-- SQLite has no statement timeout, so a progress handler, called every few hundred
-  thousand virtual-machine instructions, interrupts the running statement once the
-  call has run past its deadline (it applies to all the statements of one call).
+- SQLite has no statement timeout, so a progress handler, called every
+  PROGRESS_STEPS virtual-machine instructions, interrupts the running statement once
+  the call has run past its deadline (it applies to all the statements of one call).
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -25,9 +26,11 @@ from sqlalchemy import Engine, event
 
 from scimsync.errors import BadRequest, ScimError
 
-# About a millisecond of SQLite work between checks: ordinary statements end before the
-# first one, and a check is one Python call that needs the GIL.
-PROGRESS_STEPS = 200_000
+# Virtual-machine instructions between checks: about a millisecond of ordinary SQLite
+# work, more where JSON functions (one instruction each) parse large documents, so
+# the deadline is seen within a fraction of a second; a check is one Python call
+# that needs the GIL, and ordinary statements end before the first one.
+PROGRESS_STEPS = 50_000
 _local = threading.local()
 
 
@@ -60,7 +63,8 @@ def install(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        wanted = int(getattr(_local, "seconds", 0.0) * 1000)
+        seconds = getattr(_local, "seconds", 0.0)
+        wanted = max(1, math.ceil(seconds * 1000)) if seconds > 0 else 0  # 0 is no limit
         if record.info.get("statement_timeout_ms", 0) == wanted:
             return
         with dbapi_conn.cursor() as cur:
