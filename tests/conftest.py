@@ -7,7 +7,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +178,21 @@ def web(live_server: str, directories: Directories) -> Iterator[Scim]:
     d = directories.create(f"web-{secrets.token_hex(4)}")
     with httpx.Client(base_url=live_server, timeout=10) as http:
         yield Scim(http, d["id"], d["token"], d["token_id"])
+
+
+@pytest.fixture
+def live_scim(live_server: str, directories: Directories) -> Iterator[Callable[[str], Scim]]:
+    """Makes fresh directories, each spoken to over a real socket by a client of its own."""
+    clients: list[Any] = []
+
+    def make(prefix: str) -> Scim:
+        d = directories.create(f"{prefix}-{secrets.token_hex(4)}")
+        clients.append(httpx.Client(base_url=live_server, timeout=60))
+        return Scim(clients[-1], d["id"], d["token"], d["token_id"])
+
+    yield make
+    for c in clients:
+        c.close()
 
 
 @pytest.fixture(scope="session")
