@@ -35,14 +35,16 @@ _READERS_LOCK = threading.Lock()
 class Prepared:
     """One statement compiled for one dialect (and one set of inserted columns)."""
 
-    __slots__ = ("compiled", "defaults", "expanding", "named", "names", "processors", "sql")
+    # The compiled statement is read here and not kept: a cache of hundreds of filter
+    # statements would otherwise hold some 100,000 objects for every full collection
+    # of the garbage collector to walk, a pause for every thread.
+    __slots__ = ("defaults", "expanding", "named", "names", "processors", "sql")
 
     def __init__(self, stmt: ClauseElement, engine: Engine,
                  column_keys: Sequence[str] | None = None):
         compiled = stmt.compile(dialect=engine.dialect,
                                 column_keys=list(column_keys) if column_keys else None)
         assert isinstance(compiled, SQLCompiler)
-        self.compiled = compiled
         self.sql = compiled.string
         self.names = compiled.positiontup  # None for named paramstyles (psycopg)
         self.named = self.names is None
