@@ -241,7 +241,11 @@ def run(root: str, hostile: dict[str, Any], other: dict[str, Any], admin_token: 
     threads = [threading.Thread(target=pl.run, daemon=True) for pl in pollers]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    # The machine's own noise: the worst poll while nothing hostile is sent.
+    quiet_start = time.perf_counter()
+    time.sleep(3.0)
+    quiet = max(pl.worst(quiet_start, time.perf_counter()) for pl in pollers)
+    print(f"  worst poll with no hostile request (3 s): {quiet:.1f} ms")
     outcomes: list[Outcome] = []
     try:
         for case in todo:
@@ -278,6 +282,7 @@ def run(root: str, hostile: dict[str, Any], other: dict[str, Any], admin_token: 
           f"every hostile request served or refused: {'yes' if ok else 'no'}; "
           f"{polled} polls, {failed} not 200")
     return {"users": args.users, "worst_stall_ms": round(worst, 1), "all_bounded": ok,
+            "quiet_worst_ms": round(quiet, 1),
             "polls": polled, "polls_failed": failed,
             "cases": [o.__dict__ | {"ms": round(o.ms, 1), "health_ms": round(o.health_ms, 1),
                                     "tenant_ms": round(o.tenant_ms, 1)} for o in outcomes]}
