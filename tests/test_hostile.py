@@ -137,6 +137,18 @@ def test_group_members_per_request_are_limited(
     assert seq(directories, web) == before + 2  # the user of the group, and the group
 
 
+def test_a_group_too_large_to_render_on_the_loop_is_served_whole(web: Scim) -> None:
+    from scimsync.api.scim import RENDER_ON_LOOP
+
+    created = bulk(web, [{"method": "POST", "path": "/Users", "bulkId": f"u{i}", "data": {
+        "schemas": [USER], "userName": f"member{i}@x.test"}} for i in range(RENDER_ON_LOOP)])
+    ids = [o["location"].rsplit("/", 1)[1] for o in created.json()["Operations"]]
+    ids.append(web.user("one-more@x.test")["id"])
+    g = web.group("everyone", ids)
+    got = web.get(f"/Groups/{g['id']}").json()
+    assert sorted(m["value"] for m in got["members"]) == sorted(ids)
+
+
 # --- Bulk ----------------------------------------------------------------------------
 
 
