@@ -41,6 +41,19 @@ from scimsync.sync import engine as engine_module
 from scimsync.sync.engine import Reconciler
 from test_filter_sql import _people, filters
 
+# --- limits come from the environment ------------------------------------------------
+
+
+def test_limits_are_read_from_the_environment_and_checked() -> None:
+    from scimsync.limits import Limits
+
+    got = Limits.from_env({"SCIMSYNC_MAX_JSON_DEPTH": "12", "SCIMSYNC_STATEMENT_TIMEOUT": "0"})
+    assert (got.json_depth, got.statement_timeout, got.attribute_values) == (12, 0.0, 1000)
+    for bad in ("many", "-1", "0"):
+        with pytest.raises(ValueError, match="SCIMSYNC_MAX_ATTRIBUTE_VALUES"):
+            Limits.from_env({"SCIMSYNC_MAX_ATTRIBUTE_VALUES": bad})
+
+
 # --- multi-valued add and remove agree with pairwise comparison ------------------------
 
 

@@ -18,6 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from scimsync import limits
 from scimsync.api.admin import AdminApi
 from scimsync.api.http import error_response
 from scimsync.api.metrics import metrics_endpoint
@@ -101,6 +102,7 @@ def create_app(database_url: str | None = None, engine: Engine | None = None,
 
         engine = make_engine(database_url or configured())
     upgrade(engine)
+    limits.current()  # a malformed SCIMSYNC_MAX_* fails the start, not a request
     DatabaseCalls.configure(engine.dialect.name)
     store = Store(engine)
     dirs = Directories(engine)
