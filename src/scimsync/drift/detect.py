@@ -55,6 +55,7 @@ from scimsync.sync import mapping
 from scimsync.sync.config import DRIFT_CLASSES, TargetConfig
 from scimsync.sync.engine import make_connector
 from scimsync.sync.events import announce
+from scimsync.sync.matching import folded, match_value
 
 log = logging.getLogger("scimsync.drift")
 Doc = dict[str, Any]
@@ -307,14 +308,13 @@ def _match_key(attr: str) -> str:
 
 
 def _match_values(rec: Record, attr: str) -> str | None:
-    """A directory identity's value for a matching attribute, as the scratch file
-    indexes it (the hub id travels as externalId)."""
+    """A directory identity's value for a matching attribute, folded by the same case
+    rules as provisioning (sync/matching.py), as the scratch file indexes it (the hub
+    id travels as externalId)."""
     if attr == "externalId":
         return rec.id
-    if attr == "userName":
-        name = rec.doc.get("userName")
-        return name.lower() if isinstance(name, str) else None
-    return primary_email(rec.doc)
+    value = match_value(rec.doc, "User", attr)
+    return folded(attr, value) if value is not None else None
 
 
 class Detector:

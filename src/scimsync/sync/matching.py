@@ -22,8 +22,9 @@ def match_value(body: Doc, kind: str, attr: str) -> str | None:
     """The value of a match attribute in a body (a group matches on displayName)."""
     value: Any
     if attr == "email":
-        emails = body.get("emails") or []
-        value = next((e.get("value") for e in emails if e.get("primary")), None) or (
+        # The primary email, else the first one.
+        emails = [e for e in body.get("emails") or [] if isinstance(e, dict)]
+        value = next((e.get("value") for e in emails if e.get("primary") is True), None) or (
             emails[0].get("value") if emails else None)
     elif attr == "userName" and kind in NAMED_BY:
         value = body.get(NAMED_BY[kind])

@@ -27,11 +27,10 @@ from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
 from scimsync.protocol.resources import USER
 from scimsync.protocol.schema import ENTERPRISE_USER
-from scimsync.store import claims
 from scimsync.store.resources import Loads
 from scimsync.store.tables import links
 from scimsync.sync import mapping
-from scimsync.sync.context import MATCH_BATCH, MEMBER_CHUNK, RunContext
+from scimsync.sync.context import MEMBER_CHUNK
 from scimsync.sync.events import (
     HUB_RESOURCE,
     announce,
@@ -39,7 +38,7 @@ from scimsync.sync.events import (
     resource_doc,
 )
 from scimsync.sync.guard import GuardHeld, guard_exceeded, provisioned_users
-from scimsync.sync.matching import NAMED_BY, match_value
+from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.work import Link, Work
 
@@ -47,90 +46,8 @@ L = links.c
 Doc = dict[str, Any]
 
 
-class Run(RunContext):
-    """A run: the steps, on top of the run's state."""
-
-    def prefetch_matches(self, users: list[Work]) -> None:
-        """Look up the remote accounts that could be unlinked users': by their id in
-        externalId and by each match attribute, fifty values per request, with as many
-        requests in flight as the profile allows."""
-        if not self.can_filter:
-            return
-        bodies: dict[str, Doc] = {}
-        self.prefetch_links([w.resource_id for w in users])
-        for w in users:
-            rec = self.load(w)
-            self._loaded[("User", w.resource_id)] = rec
-            link = self.link(w.resource_id)
-            if rec is None or (link is not None and link.remote_id):
-                continue
-            body = mapping.desired_user(self.config, rec, self.remote_id)
-            if body is not None:
-                bodies[w.resource_id] = body
-        chunks = [dict(list(bodies.items())[i:i + MATCH_BATCH])
-                  for i in range(0, len(bodies), MATCH_BATCH)]
-        found: list[list[Remote]] = [[] for _ in chunks]
-
-        def look(i: int, attr: str) -> None:
-            hits = self.find_by("User", attr, chunks[i])
-            with self.lock:
-                found[i].extend(hits)
-
-        self.steps.run([lambda i=i, a=a: look(i, a)  # type: ignore[misc]
-                        for i in range(len(chunks)) for a in self.lookup_attributes()])
-        for chunk, hits in zip(chunks, found, strict=True):
-            for rid, body in chunk.items():
-                self._candidates[rid] = candidates_for("User", rid, body, hits, self.rules)
-
-    def lookup_attributes(self) -> list[str]:
-        """externalId (the hub's mark) first, then the profile's match attributes."""
-        return ["externalId", *[a for a in self.rules.match if a != "externalId"]]
-
-    def find_by(self, kind: str, attr: str, bodies: dict[str, Doc]) -> list[Remote]:
-        """Remote objects equal to one of `bodies` on `attr` (externalId: their ids)."""
-        if attr == "externalId":
-            values = list(bodies)
-        else:
-            values = [v for b in bodies.values() if (v := match_value(b, kind, attr)) is not None]
-        if not values:
-            return []
-        name = NAMED_BY.get(kind, attr) if attr == "userName" else attr
-        return self.connector.find(kind, name, values)
-
-    def lookup(self, kind: str, bodies: dict[str, Doc]) -> list[Remote]:
-        """Remote objects whose externalId is one of these ids, or that equal one of
-        these bodies on a match attribute."""
-        found: dict[str, Remote] = {}
-        for attr in self.lookup_attributes():
-            for remote in self.find_by(kind, attr, bodies):
-                found[remote.id] = remote
-        return list(found.values())
-
-    def candidates(self, kind: str, rid: str, body: Doc) -> list[Remote]:
-        """The remote objects that could be this one (prefetched, or looked up now)."""
-        if rid in self._candidates:
-            return self._candidates.pop(rid)
-        if not self.can_filter:
-            return []
-        return candidates_for(kind, rid, body, self.lookup(kind, {rid: body}), self.rules)
-
-    def claims(self, rid: str, candidates: list[Remote]) -> dict[str, str]:
-        """Which candidates the hub links already, for another identity of this target
-        or from another target on the same system."""
-        if not candidates:
-            return {}
-        with self.r.engine.connect() as conn:
-            if self._sharing is None:
-                self._sharing = claims.sharing_targets(conn, self.row.kind,
-                                                       self.config.settings)
-            found = claims.claimed(conn, self._sharing, [c.id for c in candidates])
-        out = {}
-        for (tid, remote_id), owner in found.items():
-            if tid != self.row.id:
-                out[remote_id] = f"another target ({tid})"
-            elif owner != rid:
-                out[remote_id] = f"identity {owner}"
-        return out
+class Run(Lookups):
+    """A run: the steps, on top of the run's state and its lookups."""
 
     def reconcile(self, items: list[Work]) -> None:
         """Bring these resources to their desired state, in an order that keeps the
@@ -352,7 +269,8 @@ class Run(RunContext):
                 remote = self.connector.create(kind, body)
             except RemoteConflict as exc:
                 found = candidates_for(kind, work.resource_id, body,
-                                       self.lookup(kind, {work.resource_id: body}), self.rules)
+                                       self.conflict_lookup(kind, work.resource_id, body),
+                                       self.rules)
                 again = decide(kind, work.resource_id, body, None, found,
                                self.claims(work.resource_id, found), self.rules, digest)
                 if again is None or again.verb == "create":
