@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 
+from processes import free_port, launch
 from scimsync.sync.engine import Reconciler
 
 PEER_TOKEN = secrets.token_urlsafe(16)
@@ -47,49 +45,15 @@ async def read_body(receive: Any) -> bytes:
             return body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def peer_root() -> Iterator[str]:
-    """scim2-server from PyPI on loopback, one tenant per test.
-
-    Started on a fresh port and given a minute to answer (a loaded machine can take a
-    while to import it); a server that exits (its port taken meanwhile) is started
-    again on another port, and what it printed is shown if it never comes up.
-    """
+    """scim2-server from PyPI on loopback, one tenant per test (tests/processes.py)."""
     exe = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
     assert exe is not None
-    printed = ""
-    for _attempt in range(3):
-        port = free_port()
-        root = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen([exe, "--port", str(port), "--dynamic-tenants",
-                                     "--bearer-token", PEER_TOKEN],
-                                    stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    httpx2.get(f"{root}/ServiceProviderConfig", timeout=1)
-                    break
-                except httpx2.TransportError:
-                    time.sleep(0.1)
-            if proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    yield root
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=10)
-                return
-            proc.kill()
-            proc.wait(timeout=10)
-            log.seek(0)
-            printed = log.read().decode(errors="replace")[-2000:]
-    raise AssertionError(f"scim2-server never answered; it printed: {printed}")
+    for port in launch([exe, "--port", "{port}", "--dynamic-tenants",
+                        "--bearer-token", PEER_TOKEN],
+                       ready="http://127.0.0.1:{port}/ServiceProviderConfig"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @dataclass
