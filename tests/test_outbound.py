@@ -203,7 +203,8 @@ def test_oauth_token_requests_follow_the_policy(pair: Pair,
     connector = ScimConnector(config.settings, config.profile, secrets)
     assert connector.get("User", "x") is not None
     connector.close()
-    assert pair.allowed.seen == [("POST", "/token", None),
+    # The client authenticates by HTTP Basic (RFC 6749 §2.3.1), hub:s3cret.
+    assert pair.allowed.seen == [("POST", "/token", "Basic aHViOnMzY3JldA=="),
                                  ("GET", "/scim/Users/x", "Bearer tok-1")]
 
 

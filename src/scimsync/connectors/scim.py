@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -99,6 +99,7 @@ class ScimConnector:
         self.http = outbound.client(profile.timeout, transport, headers={"Accept": SCIM_JSON})
         self.limiter = RateLimiter(profile.rate_limit)
         self._oauth_token: tuple[str, float] | None = None
+        self._client_in_body = False
 
     def close(self) -> None:
         self.http.close()
@@ -169,15 +170,11 @@ class ScimConnector:
         cached = self._oauth_token
         if cached is not None and cached[1] > time.monotonic() + 30:
             return cached[0]
-        auth = self.auth
-        data = {"grant_type": "client_credentials", "client_id": auth.get("client_id", ""),
-                "client_secret": self.secrets["client_secret"]}
-        if auth.get("scope"):
-            data["scope"] = auth["scope"]
-        try:
-            r = self.http.post(check_url(auth["token_url"], resolve=False), data=data)
-        except httpx.TransportError as exc:
-            raise Transient(f"token endpoint unreachable: {outbound.reason(exc)}") from exc
+        r = self._token_request(in_body=self._client_in_body)
+        if r.status_code in (400, 401) and not self._client_in_body and _invalid_client(r):
+            # Some take the client only in the body (RFC 6749 §2.3.1 allows it): remembered.
+            r = self._token_request(in_body=True)
+            self._client_in_body = r.status_code == 200
         if r.status_code >= 500 or r.status_code == 429:
             raise Transient(f"token endpoint answered {r.status_code}", status=r.status_code,
                             retry_after=retry_after(r.headers.get("retry-after")))
@@ -188,6 +185,23 @@ class ScimConnector:
         token = body["access_token"]
         self._oauth_token = (token, time.monotonic() + float(body.get("expires_in", 300)))
         return str(token)
+
+    def _token_request(self, *, in_body: bool) -> httpx.Response:
+        """A client-credentials token request (RFC 6749 §4.4.2). The client authenticates
+        with HTTP Basic, which every server must accept (§2.3.1: each part form-encoded
+        first), or with its credentials in the body."""
+        auth = self.auth
+        client_id, secret = str(auth.get("client_id", "")), str(self.secrets["client_secret"])
+        data = {"grant_type": "client_credentials", **({"scope": auth["scope"]}
+                                                        if auth.get("scope") else {}),
+                **({"client_id": client_id, "client_secret": secret} if in_body else {})}
+        raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+        headers = {} if in_body else {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        try:
+            return self.http.post(check_url(auth["token_url"], resolve=False), data=data,
+                                  headers=headers)
+        except httpx.TransportError as exc:
+            raise Transient(f"token endpoint unreachable: {outbound.reason(exc)}") from exc
 
     # --- requests ----------------------------------------------------------------------
 
@@ -320,6 +334,11 @@ def _resource_path(kind: str, remote_id: str) -> str:
     if segment in (".", ".."):
         segment = segment.replace(".", "%2E")
     return f"{ENDPOINT[kind]}/{segment}"
+
+
+def _invalid_client(r: httpx.Response) -> bool:
+    """Whether a token endpoint refused the client's authentication (RFC 6749 §5.2)."""
+    return r.status_code == 401 or '"invalid_client"' in r.text
 
 
 def _described(method: str, url: str, body: Any) -> Doc:
