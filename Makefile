@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Real SCIM applications the tests start (docs/apps.md): Canaille in its own
+# environment, Better Auth from npm.
+CANAILLE := .venv-apps/canaille
+APPS := $(CANAILLE)/.installed-stamp tests/apps/node/node_modules/.installed-stamp
 
 .PHONY: install run test lint bench
 
@@ -11,7 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CANAILLE)/.installed-stamp: tests/apps/canaille-requirements.txt
+	python3 -m venv $(CANAILLE)
+	$(CANAILLE)/bin/python -m pip install -q -r tests/apps/canaille-requirements.txt
+	touch $@
+
+tests/apps/node/node_modules/.installed-stamp: tests/apps/node/package.json tests/apps/node/package-lock.json
+	cd tests/apps/node && npm ci --no-audit --no-fund
+	touch $@
+
+install: $(STAMP) $(APPS)
 
 ## Run scimsync on the embedded SQLite database (./scimsync.db).
 run: $(STAMP)
@@ -19,7 +32,7 @@ run: $(STAMP)
 	$(VENV)/bin/scimsync serve $(ARGS)
 
 ## Run the whole test suite (lint, types, then pytest on SQLite and PostgreSQL).
-test: $(STAMP) lint
+test: $(STAMP) $(APPS) lint
 	bash scripts/ensure-postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,0 +1,5 @@
+"""django-scim2 under /scim/v2/, as its documentation mounts it."""
+
+from django.urls import include, path
+
+urlpatterns = [path("scim/v2/", include("django_scim.urls", namespace="scim"))]
