@@ -1,0 +1,150 @@
+"""Canaille 0.3.6 (yaal-coop) against the connector contract and the current SCIM
+connector; each quirk shown on the wire (docs/apps.md: Canaille)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx2
+import pytest
+
+from apps.probe import ENTERPRISE, GROUP, USER, Wire, connected, failing, quirk
+from apps.servers import App
+from scimsync.connectors.contract import Connector, Transient
+from scimsync.connectors.testing import ConnectorContract
+
+EMAIL_SHAPE = quirk("canaille", "refuses emails[].type and emails[].primary (400 invalidSyntax) "
+                                "and requires name.formatted, name.familyName and active")
+
+
+@pytest.fixture
+def app(canaille: App) -> App:
+    return canaille
+
+
+def shaped(name: str, **extra: Any) -> dict[str, Any]:
+    """A user as Canaille takes it: a name, bare email values, `active`."""
+    return {"schemas": [USER], "userName": name, "active": True,
+            "name": {"formatted": name, "familyName": name.split("@")[0]},
+            "emails": [{"value": name}], **extra}
+
+
+class TestCanaille(ConnectorContract):
+    # Every check below starts with the contract's user, which Canaille refuses.
+    test_create_get_replace_delete = failing(
+        ConnectorContract.test_create_get_replace_delete, EMAIL_SHAPE)
+    test_update_sets_and_clears_attributes = failing(
+        ConnectorContract.test_update_sets_and_clears_attributes, EMAIL_SHAPE)
+    test_list_reads_everything_once = failing(
+        ConnectorContract.test_list_reads_everything_once, EMAIL_SHAPE)
+    test_group_members_change_by_change_set = failing(
+        ConnectorContract.test_group_members_change_by_change_set, EMAIL_SHAPE)
+    test_errors_are_typed = failing(
+        ConnectorContract.test_errors_are_typed, EMAIL_SHAPE)
+
+    def test_filters_are_not_announced(self, connector: Connector) -> None:
+        """Its ServiceProviderConfig says filter.supported false: find is off."""
+        assert connector.capabilities().find is False
+
+
+def test_the_token_endpoint_takes_client_credentials_only_by_http_basic(
+        canaille: App) -> None:
+    """RFC 6749 §2.3.1: the body is refused, Basic (which every server must take) works;
+    the connector asks by Basic first."""
+    token_url, cid, secret = (canaille.extra[k] for k in ("token_url", "client_id",
+                                                          "client_secret"))
+    r = httpx2.post(token_url, data={"grant_type": "client_credentials", "client_id": cid,
+                                     "client_secret": secret}, timeout=30)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    oauth = App(canaille.name, canaille.url, {"type": "oauth2", "token_url": token_url,
+                                              "client_id": cid, "client_secret": secret})
+    with connected(oauth) as c:
+        assert c.get("User", "nobody-" + secrets.token_hex(4)) is None
+
+
+def test_emails_type_and_primary_are_refused(wire: Wire) -> None:
+    name = f"{secrets.token_hex(4)}@example.com"
+    r = wire("POST", "Users", shaped(name, emails=[{"value": name, "type": "work",
+                                                    "primary": True}]))
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidSyntax"
+    assert "emails" in r.json()["detail"]
+    assert wire("POST", "Users", shaped(name)).status_code == 201
+
+
+def test_name_and_active_are_required(wire: Wire) -> None:
+    name = f"{secrets.token_hex(4)}@example.com"
+    for missing in ("name", "active"):
+        body = {k: v for k, v in shaped(name).items() if k != missing}
+        r = wire("POST", "Users", body)
+        assert r.status_code == 400 and missing in r.json()["detail"], r.text
+
+
+def test_locale_is_refused_and_special_use_domains_too(wire: Wire) -> None:
+    tag = secrets.token_hex(4)
+    r = wire("POST", "Users", shaped(f"{tag}@example.com", locale="fr-FR"))
+    assert r.status_code == 400 and "locale" in r.json()["detail"]
+    # email-validator refuses special-use names (RFC 6761) such as .test.
+    r = wire("POST", "Users", shaped(f"{tag}@x.test"))
+    assert r.status_code == 400 and "special-use" in r.json()["detail"]
+
+
+def test_what_a_user_keeps(wire: Wire) -> None:
+    """externalId is dropped; title, preferredLanguage and employeeNumber are kept."""
+    name = f"{secrets.token_hex(4)}@example.com"
+    body = shaped(name, externalId="hub-1", title="Engineer", preferredLanguage="fr",
+                  schemas=[USER, ENTERPRISE], **{ENTERPRISE: {"employeeNumber": "42"}})
+    created = wire("POST", "Users", body).json()
+    got = wire("GET", f"Users/{created['id']}").json()
+    assert "externalId" not in got
+    assert (got["title"], got["preferredLanguage"]) == ("Engineer", "fr")
+    assert got[ENTERPRISE]["employeeNumber"] == "42"
+
+
+def test_duplicate_user_names_are_accepted(wire: Wire) -> None:
+    name = f"{secrets.token_hex(4)}@example.com"
+    first, second = (wire("POST", "Users", shaped(name)) for _ in range(2))
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+
+
+def test_group_members_need_ref_and_come_back_as_user_names(canaille: App,
+                                                            wire: Wire) -> None:
+    tag = secrets.token_hex(4)
+    user = wire("POST", "Users", shaped(f"{tag}@example.com")).json()
+    r = wire("POST", "Groups", {"schemas": [GROUP], "displayName": f"{tag} team",
+                                "members": [{"value": user["id"]}]})
+    assert r.status_code == 400 and "$ref" in r.json()["detail"]
+    r = wire("POST", "Groups", {"schemas": [GROUP], "displayName": f"{tag} empty"})
+    assert r.status_code == 400 and "members" in r.json()["detail"]
+    ref = f"{canaille.url}/Users/{user['id']}"
+    r = wire("POST", "Groups", {"schemas": [GROUP], "displayName": f"{tag} team",
+                                "members": [{"value": user["id"], "$ref": ref}]})
+    assert r.status_code == 201, r.text
+    # A member is named by its userName there, not by the id the app gave it.
+    assert [m["value"] for m in r.json()["members"]] == [user["userName"]]
+
+
+def test_any_count_parameter_is_a_server_error(wire: Wire) -> None:
+    assert wire("GET", "Users").status_code == 200
+    assert wire("GET", "Users", count="10").status_code == 500
+    assert wire("GET", "Users", startIndex="1", count="100").status_code == 500
+
+
+def test_filters_are_ignored(wire: Wire) -> None:
+    tag = secrets.token_hex(4)
+    for n in "ab":
+        wire("POST", "Users", shaped(f"{tag}{n}@example.com"))
+    found = wire("GET", "Users", filter=f'userName eq "{tag}a@example.com"').json()
+    assert {f"{tag}a@example.com", f"{tag}b@example.com"} <= {
+        u["userName"] for u in found["Resources"]}
+
+
+@quirk("canaille", "answers 500 to any count parameter, so index paging cannot list")
+def test_the_connector_lists_every_user(connector: Connector, wire: Wire) -> None:
+    wire("POST", "Users", shaped(f"{secrets.token_hex(4)}@example.com"))
+    try:
+        listed = list(connector.list("User"))
+    except Transient as exc:
+        pytest.fail(f"{exc}: {exc.response}")
+    assert listed

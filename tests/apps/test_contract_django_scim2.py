@@ -1,0 +1,135 @@
+"""django-scim2 0.23.0 (15five) against the connector contract and the current SCIM
+connector; each quirk shown on the wire (docs/apps.md: django-scim2)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from apps.probe import ENTERPRISE, GROUP, USER, Wire, failing, quirk
+from apps.servers import App
+from scimsync.connectors.contract import ChangeSet, Connector, Rejected
+from scimsync.connectors.testing import ConnectorContract
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@pytest.fixture
+def app(django_scim2: App) -> App:
+    return django_scim2
+
+
+def user(wire: Wire, **extra: Any) -> dict[str, Any]:
+    name = f"{secrets.token_hex(4)}@example.com"
+    r = wire("POST", "Users", {"schemas": [USER], "userName": name, "active": True,
+                               "emails": [{"value": name}], **extra})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def patch(wire: Wire, path: str, *ops: dict[str, Any]) -> Any:
+    return wire("PATCH", path, {"schemas": [PATCH], "Operations": list(ops)})
+
+
+class TestDjangoScim2(ConnectorContract):
+    test_create_get_replace_delete = failing(
+        ConnectorContract.test_create_get_replace_delete,
+        quirk("django-scim2", "does not store title (nor locale, displayName, the "
+                              "enterprise extension or emails[].type)"))
+    test_update_sets_and_clears_attributes = failing(
+        ConnectorContract.test_update_sets_and_clears_attributes,
+        quirk("django-scim2", "PATCH of any attribute outside its map (remove title) "
+                              "answers 501"))
+    test_group_members_change_by_change_set = failing(
+        ConnectorContract.test_group_members_change_by_change_set,
+        quirk("django-scim2", "ignores members on POST and PUT of a Group; only PATCH "
+                              "add and remove with a value list change them"))
+    test_errors_are_typed = failing(
+        ConnectorContract.test_errors_are_typed,
+        quirk("django-scim2", "accepts a User without userName (201, userName empty)"))
+
+    def test_filters_are_not_announced(self, connector: Connector) -> None:
+        """Its ServiceProviderConfig says filter.supported false: find is off."""
+        assert connector.capabilities().find is False
+
+
+def test_what_a_user_keeps(wire: Wire) -> None:
+    got = user(wire, externalId="hub-1", title="Engineer", locale="fr-FR",
+               displayName="Ann A", name={"givenName": "Ann", "familyName": "A",
+                                          "formatted": "Dr Ann A"},
+               schemas=[USER, ENTERPRISE], **{ENTERPRISE: {"employeeNumber": "42"}})
+    got = wire("GET", f"Users/{got['id']}").json()
+    assert got["externalId"] == "hub-1"
+    for dropped in ("title", "locale", ENTERPRISE):
+        assert dropped not in got
+    # displayName and name.formatted are made from givenName and familyName.
+    assert got["displayName"] == got["name"]["formatted"] == "Ann A"
+    assert got["emails"] == [{"value": got["userName"], "primary": True}]
+
+
+def test_group_members_are_ignored_on_post_and_put(wire: Wire) -> None:
+    member = user(wire)
+    body = {"schemas": [GROUP], "displayName": f"{secrets.token_hex(4)} team",
+            "members": [{"value": member["id"]}]}
+    created = wire("POST", "Groups", body)
+    assert created.status_code == 201 and created.json()["members"] == []
+    gid = created.json()["id"]
+    replaced = wire("PUT", f"Groups/{gid}", body)
+    assert replaced.status_code == 200 and replaced.json()["members"] == []
+    added = patch(wire, f"Groups/{gid}", {"op": "add", "path": "members",
+                                          "value": [{"value": member["id"]}]})
+    assert [m["value"] for m in added.json()["members"]] == [member["id"]]
+
+
+def test_members_are_removed_by_value_list_not_by_filter(wire: Wire) -> None:
+    member = user(wire)
+    gid = wire("POST", "Groups", {"schemas": [GROUP],
+                                  "displayName": f"{secrets.token_hex(4)} team"}).json()["id"]
+    patch(wire, f"Groups/{gid}", {"op": "add", "path": "members",
+                                  "value": [{"value": member["id"]}]})
+    by_filter = patch(wire, f"Groups/{gid}",
+                      {"op": "remove", "path": f'members[value eq "{member["id"]}"]'})
+    assert by_filter.status_code == 501
+    by_value = patch(wire, f"Groups/{gid}", {"op": "remove", "path": "members",
+                                             "value": [{"value": member["id"]}]})
+    assert by_value.status_code == 200 and by_value.json()["members"] == []
+
+
+def test_patch_changes_only_mapped_attributes(wire: Wire) -> None:
+    uid = user(wire)["id"]
+    assert patch(wire, f"Users/{uid}", {"op": "replace", "path": "active",
+                                        "value": False}).json()["active"] is False
+    assert patch(wire, f"Users/{uid}", {"op": "replace", "path": "title",
+                                        "value": "X"}).status_code == 501
+
+
+def test_filters_work_on_user_name_but_not_external_id(wire: Wire) -> None:
+    """Filtering is not advertised; userName works, externalId finds nothing."""
+    made = user(wire, externalId="hub-2")
+    by_name = wire("GET", "Users", filter=f'userName eq "{made["userName"]}"').json()
+    assert [u["id"] for u in by_name["Resources"]] == [made["id"]]
+    by_ext = wire("GET", "Users", filter='externalId eq "hub-2"').json()
+    assert by_ext["totalResults"] == 0
+
+
+def test_the_host_projects_own_accounts_are_listed(connector: Connector) -> None:
+    """The service account the project authenticates as is a SCIM User too: a drift
+    run sees it as an account scimsync does not manage."""
+    assert "scim-service" in {r.doc["userName"] for r in connector.list("User")}
+
+
+def test_the_connector_changes_members_as_the_app_takes_them(
+        connector: Connector, wire: Wire) -> None:
+    """Adding by PATCH works; removal by filter is refused (501), so a mover's old
+    group keeps them until a profile removes by value list."""
+    a, b = user(wire)["id"], user(wire)["id"]
+    group = {"schemas": [GROUP], "displayName": f"{secrets.token_hex(4)} team"}
+    g = connector.create("Group", group)
+    connector.update("Group", g.id, ChangeSet({**group, "members": [{"value": a}]},
+                                              add_members=[a]))
+    assert [m["value"] for m in wire("GET", f"Groups/{g.id}").json()["members"]] == [a]
+    with pytest.raises(Rejected, match="answered 501"):
+        connector.update("Group", g.id, ChangeSet({**group, "members": [{"value": b}]},
+                                                  add_members=[b], remove_members=[a]))
