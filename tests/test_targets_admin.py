@@ -64,6 +64,7 @@ def test_cli_target_lifecycle_plan_sync_and_lag(engine: Engine, scim: Scim,
 
 def test_apply_file_is_idempotent(engine: Engine, scim: Scim, peer: Peer,
                                   tmp_path: Path) -> None:
+    scim.group("Wiki Users")  # a scope names groups that exist
     spec = tmp_path / "scimsync.yaml"
     spec.write_text(f"""
 targets:

@@ -13,6 +13,7 @@ from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now
 from scimsync.store.health import last_applied
 from scimsync.store.tables import dead_letters, directories, links, targets
+from scimsync.sync import group_rules
 from scimsync.sync.config import TargetConfig, load_config, parse_config
 
 T = targets.c
@@ -62,6 +63,7 @@ class Targets:
         tid = str(uuid.uuid4())
         with self.engine.begin() as conn:
             did = self._directory(conn, directory)
+            group_rules.check(conn, did, config)
             try:
                 conn.execute(insert(targets).values(
                     id=tid, directory_id=did, name=name, kind=kind, config=config.to_json(),
@@ -77,6 +79,7 @@ class Targets:
         row = self._row(target, directory)
         config, secrets = parse_config(row.kind, settings)
         with self.engine.begin() as conn:
+            group_rules.check(conn, row.directory_id, config)
             conn.execute(update(targets).where(T.id == row.id).values(
                 config=config.to_json(), secret=self._seal(conn, secrets, row.id),
                 updated=now()))
