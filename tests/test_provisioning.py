@@ -201,28 +201,32 @@ def test_served_changes_reach_the_app_within_a_second(engine: Engine, peer: Peer
         proc.wait(timeout=20)
 
 
-def test_mass_deprovisioning_waits_for_approval(engine: Engine, scim: Scim,
-                                                peer: Peer) -> None:
-    from scimsync.store.targets import approve
+def test_mass_deprovisioning_waits_for_approval_while_the_rest_flows(
+        engine: Engine, scim: Scim, peer: Peer) -> None:
+    from scimsync.store.holds import approve
 
     users = [scim.user(f"m{i}@x.test")["id"] for i in range(6)]
     tid = add_target(engine, scim, peer, profile={"max_deprovisions": 3})
     converge(engine, tid)
     for uid in users[:4]:
         scim.delete(f"/Users/{uid}")
+    joiner = scim.user("joiner@x.test")["id"]
     result = Reconciler(engine).run(tid)
-    assert result.error is not None and "would deprovision 4 of 6" in result.error
+    assert result.error is None
     shown = Targets(engine).show(tid)
     assert shown["status"] == "held"
-    assert all(u["active"] for u in peer.users().values())  # nothing was taken out
-    from scimsync.sync.worker import Worker
-
-    assert tid not in Worker(engine).due()  # held targets wait
+    assert shown["hold"]["count"] == 4
+    assert sorted(i["userName"] for i in shown["hold"]["identities"]) == [
+        f"m{i}@x.test" for i in range(4)]
+    remote = peer.users()
+    assert all(remote[u]["active"] for u in users)  # nothing was taken out
+    assert remote[joiner]["active"] is True  # the joiner did not wait
     assert approve(engine, tid) == {"target_id": tid, "approved_deprovisions": 4}
     converge(engine, tid)
     remote = peer.users()
     assert [remote[u]["active"] for u in users] == [False] * 4 + [True] * 2
-    assert "approved" not in Targets(engine).show(tid)["config"]  # used up
+    shown = Targets(engine).show(tid)
+    assert shown["status"] == "active" and shown["hold"] is None
 
 
 def test_hub_to_hub(engine: Engine, scim: Scim, tmp_path: Path) -> None:

@@ -31,8 +31,9 @@ from scimsync.reports import csv_text
 from scimsync.store import journal
 from scimsync.store.advertised import get_advertised, set_advertised
 from scimsync.store.directories import Directories, Lifetime
+from scimsync.store.holds import approve
 from scimsync.store.resources import Store
-from scimsync.store.targets import Targets, approve, list_dead_letters
+from scimsync.store.targets import Targets, list_dead_letters
 from scimsync.sync.engine import retry_dead_letters
 from scimsync.sync.events import build_event, retention_days
 from scimsync.sync.lag import target_lag

@@ -143,13 +143,13 @@ _status_command("resume", "active")
 @database_option
 def targets_approve(target: str, directory: str | None, as_json: bool,
                     database: str | None) -> None:
-    """Approve the mass deprovisioning a held target waits for, once."""
-    from scimsync.store.targets import approve
+    """Approve the deprovisionings a target holds: those still wanted are applied."""
+    from scimsync.store.holds import approve
 
     def go() -> None:
         t = _targets(database).show(target, directory)
-        if not as_json:
-            click.echo(f"{t['name']}: {t['last_error']}")
+        if not as_json and t["hold"]:
+            click.echo(f"{t['name']}: {t['hold']['count']} deprovisionings held")
         _emit(approve(_engine(database), t["id"]), as_json)
 
     _run(go)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, select
 
+from scimsync.store import holds
 from scimsync.store.tables import deliveries, targets
 
 T = targets.c
@@ -18,7 +19,9 @@ class TargetHealth:
 
     id: str
     directory_id: str
-    status: str  # active, paused, quarantined, held (scimsync.store.targets.STATUSES)
+    # active, paused, quarantined (scimsync.store.targets.STATUSES), or held: running,
+    # with deprovisionings waiting for a person
+    status: str
     failures: int  # failed runs in a row
     has_error: bool  # the last run left an error (a failure, or a hold)
     retry_at: str | None  # while backing off: when the worker tries again
@@ -39,6 +42,9 @@ def target_health(engine: Engine) -> list[TargetHealth]:
     with engine.connect() as conn:
         rows = conn.execute(select(T.id, T.directory_id, T.status, T.failures,
                                    T.last_error, T.retry_at).order_by(T.id)).all()
-        return [TargetHealth(r.id, r.directory_id, r.status, int(r.failures),
+        held = holds.held_counts(conn)
+        return [TargetHealth(r.id, r.directory_id, holds.shown_status(r.status,
+                                                                       held.get(r.id, 0)),
+                             int(r.failures),
                              r.last_error is not None, r.retry_at, last_applied(conn, r.id))
                 for r in rows]

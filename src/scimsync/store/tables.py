@@ -160,6 +160,26 @@ links = Table(
     Index("ix_links_remote", "target_id", "remote_id"),
 )
 
+# Deprovisionings the accidental-deletion guard holds back, one row per (target, user):
+# `deferred` until a configuration change's pass has seen everyone, `held` for a
+# person, `approved` until applied, `kept` when a person rejected them (kept until the
+# configuration or the identity changes). docs/provisioning.md: the guard.
+deprovision_holds = Table(
+    "deprovision_holds",
+    metadata,
+    Column("target_id", String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("resource_id", String(36), primary_key=True),
+    Column("resource_type", String(32), nullable=False),
+    Column("user_name", String(255), nullable=True),
+    Column("state", String(16), nullable=False),  # deferred, held, approved, kept
+    # The identity had left the directory (deleted or deactivated) when it was held
+    # back, rather than its target's scope: leaving later does not release it.
+    Column("gone", Boolean, nullable=False),
+    Column("since", String(32), nullable=False),
+    Index("ix_deprovision_holds_state", "target_id", "state"),
+)
+
 # A resource whose operation failed while the target answered other requests: tried
 # again after retry_at, and a dead letter after too many attempts (sync/poison.py).
 retries = Table(
@@ -263,8 +283,8 @@ findings = Table(
 )
 
 __all__ = [
-    "dead_letters", "deliveries", "directories", "drift_runs", "findings", "journal", "links",
-    "memberships", "metadata", "resources", "targets", "tokens",
+    "dead_letters", "deliveries", "deprovision_holds", "directories", "drift_runs", "findings",
+    "journal", "links", "memberships", "metadata", "resources", "targets", "tokens",
 ]
 
 # Non-human identities (scimsync.nhi): per identity, what the ownership policy noticed

@@ -1,4 +1,5 @@
-"""Targets in the database: add, list, show, pause, resume, remove (never secrets out)."""
+"""Targets in the database: add, update, list, show, pause, resume, remove, resync (never
+secrets out)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from scimsync import crypto
 from scimsync.errors import UsageError
 from scimsync.protocol.timefmt import now
+from scimsync.store import holds
 from scimsync.store.health import last_applied
 from scimsync.store.tables import dead_letters, directories, links, targets
-from scimsync.sync import group_rules
+from scimsync.sync import group_rules, resync
 from scimsync.sync.config import TargetConfig, load_config, parse_config
 
 T = targets.c
@@ -23,11 +25,12 @@ STATUSES = ("active", "paused", "quarantined", "held")
 FULL_SYNC = -1
 
 
-def _view(row: Any, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+def _view(row: Any, counts: dict[str, Any] | None = None, held: int = 0) -> dict[str, Any]:
     """A target as shown to people and API clients: never its credentials."""
     out = {
         "id": row.id, "directory_id": row.directory_id, "name": row.name, "kind": row.kind,
-        "status": row.status, "config": row.config, "has_credentials": bool(row.secret),
+        "status": holds.shown_status(row.status, held), "config": row.config,
+        "has_credentials": bool(row.secret),
         "cursor": row.cursor, "failures": row.failures, "last_error": row.last_error,
         "retry_at": row.retry_at, "created": row.created, "updated": row.updated,
     }
@@ -75,15 +78,30 @@ class Targets:
 
     def update(self, target: str, settings: dict[str, Any],
                directory: str | None = None) -> dict[str, Any]:
-        """Replace a target's settings (and credentials)."""
+        """Replace a target's settings (and credentials); a change of what its identities
+        should look like in the application starts a resync (`resync` in the answer)."""
         row = self._row(target, directory)
         config, secrets = parse_config(row.kind, settings)
+        again = resync.converges(row.kind) and resync.changed(
+            load_config(row.kind, row.config), config)
         with self.engine.begin() as conn:
             group_rules.check(conn, row.directory_id, config)
             conn.execute(update(targets).where(T.id == row.id).values(
                 config=config.to_json(), secret=self._seal(conn, secrets, row.id),
                 updated=now()))
-        return self.show(row.id)
+            if again:  # in the same transaction: a stored change always converges
+                resync.start(conn, row, "configuration")
+        return {**self.show(row.id), "resync": again}
+
+    def resync(self, target: str, directory: str | None = None) -> dict[str, Any]:
+        """Re-evaluate every identity of the target, as bulk work in its lane."""
+        row = self._row(target, directory)
+        if not resync.converges(row.kind):
+            raise UsageError(f"target {row.name} is a {row.kind} target: it hears of each "
+                             "change once and holds nothing to re-evaluate")
+        with self.engine.begin() as conn:
+            resync.start(conn, row, "by hand")
+        return {**self.show(row.id), "resync": True}
 
     def _seal(self, conn: Any, secrets: dict[str, Any], replacing: str | None = None
               ) -> str | None:
@@ -119,15 +137,18 @@ class Targets:
                 dead_letters.c.target_id == row.id, dead_letters.c.status == "open")
             ).scalar_one()
             applied = last_applied(conn, row.id)
+            hold = holds.batch(conn, row.id)
         return _view(row, {"provisioned": int(linked), "dead_letters": int(dead),
-                           "last_applied": applied})
+                           "last_applied": applied, "hold": hold},
+                     hold["count"] if hold else 0)
 
     def list(self, directory: str | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             stmt = select(targets).order_by(T.directory_id, T.name)
             if directory is not None:
                 stmt = stmt.where(T.directory_id == self._directory(conn, directory))
-            return [_view(r) for r in conn.execute(stmt)]
+            held = holds.held_counts(conn)
+            return [_view(r, held=held.get(r.id, 0)) for r in conn.execute(stmt)]
 
     def set_status(self, target: str, status: str, directory: str | None = None) -> dict[str, Any]:
         if status not in STATUSES:
@@ -173,18 +194,3 @@ def mark_retried(engine: Engine, target_id: str, ids: list[int] | None) -> list[
         conn.execute(update(dead_letters).where(*where).values(status="retried",
                                                                retried=now()))
     return [(r[0], r[1]) for r in rows]
-
-
-def approve(engine: Engine, target_id: str) -> dict[str, Any]:
-    """Approve the deprovisioning a held target is waiting for (once), and resume it."""
-    with engine.begin() as conn:
-        row = conn.execute(select(targets).where(T.id == target_id)).one()
-        if row.status != "held":
-            raise UsageError(f"target {row.name} is not waiting for approval ({row.status})")
-        config = dict(row.config)
-        pending = int((config.get("hold") or {}).get("count", 0))
-        config["approved"] = {"count": pending, "at": now()}
-        config.pop("hold", None)
-        conn.execute(update(targets).where(T.id == target_id).values(
-            config=config, status="active", last_error=None, retry_at=None, updated=now()))
-    return {"target_id": target_id, "approved_deprovisions": pending}

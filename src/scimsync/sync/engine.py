@@ -9,7 +9,8 @@ no-op, so retries, crashes and re-reading the journal are harmless.
 A run applies the target's pending journal changes and due retries first, then one
 chunk of its bulk work (initial load, resync); the steps of each are in
 scimsync.sync.steps, the run's state in scimsync.sync.context. Failures back the
-target off, and quarantine it after repeats; a guard hold stops it for a person.
+target off, and quarantine it after repeats; a guard hold holds deprovisionings for a
+person while the rest goes on (scimsync.sync.holdback).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from scimsync.connectors.contract import (
 )
 from scimsync.crypto import KeyMismatch
 from scimsync.protocol.timefmt import format_time, now
-from scimsync.store import journal
+from scimsync.store import journal, passes
 from scimsync.store import retries as retry_store
 from scimsync.store.resources import Store
 from scimsync.store.tables import directories, links, resources, targets
@@ -39,7 +40,7 @@ from scimsync.sync.config import TargetConfig
 from scimsync.sync.events import (
     announce,
 )
-from scimsync.sync.guard import GuardHeld
+from scimsync.sync.holdback import apply_approved, finish_pass
 from scimsync.sync.lease import LeaseLost
 from scimsync.sync.pacing import Window
 from scimsync.sync.steps import Run
@@ -113,6 +114,7 @@ class Reconciler:
             self._failed(row, Transient(f"cannot open the connector: {exc}"))
             return RunResult(error=str(exc), done=False)
         ctx = Run(self, row, config, connector, dry_run, progress)
+        ctx.holding = dry_run or only is None
         result = ctx.result
         try:
             if only is not None:
@@ -136,6 +138,8 @@ class Reconciler:
                         if entries:
                             self._advance(row.id, entries[-1]["seq"])
                 result.done = len(entries) < limit and len(due) < limit
+                if not dry_run:  # deprovisionings a person (or the guard) approved
+                    result.done = apply_approved(ctx, limit) and result.done
                 if row.bulk and not dry_run:
                     # Then one chunk of bulk work; the next run looks at the journal again.
                     result.done = self._bulk_chunk(ctx, row.bulk) and result.done
@@ -144,12 +148,6 @@ class Reconciler:
             result.done = False
             if not dry_run:
                 self._failed(row, exc)
-            return result
-        except GuardHeld as exc:
-            result.error = str(exc)
-            result.done = False
-            if not dry_run:
-                self._hold(row, exc)
             return result
         except LeaseLost:
             raise  # another worker has the target now: not a failure of the target
@@ -203,12 +201,7 @@ class Reconciler:
         """Start bulk work (an initial load or a resync): the journal is followed from
         now on, while the bulk pass walks every resource in chunks between changes."""
         with self.engine.begin() as conn:
-            seq = conn.execute(select(directories.c.journal_seq).where(
-                directories.c.id == row.directory_id)).scalar_one()
-            bulk = {"kind": kind, "type": "User", "after": "", "seq": seq, "at": now()}
-            cursor = row.cursor if row.cursor != FULL_SYNC else seq
-            conn.execute(update(targets).where(T.id == row.id).values(
-                bulk=bulk, cursor=cursor, updated=now()))
+            passes.begin(conn, row.id, row.directory_id, kind)
         return self.targets.runtime(row.id)[0]
 
     def _bulk_chunk(self, ctx: Run, bulk: dict[str, Any]) -> bool:
@@ -250,8 +243,10 @@ class Reconciler:
             ctx.reconcile([Work(t, r, bulk["seq"], bulk["at"], bulk["kind"]) for t, r in gone])
             ctx.settle([])
         ctx.flush()
+        if bulk["kind"] == "resync":
+            finish_pass(ctx)  # what the pass deferred is judged as one batch
         self._save_bulk(ctx.row.id, None)
-        return True
+        return apply_approved(ctx, BATCH)  # under the guard: applied now
 
     def _save_bulk(self, target_id: str, bulk: dict[str, Any] | None) -> None:
         with self.engine.begin() as conn:
@@ -277,8 +272,7 @@ class Reconciler:
 
     def resync(self, target_id: str) -> None:
         """Re-evaluate every identity of the target, as bulk work in its lane."""
-        row = self.targets.runtime(target_id)[0]
-        self._begin_bulk(row, "resync")
+        self.targets.resync(target_id)
 
     def _due_retries(self, target_id: str, limit: int) -> list[retry_store.Retry]:
         with self.engine.connect() as conn:
@@ -307,14 +301,6 @@ class Reconciler:
             conn.execute(update(targets).where(T.id == row.id).values(
                 failures=failures, last_error=str(exc)[:2000], retry_at=retry,
                 status=status, updated=now()))
-
-    def _hold(self, row: Any, exc: GuardHeld) -> None:
-        _alert("target.held", row, self.engine, deprovisions=exc.count)
-        config = {**row.config, "hold": {"count": exc.count, "at": now()}}
-        config.pop("approved", None)
-        with self.engine.begin() as conn:
-            conn.execute(update(targets).where(T.id == row.id).values(
-                status="held", config=config, last_error=str(exc), updated=now()))
 
     def _healthy(self, row: Any) -> None:
         """A run went through: clear failures, release quarantine, use up an approval."""

@@ -1,4 +1,5 @@
-"""The accidental-deletion guard: a mass deprovisioning waits for a person."""
+"""The accidental-deletion guard: a mass deprovisioning waits for a person (what waits,
+and how, is scimsync.sync.holdback)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,6 @@ from sqlalchemy import Engine, func, select
 from scimsync.store.tables import links
 
 L = links.c
-
-
-class GuardHeld(Exception):
-    """The run would deprovision more than the target's guard allows."""
-
-    def __init__(self, count: int, provisioned: int):
-        super().__init__(f"would deprovision {count} of {provisioned} provisioned accounts: "
-                         "waiting for approval (scimsync targets approve)")
-        self.count = count
 
 
 def provisioned_users(engine: Engine, target_id: str) -> int:
@@ -33,3 +25,9 @@ def guard_exceeded(profile: Any, count: int, provisioned: int) -> bool:
     share = 100.0 * count / max(provisioned, 1)
     return count > profile.max_deprovisions or (
         count > 10 and share > profile.max_deprovision_percent)
+
+
+def held_message(count: int, provisioned: int) -> str:
+    """What a hold says to the person who must decide."""
+    return (f"would deprovision {count} of {provisioned} provisioned accounts: held for "
+            "a person (scimsync targets approve, or reject)")

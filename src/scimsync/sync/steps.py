@@ -37,7 +37,8 @@ from scimsync.sync.events import (
     build_event,
     resource_doc,
 )
-from scimsync.sync.guard import GuardHeld, guard_exceeded, provisioned_users
+from scimsync.sync.guard import guard_exceeded, held_message, provisioned_users
+from scimsync.sync.holdback import Holdback
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.work import Link, Work
@@ -46,8 +47,9 @@ L = links.c
 Doc = dict[str, Any]
 
 
-class Run(Lookups):
-    """A run: the steps, on top of the run's state and its lookups."""
+class Run(Holdback, Lookups):
+    """A run: the steps, on top of the run's state, its lookups and its part in the
+    guard."""
 
     def reconcile(self, items: list[Work]) -> None:
         """Bring these resources to their desired state, in an order that keeps the
@@ -58,6 +60,7 @@ class Run(Lookups):
         users = [w for w in items if w.resource_type == "User"]
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
+        self.prefetch_holds([w.resource_id for w in users])
         if len(users) > 1:
             self.prefetch_matches(users)
         first_wave = True
@@ -72,7 +75,7 @@ class Run(Lookups):
                 for w, rec in leaving:
                     if self.remote_id(w.resource_id) is not None and rec is not None:
                         self.add_groups_of(rec, groups, w)
-                self.check_guard([w for w, _ in leaving])
+                self.check_guard(leaving)
                 if self.config.profile.deprovision == "deactivate":
                     self.each([w for w, _ in leaving], self.deprovision)
                     leaving = []
@@ -95,7 +98,7 @@ class Run(Lookups):
         for w, rec in leaving:
             if self.remote_id(w.resource_id) is not None and rec is not None:
                 self.add_groups_of(rec, groups, w)
-        self.check_guard([w for w, _ in leaving])
+        self.check_guard(leaving)
         if self.config.profile.groups:
             self.each(list(groups.values()), self.sync_group)
         self.each([w for w, _ in leaving], self.deprovision)
@@ -108,6 +111,7 @@ class Run(Lookups):
                 batch = [w for w in items if w.resource_type == kind]
                 self.each(batch, self.sync_nhi)
                 nhis += len(batch)
+        self.settle_holds()
         self.count(processed=len(users) + len(groups) + nhis)
 
     def desire(self, w: Work, queue: list[Work], upserts: list[tuple[Work, Record, Doc, bool]],
@@ -131,7 +135,8 @@ class Run(Lookups):
 
         desired = None if rec is None else mapping.desired_user(self.config, rec, remote)
         if desired is None or rec is None:
-            leaving.append((w, rec))
+            if not self.held_back(w, rec):
+                leaving.append((w, rec))
             return
         for hub_id in unresolved:  # e.g. a manager not provisioned yet
             self._waiting.setdefault(hub_id, []).append(w)
@@ -208,23 +213,26 @@ class Run(Lookups):
             self.record(work, event["type"])
         return True
 
-    def check_guard(self, leaving: list[Work]) -> None:
-        """Stop before a mass deprovisioning unless a person approved it."""
-        count = sum(1 for w in leaving if self.remote_id(w.resource_id) is not None)
-        if not count:
+    def check_guard(self, leaving: list[tuple[Work, Record | None]]) -> None:
+        """Hold a mass deprovisioning for a person unless one approved it: those users
+        are taken out of `leaving`, and the rest of the run goes on."""
+        counted = [(w, rec) for w, rec in leaving if w.resource_id not in self.judged
+                   and self.remote_id(w.resource_id) is not None]
+        if not counted:
             return
         provisioned = provisioned_users(self.r.engine, self.row.id)
-        if not guard_exceeded(self.config.profile, count, provisioned):
+        if not guard_exceeded(self.config.profile, len(counted), provisioned):
             return
         approved = int((self.row.config.get("approved") or {}).get("count", -1))
-        if approved >= count:
-            return
-        held = GuardHeld(count, int(provisioned))
+        if approved >= len(counted):
+            return  # drift remediation, approved by a person (scimsync.drift.remediate)
         if self.dry_run:  # the plan shows the hold, and what approving it would do
-            self.record(Work("Target", self.row.id), "hold", detail=str(held),
-                        name=self.row.name)
+            self.record(Work("Target", self.row.id), "hold",
+                        detail=held_message(len(counted), provisioned), name=self.row.name)
             return
-        raise held
+        self.hold(counted, provisioned)
+        held = {w.resource_id for w, _ in counted}
+        leaving[:] = [(w, rec) for w, rec in leaving if w.resource_id not in held]
 
     def reports_of(self, user_id: str) -> list[str]:
         """Users whose enterprise manager is this user."""

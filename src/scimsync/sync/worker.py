@@ -27,7 +27,7 @@ from scimsync.connectors import registry
 from scimsync.drift.detect import Detector
 from scimsync.nhi.sweep import Sweeper
 from scimsync.protocol.timefmt import format_time, now
-from scimsync.store.tables import directories, drift_runs, retries, targets
+from scimsync.store.tables import deprovision_holds, directories, drift_runs, retries, targets
 from scimsync.store.targets import FULL_SYNC
 from scimsync.sync.engine import Reconciler
 from scimsync.sync.lease import LEASE_SECONDS, Lease, LeaseLost
@@ -86,8 +86,8 @@ class Worker:
         self._wake.set()
 
     def due(self) -> list[str]:
-        """Targets with unprocessed journal entries, bulk work or retries due, and no
-        live lease held by another worker."""
+        """Targets with unprocessed journal entries, bulk work, retries due or approved
+        deprovisionings, and no live lease held by another worker."""
         ts = now()
         stmt = (
             select(T.id)
@@ -96,7 +96,9 @@ class Worker:
                 T.status.in_(("active", "quarantined")),
                 or_(T.retry_at.is_(None), T.retry_at <= ts),
                 or_(T.cursor == FULL_SYNC, T.cursor < D.journal_seq, T.bulk.is_not(None),
-                    exists().where(retries.c.target_id == T.id, retries.c.retry_at <= ts)),
+                    exists().where(retries.c.target_id == T.id, retries.c.retry_at <= ts),
+                    exists().where(deprovision_holds.c.target_id == T.id,
+                                   deprovision_holds.c.state == "approved")),
                 or_(T.lease_until.is_(None), T.lease_until < ts),
             )
             .order_by(T.updated)
