@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from scimsync.api.admin_guard import guard_routes
 from scimsync.api.http import run_db
 from scimsync.api.openapi import OPENAPI
 from scimsync.api.origin import public_root
@@ -31,7 +32,6 @@ from scimsync.reports import csv_text
 from scimsync.store import journal
 from scimsync.store.advertised import get_advertised, set_advertised
 from scimsync.store.directories import Directories, Lifetime
-from scimsync.store.holds import approve
 from scimsync.store.resources import Store
 from scimsync.store.targets import Targets, list_dead_letters
 from scimsync.sync.engine import retry_dead_letters
@@ -220,10 +220,6 @@ class AdminApi:
     async def resume_target(self, request: Request) -> Any:
         return await run_db(self.targets.set_status, request.path_params["tid"], "active")
 
-    async def approve_target(self, request: Request) -> Any:
-        t = await run_db(self.targets.show, request.path_params["tid"])
-        return await run_db(approve, self.store.engine, t["id"])
-
     async def remove_target(self, request: Request) -> Any:
         await run_db(self.targets.remove, request.path_params["tid"])
         return None
@@ -361,7 +357,7 @@ class AdminApi:
             Route("/targets/{tid}", e(self.remove_target), methods=["DELETE"]),
             Route("/targets/{tid}/pause", e(self.pause_target), methods=["POST"]),
             Route("/targets/{tid}/resume", e(self.resume_target), methods=["POST"]),
-            Route("/targets/{tid}/approve", e(self.approve_target), methods=["POST"]),
+            *guard_routes(self),
             Route("/targets/{tid}/lag", e(self.target_lag), methods=["GET"]),
             Route("/targets/{tid}/dead-letters", e(self.dead_letters), methods=["GET"]),
             Route("/targets/{tid}/dead-letters/retry", e(self.retry_dead_letters),

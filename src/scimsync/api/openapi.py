@@ -69,8 +69,30 @@ _TARGET = {
         "retry_at": {**_NULLABLE_TIME, "description": "While backing off: the next try."},
         "last_applied": {**_NULLABLE_TIME,
                          "description": "Only in a single target: the last change applied."},
+        "hold": {"type": ["object", "null"], "description": "Only in a single target: the "
+                 "deprovisionings the accidental-deletion guard holds for a person "
+                 "(status `held`), and how many were rejected and kept",
+                 "properties": {
+                     "count": {"type": "integer"}, "since": _NULLABLE_TIME,
+                     "kept": {"type": "integer"},
+                     "identities": {"type": "array", "description": "Up to 1000 of them",
+                                    "items": {"type": "object", "properties": {
+                                        "id": {"type": "string"},
+                                        "userName": {"type": ["string", "null"]},
+                                        "left_directory": {"type": "boolean"}}}}}},
+        "resync": {"type": "boolean", "description": "After an update or a resync: whether "
+                   "every identity is being re-evaluated"},
     },
 }
+_DECISION = {"type": "object", "properties": {
+    "target_id": {"type": "string"}, "approved_deprovisions": {"type": "integer"},
+    "rejected_deprovisions": {"type": "integer"}}}
+
+
+def _decision(summary: str) -> dict[str, Any]:
+    """A person's decision on a target's held deprovisionings."""
+    return {"parameters": [_TID], "post": {"summary": summary, "responses": {
+        "200": _json(_DECISION, "How many were decided"), "400": _ERR, "404": _ERR}}}
 _ENTRY = {
     "type": "object",
     "properties": {
@@ -184,6 +206,25 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_TID],
             "get": {"summary": "Show a target and how it is doing",
                     "responses": {"200": _json(_TARGET, "The target"), "404": _ERR}},
+            "put": {"summary": "Replace a target's configuration (as when adding it); a "
+                               "change of scope, mapping, roles or profile starts a resync",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _OBJECT}}},
+                    "responses": {"200": _json(_TARGET, "The target"), "400": _ERR,
+                                  "404": _ERR}},
+        },
+        "/targets/{tid}/approve": _decision(
+            "Approve the held deprovisionings: those still wanted are applied by the "
+            "target's lane"),
+        "/targets/{tid}/reject": _decision(
+            "Reject the held deprovisionings: nobody is deprovisioned; the accounts are "
+            "kept until the configuration or the identity changes"),
+        "/targets/{tid}/resync": {
+            "parameters": [_TID],
+            "post": {"summary": "Re-evaluate every identity of the target, as bulk work in "
+                                "its lane",
+                     "responses": {"200": _json(_TARGET, "The target"), "400": _ERR,
+                                   "404": _ERR}},
         },
         "/targets/{tid}/drift": {
             "parameters": [_TID],

@@ -136,25 +136,6 @@ _status_command("pause", "paused")
 _status_command("resume", "active")
 
 
-@targets.command("approve")
-@click.argument("target")
-@click.option("--directory")
-@click.option("--json", "as_json", is_flag=True)
-@database_option
-def targets_approve(target: str, directory: str | None, as_json: bool,
-                    database: str | None) -> None:
-    """Approve the deprovisionings a target holds: those still wanted are applied."""
-    from scimsync.store.holds import approve
-
-    def go() -> None:
-        t = _targets(database).show(target, directory)
-        if not as_json and t["hold"]:
-            click.echo(f"{t['name']}: {t['hold']['count']} deprovisionings held")
-        _emit(approve(_engine(database), t["id"]), as_json)
-
-    _run(go)
-
-
 @targets.command("show")
 @click.argument("target")
 @click.option("--directory")
@@ -226,12 +207,15 @@ def apply_cmd(path: str, as_json: bool, database: str | None) -> None:
             status = "paused" if spec.pop("paused", False) else "active"
             existing = [x for x in t.list(directory) if x["name"] == name]
             if existing:
-                t.update(existing[0]["id"], spec)
-                done.append({"name": name, "directory": directory, "result": "updated"})
+                # A change of what identities should look like starts a resync.
+                changed = t.update(existing[0]["id"], spec)["resync"]
+                done.append({"name": name, "directory": directory, "result": "updated",
+                             "resync": changed})
             else:
                 t.add(directory, name, kind, spec, status)
-                done.append({"name": name, "directory": directory, "result": "created"})
-        _emit(done, as_json, ["directory", "name", "result"])
+                done.append({"name": name, "directory": directory, "result": "created",
+                             "resync": False})
+        _emit(done, as_json, ["directory", "name", "result", "resync"])
 
     _run(go)
 
