@@ -191,7 +191,9 @@ def test_a_rule_naming_a_group_that_does_not_exist_is_refused(
         s.change(**rule)
     assert s.show()["config"] == before and s.bulk() is None
     # The group's id, or its name in another case, is a group that exists.
-    s.change(scope={"groups": [s.sales.upper(), "sales"]})
+    assert s.change(scope={"groups": [s.sales.upper(), "sales"]})["resync"] is True
+    converge(engine, s.tid)
+    assert s.active() == {s.users[0]}  # two leave the scope: too few to hold
 
 
 def test_a_lost_link_is_found_again_by_a_resync(engine: Engine, scim: Scim) -> None:
