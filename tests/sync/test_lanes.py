@@ -110,7 +110,7 @@ def test_a_hanging_target_does_not_delay_another(engine: Engine, scim: Scim, pee
 
 def test_a_leaver_is_applied_before_the_rest_of_an_initial_load(
         engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "BATCH", 20)
+    monkeypatch.setattr(engine_module, "BULK_USERS", 20)
     users = sorted(scim.user(f"bulk{i}@x.test")["id"] for i in range(70))
     tid, data = memory_target(engine, scim)
     rec = Reconciler(engine)
