@@ -133,7 +133,8 @@ targets = Table(
     Column("retry_at", String(32), nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", String(32), nullable=True),
-    # Fences a lease: every write of links, deliveries and the cursor checks it.
+    # Fences a lease: every write of a fenced run (links, deliveries, dead letters,
+    # retries, the cursor and bulk progress) checks it in its own transaction.
     Column("lease_token", String(36), nullable=True),
     # Bulk work in progress (initial load, resync): {"kind", "type", "after", "seq", "at"};
     # the journal cursor moves on meanwhile.
@@ -155,7 +156,12 @@ links = Table(
     Column("remote_id", String(255), nullable=True),
     Column("applied_hash", String(64), nullable=True),
     Column("applied", Doc, nullable=True),
-    Column("state", String(16), nullable=False),  # provisioned, deprovisioned
+    Column("state", String(16), nullable=False),  # provisioned, deprovisioned, pending
+    # What a run was about to send (create, update, deprovision, sync), written before
+    # the request and cleared with the outcome: a link with an intent may be stale, and
+    # the next run compares it with the application (sync/intents.py). `pending`: no
+    # remote id known yet.
+    Column("intent", String(16), nullable=True),
     Column("updated", String(32), nullable=False),
     Index("ix_links_remote", "target_id", "remote_id"),
 )

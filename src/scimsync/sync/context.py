@@ -3,7 +3,9 @@ how its steps run (up to profile.concurrency at once) and fail (docs/provisionin
 Reliability).
 
 Link changes and deliveries are written in batches, one transaction per FLUSH_EVERY
-resources, and always before the journal cursor moves.
+resources, and always before the journal cursor moves; before each wave of requests,
+the intents of the wave are written with them (scimsync.sync.intents). Under a lease,
+every transaction of the run is fenced by its token (scimsync.sync.lease).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from scimsync.connectors.contract import (
     Capabilities,
@@ -30,10 +32,13 @@ from scimsync.protocol.record import Record
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.protocol.timefmt import now, parse_time
 from scimsync.store import retries as retry_store
+from scimsync.store.links import upsert
 from scimsync.store.resources import Loads
 from scimsync.store.tables import dead_letters, deliveries, links
 from scimsync.store.targets import FULL_SYNC
 from scimsync.sync.config import TargetConfig
+from scimsync.sync.intents import PENDING, intent_upsert
+from scimsync.sync.lease import Lease, fenced
 from scimsync.sync.pacing import Steps
 from scimsync.sync.plan import Rules
 from scimsync.sync.work import Link, RunResult, Work
@@ -51,22 +56,10 @@ APP_DOWN = (408, 425, 429, 503)
 Doc = dict[str, Any]
 
 
-_UPSERTS: dict[str, Any] = {}
-
-
 def link_upsert(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (target_id, resource_id) DO UPDATE, built once per dialect."""
-    found = _UPSERTS.get(dialect)
-    if found is None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        stmt: Any = (postgresql.insert(links) if dialect == "postgresql"
-                     else sqlite.insert(links))
-        found = _UPSERTS[dialect] = stmt.on_conflict_do_update(
-            index_elements=[L.target_id, L.resource_id],
-            set_={c: stmt.excluded[c] for c in ("remote_id", "applied_hash", "applied",
-                                                "state", "updated")})
-    return found
+    """Write whole links (an outcome: the intent is cleared)."""
+    return upsert(dialect, ("remote_id", "applied_hash", "applied", "state", "intent",
+                            "updated"))
 
 
 class RunContext:
@@ -74,8 +67,9 @@ class RunContext:
 
     def __init__(self, rec: Reconciler, row: Any, config: TargetConfig,
                  connector: Any, dry_run: bool,
-                 progress: Callable[[], None] | None = None):
+                 progress: Callable[[], None] | None = None, lease: Lease | None = None):
         self.r = rec
+        self.lease = lease
         self.row = row
         self.config = config
         self.connector: Connector = connector
@@ -123,6 +117,10 @@ class RunContext:
         # fsync, per FLUSH_EVERY resources) and always before the cursor moves.
         self._pending: list[tuple[str, Any]] = []
         self._deliveries: list[dict[str, Any]] = []
+        # Resources whose link row carries an intent (or was read back from the app) that
+        # their step has not settled yet; what the app holds of users read back.
+        self._unsettled: set[str] = set()
+        self._observed: dict[str, Doc] = {}
 
     # --- links ------------------------------------------------------------------------
 
@@ -131,9 +129,7 @@ class RunContext:
             with self.r.engine.connect() as conn:
                 row = conn.execute(select(links).where(
                     L.target_id == self.row.id, L.resource_id == rid)).first()
-            self._links[rid] = None if row is None else Link(
-                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
-                row.applied, row.state)
+            self._links[rid] = None if row is None else _link(row)
         return self._links[rid]
 
     def forget(self) -> None:
@@ -141,6 +137,8 @@ class RunContext:
         self._links.clear()
         self._loaded.clear()
         self._candidates.clear()
+        self._unsettled.clear()  # their intents stay written: verified next time
+        self._observed.clear()
 
     def prefetch_links(self, ids: list[str]) -> None:
         """Read the links of many resources in one query (absent ones cached as None)."""
@@ -153,9 +151,7 @@ class RunContext:
         found = {r.resource_id: r for r in rows}
         for rid in wanted:
             row = found.get(rid)
-            self._links[rid] = None if row is None else Link(
-                row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
-                row.applied, row.state)
+            self._links[rid] = None if row is None else _link(row)
 
     def remote_id(self, rid: str) -> str | None:
         link = self.link(rid)
@@ -164,6 +160,8 @@ class RunContext:
     def save_link(self, link: Link) -> None:
         with self.lock:
             self._links[link.resource_id] = link
+            self._unsettled.discard(link.resource_id)
+            self._observed.pop(link.resource_id, None)
             if not self.dry_run:
                 self._pending.append(("save", link))
                 self.maybe_flush()
@@ -171,6 +169,8 @@ class RunContext:
     def drop_link(self, rid: str) -> None:
         with self.lock:
             self._links[rid] = None
+            self._unsettled.discard(rid)
+            self._observed.pop(rid, None)
             if not self.dry_run:
                 self._pending.append(("drop", rid))
                 self.maybe_flush()
@@ -187,28 +187,89 @@ class RunContext:
     def _flush(self) -> None:
         if not self._pending and not self._deliveries:
             return
+        with self.begin() as conn:
+            self._write(conn)
+        self._pending, self._deliveries = [], []
+
+    def begin(self) -> Any:
+        """A write transaction of this run, fenced by its lease if it has one."""
+        return fenced(self.r.engine, self.lease)
+
+    def _write(self, conn: Connection) -> None:
         ts = now()
         upsert = link_upsert(self.r.engine.dialect.name)
-        with self.r.engine.begin() as conn:
-            batch: dict[str, dict[str, Any]] = {}
-            for kind, item in self._pending:
-                if kind == "drop":
-                    if batch:  # keep the order of saves and drops
-                        conn.execute(upsert, list(batch.values()))
-                        batch = {}
-                    conn.execute(delete(links).where(L.target_id == self.row.id,
-                                                     L.resource_id == item))
-                    continue
-                batch[item.resource_id] = {
-                    "target_id": self.row.id, "resource_id": item.resource_id,
-                    "resource_type": item.resource_type, "remote_id": item.remote_id,
-                    "applied_hash": item.applied_hash, "applied": item.applied,
-                    "state": item.state, "updated": ts}
-            if batch:
-                conn.execute(upsert, list(batch.values()))
-            if self._deliveries:
-                conn.execute(insert(deliveries), self._deliveries)
-        self._pending, self._deliveries = [], []
+        batch: dict[str, dict[str, Any]] = {}
+        for kind, item in self._pending:
+            if kind == "drop":
+                if batch:  # keep the order of saves and drops
+                    conn.execute(upsert, list(batch.values()))
+                    batch = {}
+                conn.execute(delete(links).where(L.target_id == self.row.id,
+                                                 L.resource_id == item))
+                continue
+            batch[item.resource_id] = {
+                "target_id": self.row.id, "resource_id": item.resource_id,
+                "resource_type": item.resource_type, "remote_id": item.remote_id,
+                "applied_hash": item.applied_hash, "applied": item.applied,
+                "state": item.state, "intent": None, "updated": ts}
+        if batch:
+            conn.execute(upsert, list(batch.values()))
+        if self._deliveries:
+            conn.execute(insert(deliveries), self._deliveries)
+
+    # --- intents (scimsync.sync.intents) --------------------------------------------
+
+    def intend(self, marks: list[tuple[Work, str]]) -> None:
+        """Record what this wave is about to send, with what is not written yet, in one
+        transaction, before any of its requests."""
+        if not marks or self.dry_run:
+            return
+        ts = now()
+        with self.lock:
+            rows = []
+            for w, action in marks:
+                rows.append({"target_id": self.row.id, "resource_id": w.resource_id,
+                             "resource_type": w.resource_type, "remote_id": None,
+                             "applied_hash": None, "applied": None, "state": PENDING,
+                             "intent": action, "updated": ts})
+            with self.begin() as conn:
+                self._write(conn)
+                conn.execute(intent_upsert(self.r.engine.dialect.name), rows)
+            self._pending, self._deliveries = [], []
+            for w, action in marks:
+                link = self.link(w.resource_id)
+                if link is not None:
+                    self._links[w.resource_id] = Link(
+                        link.resource_id, link.resource_type, link.remote_id,
+                        link.applied_hash, link.applied, link.state, action)
+                self._unsettled.add(w.resource_id)
+
+    def observed(self, link: Link, doc: Doc | None) -> None:
+        """What the application was found to hold for a link that had an intent."""
+        with self.lock:
+            self._links[link.resource_id] = link
+            if doc is not None:
+                self._observed[link.resource_id] = doc
+            self._unsettled.add(link.resource_id)
+
+    def observed_doc(self, rid: str) -> Doc | None:
+        """A user as the application held it, when its link had to be read back."""
+        return self._observed.get(rid)
+
+    def settled(self, work: Work) -> None:
+        """A step that went through without writing the link: what the link says is
+        true again (the intent is cleared, an observed state is kept)."""
+        with self.lock:
+            rid = work.resource_id
+            if rid not in self._unsettled or rid not in self._links:
+                return  # (not cached: the intent stays, and the next run verifies)
+            link = self._links[rid]
+            if link is None or not link.remote_id:
+                self.drop_link(rid)
+                return
+            applied = link.applied if link.applied is not None else self._observed.get(rid)
+            self.save_link(Link(rid, link.resource_type, link.remote_id, link.applied_hash,
+                                applied, link.state))
 
     # --- evidence ---------------------------------------------------------------------
 
@@ -239,7 +300,7 @@ class RunContext:
         self.record(work, action, "dead", str(exc))
         if self.dry_run:
             return
-        with self.r.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(insert(dead_letters).values(
                 target_id=self.row.id, resource_type=work.resource_type,
                 resource_id=work.resource_id, action=action, request=exc.request,
@@ -277,6 +338,7 @@ class RunContext:
         try:
             step()
             ok = True
+            self.settled(work)
         except (Rejected, RemoteConflict, RemoteNotFound) as exc:
             ok = True  # the application answered; this operation is what failed
             self.dead_letter(work, "apply", exc)
@@ -295,10 +357,15 @@ class RunContext:
                     self.ok += 1
         self.progress()
 
-    def each(self, works: list[Work], step: Any) -> None:
-        """`step(work)` for every work, up to the window's size at once."""
+    def each(self, works: list[Work], step: Any,
+             intent: Callable[[Work], str | None] | None = None) -> None:
+        """`step(work)` for every work, up to the window's size at once; `intent` says
+        what each is about to send (None: nothing), recorded before the first request."""
         def one(w: Work) -> Callable[[], None]:
             return lambda: self.guarded(w, lambda: step(w))
+
+        if intent is not None and self.down is None:
+            self.intend([(w, a) for w in works if (a := intent(w)) is not None])
 
         self.steps.run([one(w) for w in works])
         if self.down is not None:
@@ -318,7 +385,7 @@ class RunContext:
         if not done and not self.failed:
             self.ok = 0
             return  # nothing was retried and nothing failed: no write at all
-        with self.r.engine.begin() as conn:
+        with self.begin() as conn:
             if done:
                 retry_store.clear(conn, self.row.id, done)
             known = retry_store.attempts(conn, self.row.id, list(self.failed))
@@ -333,3 +400,8 @@ class RunContext:
             if rid in known and known[rid].attempts + 1 >= retry_store.POISON_AFTER:
                 self.dead_letter(work, "apply", exc)  # a poison operation: set aside
         self.failed, self.ok = {}, 0
+
+
+def _link(row: Any) -> Link:
+    return Link(row.resource_id, row.resource_type, row.remote_id, row.applied_hash,
+                row.applied, row.state, row.intent)

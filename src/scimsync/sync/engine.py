@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, null, select, update
+from sqlalchemy import Engine, null, or_, select, update
 
 from scimsync.connectors import registry
 from scimsync.connectors.contract import (
@@ -41,7 +41,7 @@ from scimsync.sync.events import (
     announce,
 )
 from scimsync.sync.holdback import apply_approved, finish_pass
-from scimsync.sync.lease import LeaseLost
+from scimsync.sync.lease import Lease, LeaseLost, fenced
 from scimsync.sync.pacing import Window
 from scimsync.sync.steps import Run
 from scimsync.sync.work import RunResult, Work, coalesce, with_retries
@@ -95,18 +95,23 @@ class Reconciler:
 
     def run(self, target_id: str, limit: int = BATCH, dry_run: bool = False,
             only: list[Work] | None = None,
-            progress: Callable[[], None] | None = None) -> RunResult:
+            progress: Callable[[], None] | None = None,
+            lease: Lease | None = None) -> RunResult:
         """Process the next journal entries (or a full pass, or `only` these resources).
 
-        `progress` is called after each resource (the worker renews its lease there).
+        `progress` is called before and after each resource. Under a `lease` (a worker's
+        lane) every write of the run is fenced by its token and a lost lease stops it
+        (LeaseLost); direct calls (tests, `scimsync sync`) are not fenced.
         """
+        if lease is not None and progress is None:
+            progress = lease.check
         try:
             row, config, secrets = self.targets.runtime(target_id)
         except KeyMismatch as exc:
             # Not a bug but a broken target: count it and back off, never a hot loop.
             if dry_run:
                 raise
-            self._failed(self.targets.row(target_id), Transient(str(exc)))
+            self._failed(self.targets.row(target_id), Transient(str(exc)), lease)
             return RunResult(error=str(exc), done=False)
         try:
             connector = self.connector_factory(row.kind, config, secrets)
@@ -115,9 +120,9 @@ class Reconciler:
             # it rejects) is a failure of the target like any other: counted, backed off.
             if dry_run:
                 raise
-            self._failed(row, Transient(f"cannot open the connector: {exc}"))
+            self._failed(row, Transient(f"cannot open the connector: {exc}"), lease)
             return RunResult(error=str(exc), done=False)
-        ctx = Run(self, row, config, connector, dry_run, progress)
+        ctx = Run(self, row, config, connector, dry_run, progress, lease)
         ctx.holding = dry_run or only is None
         result = ctx.result
         try:
@@ -129,7 +134,7 @@ class Reconciler:
                 self._events(ctx, limit)
             else:
                 if row.cursor == FULL_SYNC and not dry_run:
-                    row = self._begin_bulk(row, "initial")
+                    row = self._begin_bulk(row, "initial", lease)
                 entries = self._entries(row, limit) if row.cursor != FULL_SYNC else []
                 due = [] if dry_run else self._due_retries(row.id, limit)
                 if entries or due:
@@ -140,7 +145,7 @@ class Reconciler:
                     if not dry_run:
                         ctx.flush()
                         if entries:
-                            self._advance(row.id, entries[-1]["seq"])
+                            self._advance(row.id, entries[-1]["seq"], lease)
                 result.done = len(entries) < limit and len(due) < limit
                 if not dry_run:  # deprovisionings a person (or the guard) approved
                     result.done = apply_approved(ctx, limit) and result.done
@@ -151,7 +156,7 @@ class Reconciler:
             result.error = str(exc)
             result.done = False
             if not dry_run:
-                self._failed(row, exc)
+                self._failed(row, exc, lease)
             return result
         except LeaseLost:
             raise  # another worker has the target now: not a failure of the target
@@ -159,7 +164,8 @@ class Reconciler:
             # A bug or a surprise from the app must not turn into a hot loop that
             # restarts the run every few milliseconds: back off like any failure.
             if not dry_run:
-                self._failed(row, Transient(f"internal error: {type(exc).__name__}: {exc}"))
+                self._failed(row, Transient(f"internal error: {type(exc).__name__}: {exc}"),
+                             lease)
             raise
         finally:
             ctx.steps.close()
@@ -168,7 +174,7 @@ class Reconciler:
             connector.close()
         if not dry_run and (row.failures or row.status == "quarantined"
                             or "approved" in row.config):
-            self._healthy(row)
+            self._healthy(row, lease)
         return result
 
     def _events(self, ctx: Run, limit: int) -> None:
@@ -183,7 +189,7 @@ class Reconciler:
                 start = conn.execute(select(directories.c.journal_seq).where(
                     directories.c.id == row.directory_id)).scalar_one()
             if not ctx.dry_run:
-                self._advance(row.id, start)
+                self._advance(row.id, start, ctx.lease)
             return
         entries = self._entries(row, limit)
         delivered = row.cursor
@@ -194,17 +200,17 @@ class Reconciler:
         finally:
             if not ctx.dry_run and delivered != row.cursor:
                 ctx.flush()
-                self._advance(row.id, delivered)
+                self._advance(row.id, delivered, ctx.lease)
         ctx.result.done = len(entries) < limit
 
     def _entries(self, row: Any, limit: int) -> list[dict[str, Any]]:
         with self.store.read() as conn:
             return journal.read(conn, row.directory_id, row.cursor, limit)
 
-    def _begin_bulk(self, row: Any, kind: str) -> Any:
+    def _begin_bulk(self, row: Any, kind: str, lease: Lease | None = None) -> Any:
         """Start bulk work (an initial load or a resync): the journal is followed from
         now on, while the bulk pass walks every resource in chunks between changes."""
-        with self.engine.begin() as conn:
+        with fenced(self.engine, lease) as conn:
             passes.begin(conn, row.id, row.directory_id, kind)
         return self.targets.runtime(row.id)[0]
 
@@ -231,16 +237,20 @@ class Reconciler:
                                for i in ids])
                 ctx.settle([])
                 ctx.flush()
-                self._save_bulk(ctx.row.id, {**bulk, "type": rtype, "after": ids[-1]})
+                self._save_bulk(ctx.row.id, {**bulk, "type": rtype, "after": ids[-1]},
+                                ctx.lease)
                 return False
             i += 1
             bulk = {**bulk, "type": order[i] if i < len(order) else "", "after": ""}
-        # Linked resources that no longer exist in the directory must go too.
+        # Linked resources that no longer exist in the directory must go too, and so
+        # must those a stopped run was about to send something for (an account it may
+        # have created without linking it: sync/intents.py).
         with self.engine.connect() as conn:
             gone = conn.execute(
                 select(L.resource_type, L.resource_id)
                 .outerjoin(resources, resources.c.id == L.resource_id)
-                .where(L.target_id == ctx.row.id, L.state == "provisioned",
+                .where(L.target_id == ctx.row.id,
+                       or_(L.state == "provisioned", L.intent.is_not(None)),
                        resources.c.id.is_(None))).all()
         if gone:
             ctx.incremental = False
@@ -249,11 +259,12 @@ class Reconciler:
         ctx.flush()
         if bulk["kind"] == "resync":
             finish_pass(ctx)  # what the pass deferred is judged as one batch
-        self._save_bulk(ctx.row.id, None)
+        self._save_bulk(ctx.row.id, None, ctx.lease)
         return apply_approved(ctx, BATCH)  # under the guard: applied now
 
-    def _save_bulk(self, target_id: str, bulk: dict[str, Any] | None) -> None:
-        with self.engine.begin() as conn:
+    def _save_bulk(self, target_id: str, bulk: dict[str, Any] | None,
+                   lease: Lease | None = None) -> None:
+        with fenced(self.engine, lease) as conn:
             conn.execute(update(targets).where(T.id == target_id).values(
                 bulk=null() if bulk is None else bulk, updated=now()))
 
@@ -282,40 +293,42 @@ class Reconciler:
         with self.engine.connect() as conn:
             return retry_store.due(conn, target_id, limit)
 
-    def _advance(self, target_id: str, seq: int) -> None:
-        with self.engine.begin() as conn:
+    def _advance(self, target_id: str, seq: int, lease: Lease | None = None) -> None:
+        with fenced(self.engine, lease) as conn:
             conn.execute(update(targets).where(T.id == target_id).values(
                 cursor=seq, updated=now()))
 
-    def _failed(self, row: Any, exc: Transient) -> None:
+    def _failed(self, row: Any, exc: Transient, lease: Lease | None = None) -> None:
         """Exponential backoff with jitter; Retry-After wins; quarantine after repeats."""
         failures = row.failures + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)  # noqa: S311
         if exc.retry_after is not None:
             delay = min(max(exc.retry_after, 0.0), 24 * 3600.0)
         status = row.status
-        if failures >= QUARANTINE_AFTER and status == "active":
+        quarantine = failures >= QUARANTINE_AFTER and status == "active"
+        if quarantine:
             status = "quarantined"
-            _alert("target.quarantined", row, self.engine, failures=failures,
-                   error=str(exc)[:500])
         if status == "quarantined" and exc.retry_after is None:
             delay = max(delay, QUARANTINE_RETRY)
         retry = format_time(datetime.now(UTC) + timedelta(seconds=delay))
-        with self.engine.begin() as conn:
+        with fenced(self.engine, lease) as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
                 failures=failures, last_error=str(exc)[:2000], retry_at=retry,
                 status=status, updated=now()))
+        if quarantine:  # once written: a worker that lost its lease alerts nothing
+            _alert("target.quarantined", row, self.engine, failures=failures,
+                   error=str(exc)[:500])
 
-    def _healthy(self, row: Any) -> None:
+    def _healthy(self, row: Any, lease: Lease | None = None) -> None:
         """A run went through: clear failures, release quarantine, use up an approval."""
-        if row.status == "quarantined":
-            _alert("target.released", row, self.engine)
         config = {k: v for k, v in row.config.items() if k != "approved"}
-        with self.engine.begin() as conn:
+        with fenced(self.engine, lease) as conn:
             conn.execute(update(targets).where(T.id == row.id).values(
                 failures=0, last_error=None, retry_at=None, config=config,
                 status="active" if row.status == "quarantined" else row.status,
                 updated=now()))
+        if row.status == "quarantined":
+            _alert("target.released", row, self.engine)
 
 
 def _alert(event: str, row: Any, engine: Engine | None = None, **fields: Any) -> None:

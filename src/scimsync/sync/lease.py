@@ -7,16 +7,25 @@ progress: a heartbeat thread renews it while the lane works, however long one
 request or one lookup takes. When a renewal finds the token changed (the worker
 stalled past its lease and another took over) the lease is lost: `check` raises
 before the lane's next request, and the lane stops.
+
+Writes are fenced too: a run under a lease opens each of its transactions with
+`fence`, a conditional UPDATE on the token. A token that changed raises LeaseLost and
+the transaction rolls back, so a worker that stalled past its lease writes nothing
+(no link, delivery, dead letter, retry or cursor) over its successor's. The UPDATE
+holds the target's row until commit, so a takeover waits for a write in progress
+rather than slipping in between the check and the commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Connection, Engine, or_, update
 
 from scimsync.protocol.timefmt import format_time, now
 from scimsync.store.tables import targets
@@ -83,6 +92,15 @@ class Lease:
         if self.lost.is_set():
             raise LeaseLost(self.target_id)
 
+    def fence(self, conn: Connection) -> None:
+        """Raise LeaseLost (rolling the transaction back) unless the lease is still ours."""
+        held = conn.execute(update(targets).where(
+            T.id == self.target_id, T.lease_token == self.token,
+        ).values(lease_token=self.token)).rowcount
+        if not held:
+            self.lost.set()
+            raise LeaseLost(self.target_id)
+
     def release(self) -> None:
         """Stop renewing and give the lease up (only if it is still ours)."""
         self._done.set()
@@ -92,3 +110,12 @@ class Lease:
             conn.execute(update(targets).where(
                 T.id == self.target_id, T.lease_token == self.token,
             ).values(lease_owner=None, lease_until=None, lease_token=None))
+
+
+@contextlib.contextmanager
+def fenced(engine: Engine, lease: Lease | None) -> Iterator[Connection]:
+    """A write transaction, fenced by `lease` when there is one (direct runs are not)."""
+    with engine.begin() as conn:
+        if lease is not None:
+            lease.fence(conn)
+        yield conn

@@ -39,6 +39,7 @@ from scimsync.sync.events import (
 )
 from scimsync.sync.guard import guard_exceeded, held_message, provisioned_users
 from scimsync.sync.holdback import Holdback
+from scimsync.sync.intents import put_intent, resolve
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.work import Link, Work
@@ -61,12 +62,14 @@ class Run(Holdback, Lookups):
         groups = {w.resource_id: w for w in items if w.resource_type == "Group"}
         leaving: list[tuple[Work, Record | None]] = []
         self.prefetch_holds([w.resource_id for w in users])
+        resolve(self, items)  # links that may be stale are compared with the app first
         if len(users) > 1:
             self.prefetch_matches(users)
         first_wave = True
         queue = list(users)
         while queue:
             wave, queue = queue, []
+            resolve(self, wave)
             upserts: list[tuple[Work, Record, Doc, bool]] = []
             for w in wave:
                 self.desire(w, queue, upserts, leaving)
@@ -77,11 +80,15 @@ class Run(Holdback, Lookups):
                         self.add_groups_of(rec, groups, w)
                 self.check_guard(leaving)
                 if self.config.profile.deprovision == "deactivate":
-                    self.each([w for w, _ in leaving], self.deprovision)
+                    self.each([w for w, _ in leaving], self.deprovision, self.leaves)
                     leaving = []
             bodies = {w.resource_id: d for w, _, d, _ in upserts}
+
+            def sends(w: Work, b: dict[str, Doc] = bodies) -> str | None:
+                return put_intent(self.link(w.resource_id), b[w.resource_id])
+
             self.each([w for w, _, _, _ in upserts],
-                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]))
+                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]), sends)
             for w, rec, _, linked_before in upserts:
                 if linked_before or self.remote_id(w.resource_id) is None:
                     continue
@@ -100,8 +107,9 @@ class Run(Holdback, Lookups):
                 self.add_groups_of(rec, groups, w)
         self.check_guard(leaving)
         if self.config.profile.groups:
-            self.each(list(groups.values()), self.sync_group)
-        self.each([w for w, _ in leaving], self.deprovision)
+            resolve(self, list(groups.values()))
+            self.each(list(groups.values()), self.sync_group, _sync)
+        self.each([w for w, _ in leaving], self.deprovision, self.leaves)
         # After people and groups (their owners are linked by now); agents before the
         # applications that list them.
         nhis = 0
@@ -109,7 +117,7 @@ class Run(Holdback, Lookups):
                             ("AgenticApplication", self.takes_applications)):
             if takes:
                 batch = [w for w in items if w.resource_type == kind]
-                self.each(batch, self.sync_nhi)
+                self.each(batch, self.sync_nhi, _sync)
                 nhis += len(batch)
         self.settle_holds()
         self.count(processed=len(users) + len(groups) + nhis)
@@ -364,6 +372,10 @@ class Run(Holdback, Lookups):
         """User members, with nested groups flattened (targets need not nest)."""
         return mapping.member_users(rec, lambda gid: self.load(Work("Group", gid)))
 
+    def leaves(self, work: Work) -> str | None:
+        """What `deprovision` will send: something only for a provisioned account."""
+        return "deprovision" if self.remote_id(work.resource_id) is not None else None
+
     def deprovision(self, work: Work) -> None:
         """Take a user that should not be in the target out, as the profile says."""
         link = self.link(work.resource_id)
@@ -380,7 +392,7 @@ class Run(Holdback, Lookups):
             self.count(applied=1)
             self.record(work, "delete")
             return
-        body = dict(link.applied or {})
+        body = dict(link.applied or self.observed_doc(work.resource_id) or {})
         body["active"] = False
         try:
             self.connector.update("User", action.remote_id,
@@ -397,3 +409,7 @@ class Run(Holdback, Lookups):
 def _detail(action: Action) -> str | None:
     described = action.describe()
     return orjson.dumps(described).decode() if described else None
+
+
+def _sync(_work: Work) -> str:
+    return "sync"  # a group's or an agent's body is built in its step: always recorded

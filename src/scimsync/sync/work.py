@@ -24,6 +24,9 @@ class Link:
     applied_hash: str | None
     applied: Doc | None
     state: str
+    # What a run was about to send when this link was last written (sync/intents.py):
+    # while set, the link may be stale.
+    intent: str | None = None
 
 
 @dataclass

@@ -131,7 +131,7 @@ class Worker:
             while not self._stop.is_set() and \
                     time.monotonic() - started < LANE_SLICE_SECONDS:
                 lease.check()
-                result = self.reconciler.run(tid, progress=lease.check)
+                result = self.reconciler.run(tid, lease=lease)
                 processed += result.processed
                 if result.error:
                     log.warning("target %s: %s", tid, result.error)
