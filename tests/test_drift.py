@@ -280,6 +280,36 @@ def test_an_unmanaged_account_is_not_adopted_by_default(engine: Engine, scim: Sc
     assert ("unmanaged_matchable", extra["later"]["id"]) in open_findings(engine, tid)
 
 
+def test_a_linked_account_deleted_by_hand_is_recreated_and_relinked(
+        engine: Engine, scim: Scim, app_: App) -> None:
+    """missing_account on a linked account: the diff against the state last applied is
+    empty, so the fix must look for the account, find it gone, and create it again."""
+    from scimsync.drift.remediate import fix
+    from scimsync.store.tables import links
+
+    gone = scim.user("gone@x.test", title="Gone")
+    team = scim.group("Team", [gone["id"]])
+    tid = add_target(engine, scim, app_)
+    converge(engine, tid)
+    before = app_.users()[gone["id"]]
+    app_.call("DELETE", f"Users/{before['id']}")
+    Detector(engine).run(tid)
+    assert ("missing_account", gone["id"]) in open_findings(engine, tid)
+    done = fix(engine, tid, ["missing_account"])
+    assert done["error"] is None and (done["fixed"], done["failed"]) == (1, 0)
+    again = app_.users()[gone["id"]]
+    assert again["id"] != before["id"]
+    assert (again["userName"], again["title"], again["active"]) == ("gone@x.test", "Gone", True)
+    with engine.connect() as conn:
+        link = conn.execute(sa.select(links).where(links.c.target_id == tid,
+                                                   links.c.resource_id == gone["id"])).one()
+    assert (link.remote_id, link.state, link.intent) == (again["id"], "provisioned", None)
+    assert [m["value"] for m in app_.groups()[team["id"]]["members"]] == [again["id"]]
+    # The next reconciliation finds nothing to reopen.
+    after = Detector(engine).run(tid)
+    assert ("missing_account", gone["id"]) not in open_findings(engine, tid), after
+
+
 def test_remediation_respects_modes_the_guard_and_incomplete_runs(
         engine: Engine, scim: Scim, app_: App) -> None:
     from scimsync.drift.remediate import fix

@@ -5,8 +5,8 @@ directory identity for the engine to reconcile): it tells the engine what the ta
 really holds, by rewriting the link with the observed state, and lets the engine plan
 and apply the difference, with its ordering, retries, dead letters and deliveries.
 
-- missing account: the link (if any) is marked stale, so the engine creates or
-  recreates the account;
+- missing account: the link (if any) is marked unknown, so the engine looks for the
+  account in the app, finds it gone, and creates it again (and links it);
 - attribute and membership drift, lingering access: the link records the values the
   app holds, so the engine patches them back (or deprovisions, per the profile);
 - unmanaged but matchable: the account is linked (adopted) and brought to the
@@ -104,9 +104,12 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
                                        "resource_type": f["resource_type"], "updated": now(),
                                        **link}])
             elif f["class"] == "missing_account":
+                # Not the applied state (a diff against it is empty, and sends nothing):
+                # the link is unknown, so the engine looks for the account, finds it
+                # gone, and creates it again (sync/intents.py).
                 conn.execute(update(links).where(
                     L.target_id == row.id, L.resource_id == f["resource_id"]).values(
-                    applied_hash=None))
+                    intent="verify"))
             works[f["resource_id"]] = Work(f["resource_type"], f["resource_id"])
             by_resource.setdefault(f["resource_id"], []).append(f["id"])
     fixed: list[str] = []
