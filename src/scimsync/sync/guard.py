@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 
 from scimsync.store.tables import links
 
@@ -13,9 +13,11 @@ L = links.c
 
 
 def provisioned_users(engine: Engine, target_id: str) -> int:
+    """Accounts the target holds for users: provisioned ones, and those a stopped run
+    may have created before it could link them (an intent: sync/intents.py)."""
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(links).where(
-            L.target_id == target_id, L.state == "provisioned",
+            L.target_id == target_id, or_(L.state == "provisioned", L.intent.is_not(None)),
             L.resource_type == "User")).scalar_one())
 
 
