@@ -169,9 +169,11 @@ class Reconciler:
             raise
         finally:
             ctx.steps.close()
-            if not dry_run:
-                ctx.flush()  # what was applied is recorded, even when the run stopped
-            connector.close()
+            try:
+                if not dry_run:
+                    ctx.flush()  # what was applied is recorded, even when the run stopped
+            finally:
+                connector.close()  # also when that write is refused (a lost lease)
         if not dry_run and (row.failures or row.status == "quarantined"
                             or "approved" in row.config):
             self._healthy(row, lease)
