@@ -197,12 +197,12 @@ class RunContext:
 
     def _write(self, conn: Connection) -> None:
         ts = now()
-        upsert = link_upsert(self.r.engine.dialect.name)
+        save = link_upsert(self.r.engine.dialect.name)
         batch: dict[str, dict[str, Any]] = {}
         for kind, item in self._pending:
             if kind == "drop":
                 if batch:  # keep the order of saves and drops
-                    conn.execute(upsert, list(batch.values()))
+                    conn.execute(save, list(batch.values()))
                     batch = {}
                 conn.execute(delete(links).where(L.target_id == self.row.id,
                                                  L.resource_id == item))
@@ -213,7 +213,7 @@ class RunContext:
                 "applied_hash": item.applied_hash, "applied": item.applied,
                 "state": item.state, "intent": None, "updated": ts}
         if batch:
-            conn.execute(upsert, list(batch.values()))
+            conn.execute(save, list(batch.values()))
         if self._deliveries:
             conn.execute(insert(deliveries), self._deliveries)
 

@@ -20,6 +20,7 @@ through: that is a dead letter for a person.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scimsync.connectors.contract import Rejected, Remote
@@ -49,6 +50,21 @@ def put_intent(link: Link | None, body: Doc) -> str | None:
     if link.state != "provisioned" or link.applied_hash != mapping.digest(body):
         return "update"
     return None
+
+
+def sends_put(ctx: RunContext, bodies: dict[str, Doc]) -> Callable[[Work], str | None]:
+    """The intent of each user's `put` with these desired bodies."""
+    return lambda w: put_intent(ctx.link(w.resource_id), bodies[w.resource_id])
+
+
+def sends_deprovision(ctx: RunContext) -> Callable[[Work], str | None]:
+    """The intent of each `deprovision`: something only for a provisioned account."""
+    return lambda w: "deprovision" if ctx.remote_id(w.resource_id) is not None else None
+
+
+def sends_sync(_work: Work) -> str:
+    """A group's or an agent's body is built in its step: it is always recorded."""
+    return "sync"
 
 
 def resolve(ctx: RunContext, works: list[Work]) -> None:

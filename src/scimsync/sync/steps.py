@@ -39,7 +39,7 @@ from scimsync.sync.events import (
 )
 from scimsync.sync.guard import guard_exceeded, held_message, provisioned_users
 from scimsync.sync.holdback import Holdback
-from scimsync.sync.intents import put_intent, resolve
+from scimsync.sync.intents import resolve, sends_deprovision, sends_put, sends_sync
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.work import Link, Work
@@ -80,15 +80,13 @@ class Run(Holdback, Lookups):
                         self.add_groups_of(rec, groups, w)
                 self.check_guard(leaving)
                 if self.config.profile.deprovision == "deactivate":
-                    self.each([w for w, _ in leaving], self.deprovision, self.leaves)
+                    self.each([w for w, _ in leaving], self.deprovision,
+                              sends_deprovision(self))
                     leaving = []
             bodies = {w.resource_id: d for w, _, d, _ in upserts}
-
-            def sends(w: Work, b: dict[str, Doc] = bodies) -> str | None:
-                return put_intent(self.link(w.resource_id), b[w.resource_id])
-
             self.each([w for w, _, _, _ in upserts],
-                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]), sends)
+                      lambda w, b=bodies: self.put_user(w, b[w.resource_id]),
+                      sends_put(self, bodies))
             for w, rec, _, linked_before in upserts:
                 if linked_before or self.remote_id(w.resource_id) is None:
                     continue
@@ -108,8 +106,8 @@ class Run(Holdback, Lookups):
         self.check_guard(leaving)
         if self.config.profile.groups:
             resolve(self, list(groups.values()))
-            self.each(list(groups.values()), self.sync_group, _sync)
-        self.each([w for w, _ in leaving], self.deprovision, self.leaves)
+            self.each(list(groups.values()), self.sync_group, sends_sync)
+        self.each([w for w, _ in leaving], self.deprovision, sends_deprovision(self))
         # After people and groups (their owners are linked by now); agents before the
         # applications that list them.
         nhis = 0
@@ -117,7 +115,7 @@ class Run(Holdback, Lookups):
                             ("AgenticApplication", self.takes_applications)):
             if takes:
                 batch = [w for w in items if w.resource_type == kind]
-                self.each(batch, self.sync_nhi, _sync)
+                self.each(batch, self.sync_nhi, sends_sync)
                 nhis += len(batch)
         self.settle_holds()
         self.count(processed=len(users) + len(groups) + nhis)
@@ -372,10 +370,6 @@ class Run(Holdback, Lookups):
         """User members, with nested groups flattened (targets need not nest)."""
         return mapping.member_users(rec, lambda gid: self.load(Work("Group", gid)))
 
-    def leaves(self, work: Work) -> str | None:
-        """What `deprovision` will send: something only for a provisioned account."""
-        return "deprovision" if self.remote_id(work.resource_id) is not None else None
-
     def deprovision(self, work: Work) -> None:
         """Take a user that should not be in the target out, as the profile says."""
         link = self.link(work.resource_id)
@@ -409,7 +403,3 @@ class Run(Holdback, Lookups):
 def _detail(action: Action) -> str | None:
     described = action.describe()
     return orjson.dumps(described).decode() if described else None
-
-
-def _sync(_work: Work) -> str:
-    return "sync"  # a group's or an agent's body is built in its step: always recorded
