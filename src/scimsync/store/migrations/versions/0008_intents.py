@@ -1,13 +1,13 @@
 """Intents: a link records what the engine is about to send, before it is sent.
 
-Revision ID: 0006
-Revises: 0007 (0007_holds landed first; a database already at 0007 must still get this)
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0008"
 down_revision = "0007"
 
 
