@@ -63,6 +63,7 @@ class Run(Holdback, Lookups):
         leaving: list[tuple[Work, Record | None]] = []
         self.prefetch_holds([w.resource_id for w in users])
         resolve(self, items)  # links that may be stale are compared with the app first
+        self.prefetch_records(users)
         if len(users) > 1:
             self.prefetch_matches(users)
         first_wave = True
