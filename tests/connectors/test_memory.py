@@ -30,9 +30,9 @@ class TestMemoryConnector(ConnectorContract):
 
 
 def test_each_kind_checks_its_own_settings() -> None:
-    with pytest.raises(UsageError, match="unknown memory target settings: url"):
+    with pytest.raises(UsageError, match="unknown memory target setting `url`"):
         parse_config("memory", {"store": "s", "url": "http://x.test"})
-    with pytest.raises(UsageError, match="unknown webhook target settings: auth"):
+    with pytest.raises(UsageError, match="unknown webhook target setting `auth`"):
         parse_config("webhook", {"url": "http://x.test", "secret": "whsec_" + "A" * 32,
                                  "auth": {"type": "none"}})
     with pytest.raises(UsageError, match="a scim target needs a url"):

@@ -28,8 +28,9 @@ from scimsync.connectors.contract import (
     RemoteConflict,
     RemoteNotFound,
 )
-from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
+from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.errors import UsageError
+from scimsync.validation import reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile

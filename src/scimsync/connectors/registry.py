@@ -30,7 +30,9 @@ class ConnectorKind:
 
     `sink` kinds receive events in journal order (scimsync.connectors.contract
     EventSink); the others hold objects (Connector). `settings` names the keys of a
-    target's configuration that belong to this kind, for readable errors.
+    target's configuration that belong to this kind, for readable errors;
+    `credentials` the dotted paths among them that hold secrets, the only places a
+    configuration file may read from the environment (docs/security.md).
     """
 
     name: str
@@ -38,6 +40,7 @@ class ConnectorKind:
     open: Open
     sink: bool = False
     settings: tuple[str, ...] = ()
+    credentials: tuple[str, ...] = ()
     # Whether the kind can be read back, so that drift runs can be scheduled.
     readable: bool = True
     # Which downstream system a target's settings point at: two targets with the same
@@ -87,11 +90,3 @@ def open_connector(name: str, settings: dict[str, Any], profile: Profile,
 def system_of(name: str, settings: dict[str, Any]) -> str:
     """A key naming the downstream system a target of kind `name` writes to."""
     return f"{name}:{get(name).system(settings).rstrip('/').lower()}"
-
-
-def reject_unknown(where: str, raw: dict[str, Any], known: tuple[str, ...]) -> None:
-    """A UsageError naming every key of `raw` that is not in `known`."""
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise UsageError(f"unknown {where} settings: {', '.join(unknown)} "
-                         f"(known: {', '.join(known)})")

@@ -24,10 +24,10 @@ from scimsync.connectors.contract import (
     Transient,
     redact,
 )
-from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
-from scimsync.errors import UsageError
+from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.netpolicy import check_url
 from scimsync.protocol import agent_support
+from scimsync.validation import ConfigError, at, reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
@@ -373,22 +373,26 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     reject_unknown("scim target", raw, SETTINGS)
     url = raw.get("url")
     if not isinstance(url, str) or not url:
-        raise UsageError("a scim target needs a url")
-    check_url(url)  # resolved: a name that does not resolve is refused here
+        raise ConfigError("a scim target needs a url", ("url",))
+    at(("url",), check_url, url)  # resolved: a name that does not resolve is refused here
+    if not isinstance(raw.get("auth") or {}, dict):
+        raise ConfigError("auth must be a mapping with a type", ("auth",))
     auth = dict(raw.get("auth") or {"type": "none"})
     atype = auth.get("type", "none")
     if atype not in AUTH_TYPES:
-        raise UsageError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}")
+        raise ConfigError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}",
+                          ("auth", "type"))
     reject_unknown(f"auth ({atype})", {k: v for k, v in auth.items() if k != "type"},
-                   AUTH_FIELDS[atype])
+                   AUTH_FIELDS[atype], ("auth",))
     secrets = {k: auth.pop(k) for k in SECRET_FIELDS.get(atype, ()) if k in auth}
     for k in SECRET_FIELDS.get(atype, ()):
         if not isinstance(secrets.get(k), str) or not secrets[k]:
-            raise UsageError(f"auth type {atype} needs {k}")
+            raise ConfigError(f"auth type {atype} needs {k}", ("auth", k))
     if atype == "oauth2":
         if not isinstance(auth.get("token_url"), str):
-            raise UsageError("auth type oauth2 needs token_url")
-        check_url(auth["token_url"])  # the token request is a call like any other
+            raise ConfigError("auth type oauth2 needs token_url", ("auth", "token_url"))
+        # The token request is a call like any other.
+        at(("auth", "token_url"), check_url, auth["token_url"])
     auth["type"] = atype
     return {"url": url.rstrip("/"), "auth": auth}, secrets
 
@@ -397,4 +401,6 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimC
     return ScimConnector(settings, profile, secrets)
 
 
-KIND = register(ConnectorKind("scim", parse_settings, _open, settings=SETTINGS))
+KIND = register(ConnectorKind(
+    "scim", parse_settings, _open, settings=SETTINGS,
+    credentials=tuple(sorted({f"auth.{k}" for ks in SECRET_FIELDS.values() for k in ks}))))

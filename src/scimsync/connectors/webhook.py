@@ -17,10 +17,10 @@ from standardwebhooks import Webhook
 
 from scimsync import outbound
 from scimsync.connectors.contract import Rejected, Transient
-from scimsync.connectors.registry import ConnectorKind, Secrets, register, reject_unknown
+from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.connectors.scim import RateLimiter, retry_after
-from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
+from scimsync.validation import ConfigError, at, reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
@@ -77,13 +77,14 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     reject_unknown("webhook target", raw, SETTINGS)
     url = raw.get("url")
     if not isinstance(url, str) or not url:
-        raise UsageError("a webhook target needs a url")
-    check_url(url)  # resolved: a name that does not resolve is refused here
+        raise ConfigError("a webhook target needs a url", ("url",))
+    at(("url",), check_url, url)  # resolved: a name that does not resolve is refused here
     signing = raw.get("secret")
     if isinstance(signing, str):
         signing = [signing]
     if not signing or not all(isinstance(s, str) and s for s in signing):
-        raise UsageError("a webhook target needs a signing secret (or a list of them)")
+        raise ConfigError("a webhook target needs a signing secret (or a list of them)",
+                          ("secret",))
     return {"url": url.rstrip("/")}, {"signing": list(signing)}
 
 
@@ -92,4 +93,4 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> Webho
 
 
 KIND = register(ConnectorKind("webhook", parse_settings, _open, sink=True, settings=SETTINGS,
-                              readable=False))
+                              credentials=("secret",), readable=False))

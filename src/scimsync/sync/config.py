@@ -9,12 +9,13 @@ journaled.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scimsync.durations import seconds
 from scimsync.errors import ScimError, UsageError
 from scimsync.protocol.filter import parse_filter
+from scimsync.validation import ConfigError, Problems, check_fields, reject_unknown
 
 COMMON = ("profile", "scope", "mapping", "roles", "drift")
 MATCH_ATTRIBUTES = ("externalId", "userName", "email")
@@ -89,38 +90,72 @@ class TargetConfig:
         return {**self.settings, **out}
 
 
-def _fields(cls: type, raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise UsageError(f"{where} must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UsageError(f"unknown {where} settings: {', '.join(unknown)}")
-    return dict(raw)
+# The fields a range limits: (lowest, highest, whether the lowest itself is allowed).
+RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "page_size": (1, None, True), "max_members_per_patch": (1, None, True),
+    "rate_limit": (0, None, True), "concurrency": (1, 64, True), "timeout": (0, None, False),
+    "max_deprovisions": (0, None, True), "max_deprovision_percent": (0, 100, True)}
+RULE_KEYS = ("target", "source", "value", "expression")
+ROLE_KEYS = ("group", "value", "attribute")
 
 
 def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str, Any]]:
-    """Validate a target's settings; returns (config without secrets, secrets)."""
+    """Validate a target's settings; returns (config without secrets, secrets).
+
+    Every section is checked even when another fails, and each problem is a
+    ConfigError with its path (scimsync.validation), so a file shows them all."""
     from scimsync.connectors import registry
 
     spec = registry.get(kind)
-    settings, secrets = spec.parse({k: v for k, v in raw.items() if k not in COMMON})
-    pf = _fields(Profile, raw.get("profile"), "profile")
+    problems = Problems()
+    settings: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    profile, scope, drift = Profile(), Scope(), Drift()
+    mapping: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
+    with problems.check():
+        reject_unknown(f"{kind} target", raw, (*spec.settings, *COMMON))
+    with problems.check():
+        settings, secrets = spec.parse({k: v for k, v in raw.items() if k in spec.settings})
+    with problems.check("profile"):
+        profile = _check_profile(raw.get("profile"))
+    with problems.check("scope"):
+        scope = _check_scope(raw.get("scope"))
+    with problems.check("mapping"):
+        mapping = _check_mapping(raw.get("mapping") or [])
+    with problems.check("roles"):
+        roles = _check_roles(raw.get("roles") or [])
+    with problems.check("drift"):
+        drift = _check_drift(raw.get("drift"))
+    problems.raise_any()
+    return TargetConfig(kind, settings, profile, scope, mapping, roles, drift), secrets
+
+
+def _check_profile(raw: Any) -> Profile:
+    problems = Problems()
+    pf = check_fields(Profile, raw, "profile", problems=problems)
     if "match" in pf:
         pf["match"] = tuple(pf["match"])
-        bad = [m for m in pf["match"] if m not in MATCH_ATTRIBUTES]
-        if bad:
-            raise UsageError(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}")
-    profile = Profile(**pf)
-    if profile.deprovision not in ("deactivate", "delete"):
-        raise UsageError("profile.deprovision is deactivate or delete")
-    if profile.adopt not in ("externalId", "match"):
-        raise UsageError("profile.adopt is externalId (the default) or match")
-    if not isinstance(profile.concurrency, int) or not 1 <= profile.concurrency <= 64:
-        raise UsageError("profile.concurrency is a whole number from 1 to 64")
-    sc = _fields(Scope, raw.get("scope"), "scope")
+        if any(m not in MATCH_ATTRIBUTES for m in pf["match"]):
+            problems.add(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}", "match")
+    if pf.get("deprovision", "deactivate") not in ("deactivate", "delete"):
+        problems.add("profile.deprovision is deactivate or delete", "deprovision")
+    if pf.get("adopt", "externalId") not in ("externalId", "match"):
+        problems.add("profile.adopt is externalId (the default) or match", "adopt")
+    for name, (low, high, closed) in RANGES.items():
+        value = pf.get(name)
+        if value is None:
+            continue
+        if value < low or (value == low and not closed) or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else \
+                f"at least {low}" if closed else f"more than {low}"
+            problems.add(f"profile.{name} is {span}", name)
+    problems.raise_any()
+    return Profile(**pf)
+
+
+def _check_scope(raw: Any) -> Scope:
+    sc = check_fields(Scope, raw, "scope")
     if "groups" in sc:
         sc["groups"] = tuple(sc["groups"])
     scope = Scope(**sc)
@@ -128,11 +163,9 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
         try:
             parse_filter(scope.filter)  # a bad filter is refused when configured
         except ScimError as exc:
-            raise UsageError(f"scope.filter is not a valid SCIM filter: {exc.detail}") from exc
-    mapping = _check_mapping(raw.get("mapping") or [])
-    roles = _check_roles(raw.get("roles") or [])
-    drift = _check_drift(raw.get("drift"))
-    return TargetConfig(kind, settings, profile, scope, mapping, roles, drift), secrets
+            raise ConfigError(f"scope.filter is not a valid SCIM filter: {exc.detail}",
+                              ("filter",)) from exc
+    return scope
 
 
 def parse_interval(value: Any) -> float:
@@ -144,60 +177,80 @@ def parse_interval(value: Any) -> float:
 
 
 def _check_drift(raw: Any) -> Drift:
-    d = _fields(Drift, raw, "drift")
-    interval = parse_interval(d.get("interval", 0))
+    d = check_fields(Drift, raw, "drift", own=("interval",))
+    problems = Problems()
+    interval = 0.0
+    with problems.check("interval"):
+        interval = parse_interval(d.get("interval", 0))
     remediate = d.get("remediate") or {}
-    if not isinstance(remediate, dict):
-        raise UsageError("drift.remediate maps a finding class to report, auto or approve")
     for cls, mode in remediate.items():
         if cls not in DRIFT_CLASSES:
-            raise UsageError(f"drift.remediate: unknown class {cls!r}; known: "
-                             f"{', '.join(DRIFT_CLASSES)}")
-        if mode not in REMEDIATION_MODES:
-            raise UsageError(f"drift.remediate.{cls} is one of {', '.join(REMEDIATION_MODES)}")
+            problems.add(f"drift.remediate: unknown class {cls!r}; known: "
+                         f"{', '.join(DRIFT_CLASSES)}", "remediate", cls, key=True)
+        elif mode not in REMEDIATION_MODES:
+            problems.add(f"drift.remediate.{cls} is one of {', '.join(REMEDIATION_MODES)}",
+                         "remediate", cls)
+    problems.raise_any()
     return Drift(interval, dict(remediate))
 
 
 def _check_mapping(rules: Any) -> list[dict[str, Any]]:
+    if not isinstance(rules, list):
+        raise UsageError("mapping must be a list of rules")
+    problems = Problems()
+    out = []
+    for i, rule in enumerate(rules):
+        with problems.check(i):
+            out.append(_check_rule(i, rule))
+    problems.raise_any()
+    return out
+
+
+def _check_rule(i: int, rule: Any) -> dict[str, Any]:
     from scimsync.protocol.resources import USER
     from scimsync.protocol.schema import resolve
     from scimsync.sync.sample import check_rule
 
-    if not isinstance(rules, list):
-        raise UsageError("mapping must be a list of rules")
-    out = []
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, dict) or not isinstance(rule.get("target"), str):
-            raise UsageError(f"mapping[{i}] needs a target attribute")
-        sources = [k for k in ("source", "value", "expression") if k in rule]
-        if len(sources) != 1:
-            raise UsageError(f"mapping[{i}] needs exactly one of source, value, expression")
-        target = rule["target"]
-        rp = resolve(USER, target)
-        if rp is None or rp.attr.mutability == "readOnly" or rp.attr.name in ("id",
-                                                                              "password"):
-            raise UsageError(f"mapping[{i}]: {target!r} is not a writable User attribute")
-        if rp.attr.name == "externalId":
-            # externalId carries the identity's id: it is how an account is known to be
-            # this identity's, so a mapping may not change it (docs/provisioning.md).
-            raise UsageError(f"mapping[{i}]: externalId is the hub's own (the identity's id)")
+    if not isinstance(rule, dict) or not isinstance(rule.get("target"), str):
+        raise UsageError(f"mapping[{i}] needs a target attribute")
+    reject_unknown(f"mapping[{i}]", rule, RULE_KEYS)
+    sources = [k for k in ("source", "value", "expression") if k in rule]
+    if len(sources) != 1:
+        raise UsageError(f"mapping[{i}] needs exactly one of source, value, expression")
+    target = rule["target"]
+    rp = resolve(USER, target)
+    if rp is None or rp.attr.mutability == "readOnly" or rp.attr.name in ("id", "password"):
+        raise ConfigError(f"mapping[{i}]: {target!r} is not a writable User attribute",
+                          ("target",))
+    if rp.attr.name == "externalId":
+        # externalId carries the identity's id: it is how an account is known to be
+        # this identity's, so a mapping may not change it (docs/provisioning.md).
+        raise ConfigError(f"mapping[{i}]: externalId is the hub's own (the identity's id)",
+                          ("target",))
+    try:
         check_rule(i, rule)  # parsed and tried on a sample user, not first in a run
-        out.append(dict(rule))
-    return out
+    except UsageError as exc:
+        raise ConfigError(str(exc), (sources[0],)) from exc
+    return dict(rule)
 
 
 def _check_roles(rules: Any) -> list[dict[str, Any]]:
     if not isinstance(rules, list):
         raise UsageError("roles must be a list of {group, value}")
+    problems = Problems()
     out = []
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict) or not isinstance(rule.get("group"), str) or \
                 not isinstance(rule.get("value"), str):
-            raise UsageError(f"roles[{i}] needs a group and a value")
+            problems.add(f"roles[{i}] needs a group and a value", i)
+            continue
+        with problems.check(i):
+            reject_unknown(f"roles[{i}]", rule, ROLE_KEYS)
         attribute = rule.get("attribute", "roles")
         if attribute not in ("roles", "entitlements"):
-            raise UsageError(f"roles[{i}].attribute is roles or entitlements")
+            problems.add(f"roles[{i}].attribute is roles or entitlements", i, "attribute")
         out.append({"group": rule["group"], "value": rule["value"], "attribute": attribute})
+    problems.raise_any()
     return out
 
 
