@@ -16,6 +16,7 @@ from scimsync.api.app import create_app
 from scimsync.api.settings import Settings
 from scimsync.store.directories import Directories
 from scimsync.store.targets import Targets
+from test_webhooks import new_secret
 
 METRICS_TOKEN = secrets.token_urlsafe(24)
 
@@ -24,7 +25,7 @@ METRICS_TOKEN = secrets.token_urlsafe(24)
 def target(engine: Engine, directories: Directories) -> dict[str, Any]:
     d = directories.create(f"metrics-{secrets.token_hex(3)}")
     t = Targets(engine).add(d["id"], "acme-payroll-secret-project", "webhook",
-                            {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32})
+                            {"url": "http://127.0.0.1:9/hook", "secret": new_secret()})
     return {"directory": d, "target": t}
 
 

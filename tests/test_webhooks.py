@@ -19,6 +19,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from conftest import Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, read_body
+from scimsync.store.directories import Directories
 from scimsync.store.tables import dead_letters
 from scimsync.store.targets import Targets
 from scimsync.sync.engine import Reconciler
@@ -158,6 +159,27 @@ def test_wrong_secret_is_refused_and_dead_lettered(engine: Engine, scim: Scim,
     with engine.connect() as conn:
         dead = conn.execute(sa.select(dead_letters).where(dead_letters.c.target_id == tid)).all()
     assert len(dead) == 1 and "401" in dead[0].error
+
+
+def test_admin_api_refuses_a_signing_secret_that_is_not_one(client: Any, scim: Scim,
+                                                            directories: Directories) -> None:
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 't')['token']}"}
+    url = f"/admin/directories/{scim.directory_id}/targets"
+    short = "whsec_" + base64.b64encode(b"abc").decode()
+    for secret, message in (("not-a-whsec", "secret is not a webhook signing secret"),
+                            (short, "secret holds 3 bytes"),
+                            ([new_secret(), short], "secret[1] holds 3 bytes")):
+        r = client.post(url, headers=admin, json={"name": "h", "kind": "webhook",
+                                                  "url": "http://127.0.0.1:9/h",
+                                                  "secret": secret})
+        assert r.status_code == 400 and message in r.json()["error"], r.text
+        assert short not in r.text and "not-a-whsec" not in r.text
+    assert client.get(f"/admin/targets?directory={scim.directory_id}",
+                      headers=admin).json() == {"targets": []}
+    ok = client.post(url, headers=admin, json={"name": "h", "kind": "webhook",
+                                               "url": "http://127.0.0.1:9/h",
+                                               "secret": new_secret()})
+    assert ok.status_code == 201, ok.text
 
 
 def test_scope_filters_events(engine: Engine, scim: Scim,

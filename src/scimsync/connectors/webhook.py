@@ -8,6 +8,8 @@ spaces, so receivers keep verifying while a secret is rotated. Only 2xx is succe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +21,15 @@ from scimsync import outbound
 from scimsync.connectors.contract import Rejected, Transient
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.connectors.scim import RateLimiter, retry_after
+from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
-from scimsync.validation import ConfigError, at, reject_unknown
+from scimsync.validation import ConfigError, Problems, at, reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
 
 SETTINGS = ("url", "secret")
+SECRET_BYTES = (24, 64)  # what the Standard Webhooks specification allows
 
 
 class WebhookSender:
@@ -80,12 +84,35 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
         raise ConfigError("a webhook target needs a url", ("url",))
     at(("url",), check_url, url)  # resolved: a name that does not resolve is refused here
     signing = raw.get("secret")
-    if isinstance(signing, str):
-        signing = [signing]
-    if not signing or not all(isinstance(s, str) and s for s in signing):
+    listed = isinstance(signing, list)
+    signing = signing if isinstance(signing, list) else [signing] if signing else []
+    if not signing:
         raise ConfigError("a webhook target needs a signing secret (or a list of them)",
                           ("secret",))
+    problems = Problems()
+    for i, secret in enumerate(signing):
+        where = f"secret[{i}]" if listed else "secret"
+        with problems.check(*(("secret", i) if listed else ("secret",))):
+            check_secret(secret, where)
+    problems.raise_any()
     return {"url": url.rstrip("/")}, {"signing": list(signing)}
+
+
+def check_secret(secret: Any, where: str = "secret") -> None:
+    """A Standard Webhooks signing secret: `whsec_` and the base64 of 24 to 64 random
+    bytes. The message never repeats the secret."""
+    prefix = "whsec_"
+    body = secret[len(prefix):] if isinstance(secret, str) else ""
+    if not isinstance(secret, str) or not secret.startswith(prefix):
+        raise UsageError(f"{where} is not a webhook signing secret ({prefix} and the "
+                         f"base64 of {SECRET_BYTES[0]} to {SECRET_BYTES[1]} random bytes)")
+    try:
+        size = len(base64.b64decode(body, validate=True))
+    except binascii.Error:
+        raise UsageError(f"{where}: what follows {prefix} is not base64") from None
+    if not SECRET_BYTES[0] <= size <= SECRET_BYTES[1]:
+        raise UsageError(f"{where} holds {size} bytes; a signing secret holds "
+                         f"{SECRET_BYTES[0]} to {SECRET_BYTES[1]}")
 
 
 def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> WebhookSender:
