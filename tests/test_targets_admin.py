@@ -79,7 +79,7 @@ targets:
     first = json.loads(cli(engine, "apply", "-f", str(spec), "--json", env=env).stdout)
     second = json.loads(cli(engine, "apply", "-f", str(spec), "--json", env=env).stdout)
     assert [r["result"] for r in first] == ["created"]
-    assert [r["result"] for r in second] == ["updated"]
+    assert [r["result"] for r in second] == ["unchanged"]
     listed = json.loads(cli(engine, "targets", "list", "--directory", scim.directory_id,
                             "--json").stdout)
     assert [t["name"] for t in listed] == ["wiki"]

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from scimsync.cli.base import _emit, _emit_fields, _engine, _run, console, database_option, main
 from scimsync.errors import UsageError
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _targets(database: str | None) -> Any:
@@ -166,58 +161,17 @@ def targets_remove(target: str, directory: str | None, yes: bool, database: str 
     _run(go)
 
 
-def _expand(value: Any) -> Any:
-    """${VAR} in a configuration file reads the environment (secrets stay out of git)."""
-    if isinstance(value, str):
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in os.environ:
-                raise UsageError(f"environment variable {m.group(1)} is not set")
-            return os.environ[m.group(1)]
-
-        return _ENV.sub(sub, value)
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
-    return value
-
-
 @main.command("apply")
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True))
+@click.option("-f", "--file", "path", required=True,
+              type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @database_option
 def apply_cmd(path: str, as_json: bool, database: str | None) -> None:
-    """Create or update the targets a YAML file declares (idempotent)."""
+    """Create or update the targets a YAML file declares: all of them or, if the file
+    has any problem, none (idempotent; targets it does not name are left alone)."""
+    from scimsync.cli.apply_file import apply_file
 
-    def go() -> None:
-        try:
-            doc = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path} is not valid YAML: {exc}") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("targets", []), list):
-            raise UsageError(f"{path} must be a mapping with a `targets` list")
-        t = _targets(database)
-        done = []
-        for i, raw in enumerate(doc.get("targets", [])):
-            if not isinstance(raw, dict) or not {"directory", "name"} <= set(raw):
-                raise UsageError(f"targets[{i}] needs directory and name")
-            spec = _expand(dict(raw))
-            directory, name = spec.pop("directory"), spec.pop("name")
-            kind = spec.pop("kind", "scim")
-            status = "paused" if spec.pop("paused", False) else "active"
-            existing = [x for x in t.list(directory) if x["name"] == name]
-            if existing:
-                # A change of what identities should look like starts a resync.
-                changed = t.update(existing[0]["id"], spec)["resync"]
-                done.append({"name": name, "directory": directory, "result": "updated",
-                             "resync": changed})
-            else:
-                t.add(directory, name, kind, spec, status)
-                done.append({"name": name, "directory": directory, "result": "created",
-                             "resync": False})
-        _emit(done, as_json, ["directory", "name", "result", "resync"])
-
-    _run(go)
+    _run(lambda: apply_file(_engine(database), path, as_json))
 
 
 def _change_text(action: dict[str, Any]) -> str:
