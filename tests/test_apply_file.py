@@ -1,4 +1,4 @@
-"""`scimsync apply -f` as a real subprocess: strict, positioned, all or nothing."""
+"""`scimsync apply -f` as a real subprocess: strict, positioned, all or nothing, dry runs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import base64
 import json
 import secrets
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from conftest import Scim
-from downstream import PEER_TOKEN, Peer
+from downstream import PEER_TOKEN, Peer, converge
 from scimsync.store.targets import Targets
 from test_targets_admin import cli
 
@@ -208,3 +209,70 @@ def test_the_environment_is_read_only_in_credentials_and_where_the_file_says(
     (crm,) = Targets(engine).list(d)
     assert crm["config"]["url"] == peer.base and crm["has_credentials"]
     assert crm["config"]["mapping"] == [{"target": "title", "value": "${not a reference}"}]
+
+
+def dry_run(engine: Engine, path: str, **kw: Any) -> Any:
+    return json.loads(cli(engine, "apply", "-f", path, "--dry-run", "--json", **kw).stdout)
+
+
+def test_dry_run_shows_changes_and_their_plan_and_changes_nothing(
+        engine: Engine, scim: Scim, peer: Peer, tmp_path: Path) -> None:
+    d = scim.directory_id
+    sales = [scim.user(f"s{i}@x.test", title="Rep")["id"] for i in range(2)]
+    other = scim.user("o@x.test", title="Ops")["id"]
+    scim.group("Sales", sales)
+    env = {"TOK": PEER_TOKEN}
+    first = f"""targets:
+  - directory: {d}
+    name: crm
+    url: {peer.base}
+    auth: {{type: bearer, token: "${{TOK}}"}}
+    scope: {{groups: [Sales]}}
+    profile: {{groups: false}}
+"""
+    cli(engine, "apply", "-f", write(tmp_path, first), env=env)
+    (crm,) = Targets(engine).list(d)
+    converge(engine, crm["id"])
+    assert set(peer.users()) == set(sales)
+    second = first.replace("    profile:", "    mapping: [{target: title, value: Seller}]\n"
+                                          "    profile:") + f"""    paused: true
+  - {{directory: {d}, name: wiki, url: {peer.base}/wiki}}
+  - {{directory: {d}, name: hook, kind: webhook, url: {peer.base}/h, secret: {whsec()},
+     scope: {{groups: [Sales]}}}}
+"""
+    path = write(tmp_path, second)
+    out = dry_run(engine, path, env=env)
+    assert out["dry_run"] is True
+    shown = {t["name"]: t for t in out["targets"]}
+    assert shown["crm"]["result"] == "updated" and shown["crm"]["new_status"] == "paused"
+    assert shown["crm"]["settings"] == [{"setting": "mapping", "before": [],
+                                         "after": [{"target": "title", "value": "Seller"}]}]
+    assert shown["crm"]["credentials_change"] is False and shown["crm"]["resync"] is True
+    planned = {(a["resource_id"], a["action"]) for a in shown["crm"]["plan"]["actions"]}
+    assert planned == {(uid, "update") for uid in sales}
+    assert shown["wiki"]["result"] == "created"
+    assert shown["wiki"]["plan"]["initial"] == {"users": 3, "groups": 1}
+    assert shown["hook"]["plan"]["initial"] is None
+    assert shown["hook"]["plan"]["in_scope"] == {"users": 2, "groups": 1}
+    human = cli(engine, "apply", "-f", path, "--dry-run",
+                env={**env, "COLUMNS": "250"}).stdout
+    assert "dry run: nothing was changed" in human
+    assert "initial load of 3 users and 1 group in scope" in human
+    assert "2 updates, by a resync once resumed (the file pauses it)" in human
+    assert f"{d}/crm: plan under the new settings" in human
+    assert "status: active → paused" in human and "title=Seller" in human
+    # Nothing changed: no new target, crm as it was, the application untouched.
+    (after,) = Targets(engine).list(d)
+    assert after["config"] == crm["config"] and after["status"] == "active"
+    assert {u["title"] for u in peer.users().values()} == {"Rep"} and other not in peer.users()
+    new_token = dry_run(engine, path, env={"TOK": "another"})
+    assert next(t for t in new_token["targets"] if t["name"] == "crm")["credentials_change"]
+    # Who comes into scope is looked for in the application, which does not answer.
+    unreachable = first.replace(peer.base, "http://127.0.0.1:9/x").replace(
+        "    scope: {groups: [Sales]}\n", "")
+    gone = dry_run(engine, write(tmp_path, unreachable), env=env)["targets"][0]
+    assert [s["setting"] for s in gone["settings"]] == ["url", "scope.groups"]
+    assert gone["plan"]["error"] == "GET Users: ConnectError"
+    bad = cli(engine, "apply", "-f", write(tmp_path, second + "  - {name: x}\n"),
+              "--dry-run", env=env, ok=False)
+    assert bad.returncode == 2 and "a target needs a directory" in bad.stderr

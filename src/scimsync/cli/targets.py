@@ -164,14 +164,16 @@ def targets_remove(target: str, directory: str | None, yes: bool, database: str 
 @main.command("apply")
 @click.option("-f", "--file", "path", required=True,
               type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True,
+              help="Show what would change and the plan it causes; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @database_option
-def apply_cmd(path: str, as_json: bool, database: str | None) -> None:
+def apply_cmd(path: str, dry_run: bool, as_json: bool, database: str | None) -> None:
     """Create or update the targets a YAML file declares: all of them or, if the file
     has any problem, none (idempotent; targets it does not name are left alone)."""
     from scimsync.cli.apply_file import apply_file
 
-    _run(lambda: apply_file(_engine(database), path, as_json))
+    _run(lambda: apply_file(_engine(database), path, dry_run, as_json))
 
 
 def _change_text(action: dict[str, Any]) -> str:
