@@ -148,7 +148,7 @@ def _is(value: Any, expected: Any) -> bool:
     if expected is str:
         return isinstance(value, str)
     if origin is tuple:  # tuple[str, ...] is written as a list
-        return isinstance(value, list) and all(_is(v, args[0]) for v in value)
+        return isinstance(value, list | tuple) and all(_is(v, args[0]) for v in value)
     if origin is dict:
         return isinstance(value, dict)
     if origin in (typing.Union, types.UnionType):
