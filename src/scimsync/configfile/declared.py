@@ -90,17 +90,14 @@ def read(file: str, text: str, targets: Targets,
                                     dotted(p.path), label))
 
     data = doc.data
+    top = Problems()
+    if isinstance(data, dict):
+        with top.check():
+            reject_unknown("top-level", data, TOP)
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list):
-        top = Problems()
-        if isinstance(data, dict):
-            with top.check():
-                reject_unknown("top-level", data, TOP)
         top.add("the file is a mapping with a `targets` list", "targets")
         report(top.errors)
-        return [], errors
-    top = Problems()
-    with top.check():
-        reject_unknown("top-level", data, TOP)
+        return [], sorted(errors, key=lambda e: (e.line, e.column))
     report(top.errors)
     out: list[Declared] = []
     seen: dict[tuple[str, str], int] = {}
