@@ -1,6 +1,6 @@
-"""What one request may ask for, so that every request has a bounded cost (DESIGN.md:
-Invariants). Each limit has a default and an environment variable, read once at start;
-docs/security.md "Request limits" lists them all.
+"""What one request may ask for, so that every request has a bounded cost
+(docs/architecture.md: Invariants). Each limit has a default and an environment variable,
+read once at start; docs/security.md "Request limits" lists them all.
 """
 
 from __future__ import annotations

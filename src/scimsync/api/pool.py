@@ -1,6 +1,6 @@
 """Where request handlers run database work: a bounded pool of threads, shared fairly
-between directories (DESIGN.md: no request of one tenant can stall the service for
-another).
+between directories (docs/architecture.md, Invariants: no request of one tenant can stall
+the service for another).
 
 The event loop only parses requests and writes responses. Every store call runs on one
 of `db_threads` threads, inside the statement timeout; a directory may hold at most

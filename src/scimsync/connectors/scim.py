@@ -48,6 +48,22 @@ SCIM_JSON = "application/scim+json"
 MAX_RETRY_AFTER = 86_400.0  # a day
 
 
+def transient_status(status: int) -> bool:
+    """Whether an HTTP status means "try again later" (timeouts, throttling, 5xx);
+    501 Not Implemented is permanent: the operation will never work there."""
+    return status in (408, 425, 429) or (status >= 500 and status != 501)
+
+
+def http_url(raw: dict[str, Any], what: str) -> str:
+    """The `url` of an HTTP kind's settings, checked against the outbound policy (and
+    resolved: a name that does not resolve is refused here)."""
+    url = raw.get("url")
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{what} needs a url", ("url",))
+    at(("url",), check_url, url)
+    return url
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date, at most
     MAX_RETRY_AFTER (a downstream cannot push a retry past any date we can represent)."""
@@ -223,8 +239,7 @@ class ScimConnector:
         request = _described(method, url, body)
         response = _body(r)
         message = f"{method} {path} answered {r.status_code}"
-        # 501 Not Implemented is permanent: this operation will never work there.
-        if r.status_code in (408, 425, 429) or (r.status_code >= 500 and r.status_code != 501):
+        if transient_status(r.status_code):
             raise Transient(message, status=r.status_code, request=request, response=response,
                             retry_after=retry_after(r.headers.get("retry-after")))
         if r.status_code == 404:
@@ -371,10 +386,7 @@ def patch_operations(changes: ChangeSet) -> list[Doc]:
 def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     """A SCIM application's own settings: its base URL and how to authenticate."""
     reject_unknown("scim target", raw, SETTINGS)
-    url = raw.get("url")
-    if not isinstance(url, str) or not url:
-        raise ConfigError("a scim target needs a url", ("url",))
-    at(("url",), check_url, url)  # resolved: a name that does not resolve is refused here
+    url = http_url(raw, "a scim target")
     if not isinstance(raw.get("auth") or {}, dict):
         raise ConfigError("auth must be a mapping with a type", ("auth",))
     auth = dict(raw.get("auth") or {"type": "none"})

@@ -20,10 +20,10 @@ from standardwebhooks import Webhook
 from scimsync import outbound
 from scimsync.connectors.contract import Rejected, Transient
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
-from scimsync.connectors.scim import RateLimiter, retry_after
+from scimsync.connectors.scim import RateLimiter, http_url, retry_after, transient_status
 from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
-from scimsync.validation import ConfigError, Problems, at, reject_unknown
+from scimsync.validation import ConfigError, Problems, reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
@@ -70,7 +70,7 @@ class WebhookSender:
             return
         message = f"webhook answered {r.status_code}"
         response = {"status": r.status_code, "body": r.text[:2000]}
-        if r.status_code in (408, 425, 429) or r.status_code >= 500:
+        if transient_status(r.status_code):
             raise Transient(message, status=r.status_code, request=request, response=response,
                             retry_after=retry_after(r.headers.get("retry-after")))
         raise Rejected(message, status=r.status_code, request=request, response=response)
@@ -79,10 +79,7 @@ class WebhookSender:
 def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     """A webhook's own settings: where to POST and the signing secrets (kept secret)."""
     reject_unknown("webhook target", raw, SETTINGS)
-    url = raw.get("url")
-    if not isinstance(url, str) or not url:
-        raise ConfigError("a webhook target needs a url", ("url",))
-    at(("url",), check_url, url)  # resolved: a name that does not resolve is refused here
+    url = http_url(raw, "a webhook target")
     signing = raw.get("secret")
     listed = isinstance(signing, list)
     signing = signing if isinstance(signing, list) else [signing] if signing else []

@@ -82,7 +82,6 @@ class RunContext:
                 self.caps = Capabilities(kinds=frozenset({"User", "Group"}))
         else:
             self.sender = connector
-        self.can_patch = self.caps.update
         self.can_filter = self.caps.find
         # Agents and agentic applications go only to systems that hold them.
         self.takes_agents = "Agent" in self.caps.kinds
@@ -131,14 +130,6 @@ class RunContext:
                     L.target_id == self.row.id, L.resource_id == rid)).first()
             self._links[rid] = None if row is None else _link(row)
         return self._links[rid]
-
-    def forget(self) -> None:
-        """Drop what this run cached about resources (links, loads, lookups)."""
-        self._links.clear()
-        self._loaded.clear()
-        self._candidates.clear()
-        self._unsettled.clear()  # their intents stay written: verified next time
-        self._observed.clear()
 
     def prefetch_links(self, ids: list[str]) -> None:
         """Read the links of many resources in one query (absent ones cached as None)."""

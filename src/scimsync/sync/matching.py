@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scimsync.connectors.contract import Remote
-
 Doc = dict[str, Any]
 
 
@@ -36,17 +34,3 @@ def match_value(body: Doc, kind: str, attr: str) -> str | None:
 def folded(attr: str, value: str) -> str:
     # externalId is case-exact (RFC 7643 §3.1); userName and email values are not.
     return value if attr == "externalId" else value.lower()
-
-
-def by_value(found: list[Remote], kind: str, attr: str) -> dict[str, list[Remote]]:
-    """Remote objects grouped by their (case-folded) value of a match attribute."""
-    out: dict[str, list[Remote]] = {}
-    for remote in found:
-        if attr == "email":
-            values = [e.get("value") for e in remote.doc.get("emails") or []
-                      if isinstance(e, dict)]
-        else:
-            values = [remote.doc.get(NAMED_BY.get(kind, attr) if attr == "userName" else attr)]
-        for v in {folded(attr, v) for v in values if isinstance(v, str)}:
-            out.setdefault(v, []).append(remote)
-    return out
