@@ -19,6 +19,7 @@ defaults below (deny); nothing is allowed by default.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -120,8 +121,7 @@ def system_resolver(host: str, port: int) -> list[str]:
 resolver: Resolver = system_resolver
 
 
-def _env_rules(name: str, allow: bool) -> list[Rule]:
-    raw = os.environ.get(name, "")
+def _env_rules(name: str, raw: str, allow: bool) -> list[Rule]:
     return [parse_rule(x, allow, name) for x in raw.split(",") if x.strip()]
 
 
@@ -141,11 +141,10 @@ class Policy:
 
     @classmethod
     def from_env(cls) -> Policy:
-        """The defaults plus SCIMSYNC_TARGET_DENY and SCIMSYNC_TARGET_ALLOW."""
-        rules = [parse_rule(x, False) for x in DEFAULT_DENY]
-        rules += _env_rules("SCIMSYNC_TARGET_DENY", False)
-        rules += _env_rules("SCIMSYNC_TARGET_ALLOW", True)
-        return cls(tuple(rules))
+        """The defaults plus SCIMSYNC_TARGET_DENY and SCIMSYNC_TARGET_ALLOW (parsed once
+        for each value of the two variables: every run of a lane asks for it)."""
+        return _policy_of(os.environ.get("SCIMSYNC_TARGET_DENY", ""),
+                          os.environ.get("SCIMSYNC_TARGET_ALLOW", ""))
 
     def _decide(self, candidates: list[Rule]) -> Rule | None:
         # Most specific first; at equal weight an allow rule wins.
@@ -218,3 +217,11 @@ def check_url(url: str, resolve: bool = True) -> str:
     else:
         policy.check_address(target, parts.hostname)
     return url
+
+
+@functools.lru_cache(maxsize=8)
+def _policy_of(deny: str, allow: str) -> Policy:
+    rules = [parse_rule(x, False) for x in DEFAULT_DENY]
+    rules += _env_rules("SCIMSYNC_TARGET_DENY", deny, False)
+    rules += _env_rules("SCIMSYNC_TARGET_ALLOW", allow, True)
+    return Policy(tuple(rules))
