@@ -89,6 +89,7 @@ def test_a_mapping_change_converges_every_user_and_reapplying_it_is_a_no_op(
 def test_a_scope_change_is_held_as_one_batch_while_a_joiner_is_provisioned(
         engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "BULK_USERS", 8)  # the pass takes several chunks
+    monkeypatch.setattr(engine_module, "BULK_SLICE_SECONDS", 0)  # a run, a chunk
     s = Setup(engine, scim)
     s.change(scope={"groups": ["Sales"]})
     rec = Reconciler(engine)

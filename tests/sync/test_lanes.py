@@ -111,6 +111,7 @@ def test_a_hanging_target_does_not_delay_another(engine: Engine, scim: Scim, pee
 def test_a_leaver_is_applied_before_the_rest_of_an_initial_load(
         engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "BULK_USERS", 20)
+    monkeypatch.setattr(engine_module, "BULK_SLICE_SECONDS", 0)  # a run, a chunk
     users = sorted(scim.user(f"bulk{i}@x.test")["id"] for i in range(70))
     tid, data = memory_target(engine, scim)
     rec = Reconciler(engine)
@@ -123,6 +124,43 @@ def test_a_leaver_is_applied_before_the_rest_of_an_initial_load(
     with engine.connect() as conn:
         bulk = conn.execute(sa.select(targets.c.bulk).where(targets.c.id == tid)).scalar_one()
     assert bulk is not None  # the initial load is not over, and the leaver did not wait
+    converge(engine, tid)
+    assert set(by_external_id(data)) == set(users)
+
+
+def test_bulk_work_goes_on_from_chunk_to_chunk_until_a_change_waits(
+        engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "BULK_USERS", 10)
+    users = sorted(scim.user(f"chunk{i}@x.test")["id"] for i in range(45))
+    # Nothing else waits: one run goes through every chunk of the initial load.
+    tid, data = memory_target(engine, scim)
+    assert Reconciler(engine).run(tid).done
+    assert set(by_external_id(data)) == set(users)
+    # A change made while the second chunk is sent ends the run after that chunk.
+    created = 0
+
+    def opening(*args: Any) -> Any:
+        connector = engine_module.make_connector(*args)
+        create = connector.create
+
+        def creating(kind: str, body: dict[str, Any]) -> Any:
+            nonlocal created
+            created += 1
+            if created == 15:
+                scim.patch(f"/Users/{users[0]}", [{"op": "replace", "path": "active",
+                                                   "value": False}])
+            return create(kind, body)
+
+        connector.create = creating
+        return connector
+
+    tid, data = memory_target(engine, scim, concurrency=1)
+    rec = Reconciler(engine, connector_factory=opening)
+    first = rec.run(tid)
+    assert not first.done and len(by_external_id(data)) == 20  # two chunks, then stop
+    assert by_external_id(data)[users[0]]["active"] is True
+    rec.run(tid)  # the change first
+    assert by_external_id(data)[users[0]]["active"] is False
     converge(engine, tid)
     assert set(by_external_id(data)) == set(users)
 

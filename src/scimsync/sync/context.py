@@ -144,6 +144,12 @@ class RunContext:
             row = found.get(rid)
             self._links[rid] = None if row is None else _link(row)
 
+    def forget_links(self) -> None:
+        """Drop the cached links that are written (between chunks of bulk work: a
+        group's link holds its members, and a run may go through many chunks)."""
+        with self.lock:
+            self._links = {k: v for k, v in self._links.items() if k in self._unsettled}
+
     def remote_id(self, rid: str) -> str | None:
         link = self.link(rid)
         return link.remote_id if link is not None and link.state == "provisioned" else None
@@ -170,10 +176,17 @@ class RunContext:
         if len(self._pending) + len(self._deliveries) >= FLUSH_EVERY:
             self.flush()
 
-    def flush(self) -> None:
-        """Write pending link changes and deliveries in one transaction, in order."""
+    def flush(self, also: Callable[[Connection], None] | None = None) -> None:
+        """Write pending link changes and deliveries in one transaction, in order, with
+        `also` (one more write that must not come before them) in the same one."""
         with self.lock:
-            self._flush()
+            if also is None:
+                self._flush()
+                return
+            with self.begin() as conn:
+                self._write(conn)
+                also(conn)
+            self._pending, self._deliveries = [], []
 
     def _flush(self) -> None:
         if not self._pending and not self._deliveries:
@@ -308,10 +321,14 @@ class RunContext:
                if w.resource_type == "User" and ("User", w.resource_id) not in self._loaded]
         if len(ids) < 2:
             return
-        found = self.r.store.get_many(self.row.directory_id, RESOURCE_TYPES["User"], ids,
-                                      Loads(members=True, groups=True))
-        for rid in ids:
-            self._loaded[("User", rid)] = found.get(rid)
+        self.preload("User", ids, self.r.store.get_many(
+            self.row.directory_id, RESOURCE_TYPES["User"], ids, Loads(members=True, groups=True)))
+
+    def preload(self, kind: str, ids: list[str], found: dict[str, Record]) -> None:
+        """Records read ahead for the steps that follow (absent ones: gone)."""
+        with self.lock:
+            for rid in ids:
+                self._loaded[(kind, rid)] = found.get(rid)
 
     def load(self, work: Work) -> Record | None:
         key = (work.resource_type, work.resource_id)

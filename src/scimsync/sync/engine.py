@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, null, or_, select, update
+from sqlalchemy import Engine, select, update
 
 from scimsync.connectors import registry
 from scimsync.connectors.contract import (
@@ -36,11 +36,12 @@ from scimsync.store import retries as retry_store
 from scimsync.store.resources import Store
 from scimsync.store.tables import directories, links, resources, targets
 from scimsync.store.targets import FULL_SYNC, Targets
+from scimsync.sync import bulk
 from scimsync.sync.config import TargetConfig
 from scimsync.sync.events import (
     announce,
 )
-from scimsync.sync.holdback import apply_approved, finish_pass
+from scimsync.sync.holdback import apply_approved
 from scimsync.sync.lease import Lease, LeaseLost, fenced
 from scimsync.sync.pacing import Window
 from scimsync.sync.steps import Run
@@ -57,6 +58,11 @@ GROUP_BATCH = 20
 # flight to an application 50 ms away (about 100 ms a request) a chunk takes under a
 # second, so a leaver of a target in the middle of its initial load waits that long.
 BULK_USERS = 100
+# A run goes on from chunk to chunk while nothing else waits (a journal change, a due
+# retry, an approved deprovisioning is checked for between chunks), for at most this
+# long: a run's setup (credentials, connector, queries) is paid once per slice rather
+# than once per chunk, and the application is not left idle between chunks.
+BULK_SLICE_SECONDS = 5.0
 QUARANTINE_AFTER = 8  # consecutive failed runs
 MAX_BACKOFF = 300.0
 QUARANTINE_RETRY = 900.0
@@ -150,8 +156,11 @@ class Reconciler:
                 if not dry_run:  # deprovisionings a person (or the guard) approved
                     result.done = apply_approved(ctx, limit) and result.done
                 if row.bulk and not dry_run:
-                    # Then one chunk of bulk work; the next run looks at the journal again.
-                    result.done = self._bulk_chunk(ctx, row.bulk) and result.done
+                    # Then a chunk of bulk work, and more while nothing else waits; the
+                    # next run looks at the journal again.
+                    cursor = entries[-1]["seq"] if entries else row.cursor
+                    result.done = bulk.work(self, ctx, row.bulk, cursor, bulk.Sizes(
+                        BULK_USERS, GROUP_BATCH, BATCH, BULK_SLICE_SECONDS)) and result.done
         except Transient as exc:
             result.error = str(exc)
             result.done = False
@@ -215,60 +224,6 @@ class Reconciler:
         with fenced(self.engine, lease) as conn:
             passes.begin(conn, row.id, row.directory_id, kind)
         return self.targets.runtime(row.id)[0]
-
-    def _bulk_chunk(self, ctx: Run, bulk: dict[str, Any]) -> bool:
-        """One chunk of bulk work; True when the bulk pass is complete."""
-        did = ctx.row.directory_id
-        order = ["User"] + [k for k in ("Group", "Agent", "AgenticApplication")
-                            if k in ctx.caps.kinds and (k != "Group" or ctx.config.profile.groups)]
-        i = order.index(bulk["type"]) if bulk["type"] in order else len(order)
-        while i < len(order):
-            rtype = order[i]
-            with self.engine.connect() as conn:
-                ids = list(conn.execute(
-                    select(resources.c.id).where(
-                        resources.c.directory_id == did, resources.c.type == rtype,
-                        resources.c.id > bulk["after"])
-                    .order_by(resources.c.id)
-                    .limit(BULK_USERS if rtype == "User" else GROUP_BATCH)).scalars())
-            if ids:
-                # A bulk chunk sees every resource in turn: references resolve within
-                # the pass, and groups are synced after all users.
-                ctx.incremental = False
-                ctx.reconcile([Work(rtype, i, bulk["seq"], bulk["at"], bulk["kind"])
-                               for i in ids])
-                ctx.settle([])
-                ctx.flush()
-                self._save_bulk(ctx.row.id, {**bulk, "type": rtype, "after": ids[-1]},
-                                ctx.lease)
-                return False
-            i += 1
-            bulk = {**bulk, "type": order[i] if i < len(order) else "", "after": ""}
-        # Linked resources that no longer exist in the directory must go too, and so
-        # must those a stopped run was about to send something for (an account it may
-        # have created without linking it: sync/intents.py).
-        with self.engine.connect() as conn:
-            gone = conn.execute(
-                select(L.resource_type, L.resource_id)
-                .outerjoin(resources, resources.c.id == L.resource_id)
-                .where(L.target_id == ctx.row.id,
-                       or_(L.state == "provisioned", L.intent.is_not(None)),
-                       resources.c.id.is_(None))).all()
-        if gone:
-            ctx.incremental = False
-            ctx.reconcile([Work(t, r, bulk["seq"], bulk["at"], bulk["kind"]) for t, r in gone])
-            ctx.settle([])
-        ctx.flush()
-        if bulk["kind"] == "resync":
-            finish_pass(ctx)  # what the pass deferred is judged as one batch
-        self._save_bulk(ctx.row.id, None, ctx.lease)
-        return apply_approved(ctx, BATCH)  # under the guard: applied now
-
-    def _save_bulk(self, target_id: str, bulk: dict[str, Any] | None,
-                   lease: Lease | None = None) -> None:
-        with fenced(self.engine, lease) as conn:
-            conn.execute(update(targets).where(T.id == target_id).values(
-                bulk=null() if bulk is None else bulk, updated=now()))
 
     def plan(self, target_id: str) -> RunResult:
         """What a full reconciliation would do now, changing nothing: every identity of
