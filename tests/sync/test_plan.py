@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
@@ -17,8 +18,10 @@ from conftest import Scim
 from downstream import converge
 from scimsync.connectors import memory
 from scimsync.store.directories import Directories
+from scimsync.store.tables import links
 from scimsync.store.targets import Targets
 from scimsync.sync.engine import Reconciler
+from scimsync.sync.work import Work
 
 change = st.sampled_from(["retitle", "deactivate", "reactivate", "delete", "join", "leave",
                           "new"])
@@ -105,3 +108,35 @@ def test_plan_shows_names_changes_deprovisioning_and_the_guard(
                             "--database", url], capture_output=True, text=True, check=True)
     assert "g0@x.test" in table.stdout and "title=New" in table.stdout
     memory.drop(store)
+
+
+def test_a_plan_reads_back_a_link_a_stopped_run_left_unknown(
+        engine: Engine, scim: Scim) -> None:
+    """A run stopped between a request and the write of its link: the link carries an
+    intent, and the application holds something else than the link says. The plan
+    compares with the application, shows the repair, and writes nothing."""
+    uid = scim.user("unknown@x.test", title="Engineer")["id"]
+    name = secrets.token_hex(4)
+    tid = str(Targets(engine).add(scim.directory_id, f"mem-{name}", "memory",
+                                  {"store": name})["id"])
+    converge(engine, tid)
+    data = memory.store(name)
+    with data.lock:
+        (account,) = [d for d in data.of("User").values() if d["externalId"] == uid]
+        account["title"] = "Intruder"  # what the interrupted request left, say
+    with engine.begin() as conn:
+        conn.execute(sa.update(links).where(links.c.target_id == tid,
+                                            links.c.resource_id == uid).values(intent="put"))
+    planned = Reconciler(engine).plan(tid)
+    shown = [a for a in planned.actions if a["resource_id"] == uid]
+    assert [a["action"] for a in shown] == ["replace"], shown
+    with data.lock:
+        assert account["title"] == "Intruder"  # a plan sends nothing
+    with engine.connect() as conn:
+        intent = conn.execute(sa.select(links.c.intent).where(
+            links.c.target_id == tid, links.c.resource_id == uid)).scalar_one()
+    assert intent == "put"  # and writes nothing
+    Reconciler(engine).run(tid, only=[Work("User", uid)])
+    with data.lock:
+        assert [d["title"] for d in data.of("User").values()
+                if d["externalId"] == uid] == ["Engineer"]

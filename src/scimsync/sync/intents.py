@@ -68,8 +68,13 @@ def sends_sync(_work: Work) -> str:
 
 
 def resolve(ctx: RunContext, works: list[Work]) -> None:
-    """Compare the links of these resources that carry an intent with the application."""
-    if ctx.dry_run or ctx.sender is not None:
+    """Compare the links of these resources that carry an intent with the application.
+
+    A dry run (a plan) reads the application too, and keeps what it finds in the run's
+    cache only: a link with an intent is unknown, so a plan that trusted it would show
+    nothing where the next run will repair something.
+    """
+    if ctx.sender is not None:
         return
     ctx.prefetch_links([w.resource_id for w in works])
     unknown: dict[str, list[Link]] = {}
