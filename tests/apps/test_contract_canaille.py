@@ -131,6 +131,16 @@ def test_any_count_parameter_is_a_server_error(wire: Wire) -> None:
     assert wire("GET", "Users", startIndex="1", count="100").status_code == 500
 
 
+def test_the_connector_lists_every_user_when_the_profile_omits_count(
+        app: App, wire: Wire) -> None:
+    created = {wire("POST", "Users", shaped(f"{secrets.token_hex(4)}@example.com")).json()["id"]
+               for _ in range(3)}
+    with connected(app, count="omit") as connector:
+        listed = [r.id for r in connector.list("User")]
+    assert created <= set(listed)
+    assert len(listed) == len(set(listed))
+
+
 def test_filters_are_ignored(wire: Wire) -> None:
     tag = secrets.token_hex(4)
     for n in "ab":

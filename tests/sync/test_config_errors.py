@@ -56,3 +56,21 @@ def test_a_duration_still_reads_as_a_duration() -> None:
     config, _ = parse_config("memory", {"store": "s", "drift": {"interval": "24h"},
                                         "profile": {"rate_limit": 5}})
     assert config.drift.interval == 86400 and config.profile.rate_limit == 5
+
+
+def test_count_is_a_scim_profile_setting_checked_by_its_kind() -> None:
+    url = "http://127.0.0.1:9/scim"
+    for count in ("omit", 50, None):
+        config, _ = parse_config("scim", {"url": url, "profile": {"count": count}})
+        assert config.profile.count == count
+    with pytest.raises(ConfigError) as caught:
+        parse_config("scim", {"url": url, "profile": {"count": "none"}})
+    assert caught.value.path == ("profile", "count")
+    assert "omit (send no count)" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        parse_config("scim", {"url": url, "profile": {"count": 0}})
+    assert caught.value.path == ("profile", "count")
+    with pytest.raises(ConfigError) as caught:
+        parse_config("memory", {"store": "s", "profile": {"count": "omit"}})
+    assert caught.value.path == ("profile", "count")
+    assert str(caught.value) == "profile.count is a setting of scim targets only"

@@ -32,7 +32,9 @@ class ConnectorKind:
     EventSink); the others hold objects (Connector). `settings` names the keys of a
     target's configuration that belong to this kind, for readable errors;
     `credentials` the dotted paths among them that hold secrets, the only places a
-    configuration file may read from the environment (docs/security.md).
+    configuration file may read from the environment (docs/security.md). `profile`
+    names the profile settings that only this kind takes (a SCIM application's
+    `count`), whose values `check_profile` checks (paths inside the profile).
     """
 
     name: str
@@ -43,6 +45,8 @@ class ConnectorKind:
     credentials: tuple[str, ...] = ()
     # Whether the kind can be read back, so that drift runs can be scheduled.
     readable: bool = True
+    profile: tuple[str, ...] = ()
+    check_profile: Callable[[dict[str, Any]], None] = lambda profile: None
     # Which downstream system a target's settings point at: two targets with the same
     # system share its objects, so one never adopts what the other links.
     system: Callable[[dict[str, Any]], str] = lambda settings: str(settings.get("url", ""))
@@ -85,6 +89,16 @@ def open_connector(name: str, settings: dict[str, Any], profile: Profile,
     opened = get(name).open(settings, profile, secrets)
     assert isinstance(opened, Connector | EventSink)
     return opened
+
+
+def profile_owners() -> dict[str, list[str]]:
+    """Each profile setting that belongs to some kinds only: the kinds that take it."""
+    _load()
+    owners: dict[str, list[str]] = {}
+    for kind in sorted(_KINDS):
+        for key in _KINDS[kind].profile:
+            owners.setdefault(key, []).append(kind)
+    return owners
 
 
 def system_of(name: str, settings: dict[str, Any]) -> str:

@@ -291,8 +291,11 @@ class ScimConnector:
         at a time."""
         attr = "emails.value" if attribute == "email" else attribute
         out: dict[str, Remote] = {}
-        for i in range(0, len(values), FIND_BATCH):
-            chunk = values[i:i + FIND_BATCH]
+        # Room for two matches a value within the count the profile allows.
+        batch = max(1, min(FIND_BATCH, self.profile.count // 2)) \
+            if isinstance(self.profile.count, int) else FIND_BATCH
+        for i in range(0, len(values), batch):
+            chunk = values[i:i + batch]
             try:
                 docs = self._filtered(kind, attr, chunk)
             except Rejected:
@@ -307,8 +310,8 @@ class ScimConnector:
     def _filtered(self, kind: str, attr: str, values: list[str]) -> list[Doc]:
         quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
         flt = " or ".join(f'{attr} eq "{q}"' for q in quoted)
-        r = self._call("GET", ENDPOINT[kind], params={"filter": flt,
-                                                       "count": str(max(len(values), 1) * 2)})
+        r = self._call("GET", ENDPOINT[kind],
+                       params=self._paged({"filter": flt}, max(len(values), 1) * 2))
         found = _body(r).get("Resources") or []
         return [d for d in found if isinstance(d, dict)]
 
@@ -316,9 +319,8 @@ class ScimConnector:
         """Every remote object, page by page: by cursor (RFC 9865) when the app
         advertises it, else by index. An index listing that ends short of the total
         the app announced raises Transient (the read was not whole)."""
-        size = str(self.profile.page_size)
         if self.discover()["cursor"]:
-            params = {"cursor": "", "count": size}
+            params = self._paged({"cursor": ""})
             while True:
                 page = _body(self._call("GET", ENDPOINT[kind], params=params))
                 for doc in page.get("Resources") or []:
@@ -326,11 +328,11 @@ class ScimConnector:
                 following = page.get("nextCursor")
                 if not following:
                     return
-                params = {"cursor": str(following), "count": size}
+                params = self._paged({"cursor": str(following)})
         start = 1
         while True:
             page = _body(self._call("GET", ENDPOINT[kind],
-                                    params={"startIndex": str(start), "count": size}))
+                                    params=self._paged({"startIndex": str(start)})))
             items = page.get("Resources") or []
             for doc in items:
                 yield Remote(str(doc["id"]), doc)
@@ -340,6 +342,18 @@ class ScimConnector:
                 return
             if not items:
                 raise Transient(f"listing {kind}s stopped at {start - 1} of {total}")
+
+    def _paged(self, params: dict[str, str], wanted: int | None = None) -> dict[str, str]:
+        """`params` with the `count` the profile allows: `wanted` (else a page,
+        `profile.page_size`) capped by `profile.count`, or none at all where the
+        profile says `omit` (an app that fails on any count)."""
+        limit = self.profile.count
+        if limit == "omit":
+            return params
+        count = self.profile.page_size if wanted is None else wanted
+        if isinstance(limit, int):
+            count = min(count, limit)
+        return {**params, "count": str(count)}
 
 
 def _resource_path(kind: str, remote_id: str) -> str:
@@ -409,10 +423,22 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     return {"url": url.rstrip("/"), "auth": auth}, secrets
 
 
+def check_profile(profile: dict[str, Any]) -> None:
+    """A SCIM application's own profile settings: `count` is `omit` or a number of
+    at least 1 (RFC 7644 §3.4.2.4: the most resources a page or search may ask for)."""
+    count = profile.get("count")
+    if count is None or count == "omit":
+        return
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError("profile.count is omit (send no count) or a whole number of at "
+                          "least 1 (the most to ask for)", ("count",))
+
+
 def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimConnector:
     return ScimConnector(settings, profile, secrets)
 
 
 KIND = register(ConnectorKind(
-    "scim", parse_settings, _open, settings=SETTINGS,
+    "scim", parse_settings, _open, settings=SETTINGS, profile=("count",),
+    check_profile=check_profile,
     credentials=tuple(sorted({f"auth.{k}" for ks in SECRET_FIELDS.values() for k in ks}))))

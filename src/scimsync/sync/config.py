@@ -37,6 +37,9 @@ class Profile:
     adopt: str = "externalId"
     deprovision: str = "deactivate"  # or "delete"
     page_size: int = 100
+    # The `count` a listing or search sends (SCIM targets): None sends page_size, a
+    # number caps it, "omit" sends none (an app that fails on any count).
+    count: int | str | None = None
     max_members_per_patch: int = 100
     rate_limit: float = 0.0  # requests per second; 0 = unlimited
     concurrency: int = 8  # requests in flight at once (1: one at a time)
@@ -119,6 +122,8 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
         settings, secrets = spec.parse({k: v for k, v in raw.items() if k in spec.settings})
     with problems.check("profile"):
         profile = _check_profile(raw.get("profile"))
+    with problems.check("profile"):
+        _check_kind_profile(spec, raw.get("profile"))
     with problems.check("scope"):
         scope = _check_scope(raw.get("scope"))
     with problems.check("mapping"):
@@ -152,6 +157,21 @@ def _check_profile(raw: Any) -> Profile:
             problems.add(f"profile.{name} is {span}", name)
     problems.raise_any()
     return Profile(**pf)
+
+
+def _check_kind_profile(spec: Any, raw: Any) -> None:
+    """Profile settings of some kinds only: refused elsewhere, checked by their kind."""
+    if not isinstance(raw, dict):
+        return
+    from scimsync.connectors import registry
+
+    problems = Problems()
+    for key, kinds in registry.profile_owners().items():
+        if key in raw and raw[key] is not None and spec.name not in kinds:
+            problems.add(f"profile.{key} is a setting of {', '.join(kinds)} targets only", key)
+    with problems.check():
+        spec.check_profile({k: v for k, v in raw.items() if k in spec.profile})
+    problems.raise_any()
 
 
 def _check_scope(raw: Any) -> Scope:
