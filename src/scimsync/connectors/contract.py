@@ -12,6 +12,9 @@ ConnectorError            base: the request and response, secrets redacted
 ├── RemoteNotFound        the remote object is gone (the link is stale)
 ├── RemoteConflict        the object exists already (match it, never overwrite blindly)
 ├── Rejected              the system refused this operation: retrying cannot fix it
+├── IncompleteListing     a listing that does not add up (a page repeated, a count
+│                         that disagrees, a cursor that does not advance): what was
+│                         read is not all the system holds
 └── Unavailable           a local fault: the connector cannot run at all (credentials
                           that do not decrypt, a configuration it refuses)
 """
@@ -116,6 +119,18 @@ class RemoteConflict(ConnectorError):
 
 class Rejected(ConnectorError):
     """This operation was refused; sending it again unchanged cannot succeed."""
+
+
+class IncompleteListing(ConnectorError):
+    """A listing that does not add up: the system answered, but not all it holds.
+
+    `reason` names the check that failed (docs/drift.md: Listing): `start_index`,
+    `items_per_page`, `short_page`, `total_results`, `repeated_id`, `cursor_repeated`,
+    `not_a_list`."""
+
+    def __init__(self, message: str, *, reason: str, **details: Any):
+        super().__init__(message, **details)
+        self.reason = reason
 
 
 class Unavailable(ConnectorError):

@@ -13,6 +13,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from scimsync import outbound
+from scimsync.connectors import paging
 from scimsync.connectors.contract import (
     Capabilities,
     ChangeSet,
@@ -317,31 +318,33 @@ class ScimConnector:
 
     def list(self, kind: str) -> Iterator[Remote]:
         """Every remote object, page by page: by cursor (RFC 9865) when the app
-        advertises it, else by index. An index listing that ends short of the total
-        the app announced raises Transient (the read was not whole)."""
+        advertises it, else by index (RFC 7644 §3.4.2.4). Each page is checked
+        (scimsync.connectors.paging): one that does not add up raises
+        IncompleteListing, so a partial read is never taken for the whole."""
+        pages = paging.Pages(kind)
         if self.discover()["cursor"]:
-            params = self._paged({"cursor": ""})
+            cursor = ""
             while True:
-                page = _body(self._call("GET", ENDPOINT[kind], params=params))
-                for doc in page.get("Resources") or []:
+                page = _body(self._call("GET", ENDPOINT[kind],
+                                        params=self._paged({"cursor": cursor})))
+                items = paging.resources(page, kind)
+                following = pages.cursor(page, items)
+                for doc in items:
                     yield Remote(str(doc["id"]), doc)
-                following = page.get("nextCursor")
-                if not following:
+                if following is None:
                     return
-                params = self._paged({"cursor": str(following)})
+                cursor = following
         start = 1
         while True:
             page = _body(self._call("GET", ENDPOINT[kind],
                                     params=self._paged({"startIndex": str(start)})))
-            items = page.get("Resources") or []
+            items = paging.resources(page, kind)
+            last = pages.indexed(page, items, start)
             for doc in items:
                 yield Remote(str(doc["id"]), doc)
-            start += len(items)
-            total = int(page.get("totalResults", 0))
-            if start > total:
+            if last:
                 return
-            if not items:
-                raise Transient(f"listing {kind}s stopped at {start - 1} of {total}")
+            start += len(items)
 
     def _paged(self, params: dict[str, str], wanted: int | None = None) -> dict[str, str]:
         """`params` with the `count` the profile allows: `wanted` (else a page,
