@@ -71,6 +71,10 @@ def drift_cmd(target: str, directory: str | None, fix_classes: tuple[str, ...], 
                               f"{stats.get('new', 0)} new, {stats.get('resolved', 0)} resolved")
                 if run["error"]:
                     console.print(f"[yellow]{run['error']}[/yellow]")
+                if stats.get("incomplete"):
+                    console.print(f"[yellow]listing incomplete "
+                                  f"({stats['incomplete']['reason']}): no finding changed, "
+                                  "nothing fixed[/yellow]")
                 if fixed:
                     console.print(f"fixed {fixed['fixed']}, failed {fixed['failed']}"
                                   + (f": {fixed['error']}" if fixed["error"] else ""))

@@ -6,8 +6,10 @@ target or the directory in memory:
 
 1. *Listing.* Every account (and group, where the target takes groups) is read
    through the connector, page by page, into a scratch SQLite file beside the run,
-   indexed by remote id and by each matching attribute. A listing that fails or ends
-   short makes the run *incomplete*: it changes no finding and fixes nothing.
+   indexed by remote id and by each matching attribute. A listing that fails, or
+   does not add up (scimsync.connectors.paging; here: an id listed twice), makes the
+   run *incomplete*, with the reason in its stats: it changes no finding and fixes
+   nothing.
 2. *Comparison.* The directory is walked in id order, a thousand identities at a
    time; each one's desired body (scope and mapping, as provisioning computes it) is
    compared with its remote account, found by its link or by the target's matching
@@ -35,7 +37,12 @@ import orjson
 from sqlalchemy import Engine, bindparam, insert, select, update
 
 from scimsync.connectors import registry
-from scimsync.connectors.contract import Connector, ConnectorError, Remote
+from scimsync.connectors.contract import (
+    Connector,
+    ConnectorError,
+    IncompleteListing,
+    Remote,
+)
 from scimsync.drift.compare import (
     ENTITLEMENT_ATTRIBUTES,
     differences,
@@ -152,20 +159,34 @@ class Scratch:
         self._many("INSERT INTO links (rid, type, remote, state, keys) VALUES (?, ?, ?, ?, ?)",
                    rows)
 
+    def unique(self, kind: str) -> None:
+        """Index a listed kind by remote id, or raise IncompleteListing if an id was
+        listed twice. A listing by index repeats one when the app ignores the position
+        or changes under it, and may then have skipped another: the listing is not
+        whole. The unique index is the check, at no cost beyond the index itself."""
+        table = TABLES[kind]
+        try:
+            self.db.execute(f"CREATE UNIQUE INDEX {table}_id ON {table} (id)")
+        except sqlite3.IntegrityError:
+            (rid,) = self.db.execute(
+                f"SELECT id FROM {table} GROUP BY id HAVING count(*) > 1 "  # noqa: S608
+                "LIMIT 1").fetchone()
+            raise IncompleteListing(f"listing {kind}s: id {rid!r} was listed twice",
+                                    reason="repeated_id") from None
+
     def index(self) -> None:
-        """Once the listing and the links are in: drop objects listed twice (paging by
-        index while the app changes can repeat one; the last copy wins), index, and
+        """Once the listing (each kind unique by id) and the links are in: index, and
         lay the links out joined with their remote objects in resource-id order, the
         order the comparison walks the directory in, so each batch reads one range."""
         self.db.executescript("""
-            DELETE FROM users WHERE rowid NOT IN (SELECT max(rowid) FROM users GROUP BY id);
-            DELETE FROM groups WHERE rowid NOT IN (SELECT max(rowid) FROM groups GROUP BY id);
-            DELETE FROM agents WHERE rowid NOT IN (SELECT max(rowid) FROM agents GROUP BY id);
-            CREATE UNIQUE INDEX users_id ON users (id); CREATE INDEX users_ext ON users (ext);
+            CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (id);
+            CREATE UNIQUE INDEX IF NOT EXISTS groups_id ON groups (id);
+            CREATE UNIQUE INDEX IF NOT EXISTS agents_id ON agents (id);
+            CREATE INDEX users_ext ON users (ext);
             CREATE INDEX users_uname ON users (uname); CREATE INDEX users_email ON users (email);
-            CREATE UNIQUE INDEX groups_id ON groups (id); CREATE INDEX groups_ext ON groups (ext);
+            CREATE INDEX groups_ext ON groups (ext);
             CREATE INDEX groups_uname ON groups (uname);
-            CREATE UNIQUE INDEX agents_id ON agents (id); CREATE INDEX agents_ext ON agents (ext);
+            CREATE INDEX agents_ext ON agents (ext);
             CREATE INDEX agents_uname ON agents (uname);
             CREATE INDEX links_remote ON links (type, remote);
             CREATE TABLE linked (type TEXT, rid TEXT, remote TEXT, state TEXT, keys TEXT,
@@ -254,6 +275,8 @@ class RunStats:
     new: int = 0
     resolved: int = 0
     inactive_unmatched: int = 0
+    # Why the listing was not whole: {"reason", "detail"} (None: it was).
+    incomplete: Doc | None = None
 
     def to_json(self) -> Doc:
         rate = self.compared / self.comparison_seconds if self.comparison_seconds else 0.0
@@ -263,7 +286,19 @@ class RunStats:
                 "comparison_seconds": round(self.comparison_seconds, 3),
                 "compared_per_second": round(rate), "findings": self.findings,
                 "new": self.new, "resolved": self.resolved,
-                "inactive_unmatched": self.inactive_unmatched}
+                "inactive_unmatched": self.inactive_unmatched,
+                **({"incomplete": self.incomplete} if self.incomplete else {})}
+
+
+def incompleteness(exc: ConnectorError) -> Doc:
+    """Why a listing was not whole, for the run's stats: the check a listing failed
+    (scimsync.connectors.contract.IncompleteListing), else `unreadable` (a request
+    failed: a timeout, a 5xx after retries, a refusal)."""
+    reason = exc.reason if isinstance(exc, IncompleteListing) else "unreadable"
+    out: Doc = {"reason": reason, "detail": str(exc)}
+    if exc.status is not None:
+        out["status"] = exc.status
+    return out
 
 
 class _Collector:
@@ -356,6 +391,7 @@ class Detector:
                     stats.listed_agents = self._list(connector, scratch, "Agent", tick)
             except ConnectorError as exc:
                 stats.listing_seconds = time.perf_counter() - start
+                stats.incomplete = incompleteness(exc)
                 return self._finish(run_id, "incomplete", stats,
                                     f"the target could not be read whole: {exc}")
             self._copy_links(row.id, scratch)
@@ -406,6 +442,7 @@ class Detector:
                 tick(f"listing {table}", count)
                 page = []
         scratch.add(table, page)
+        scratch.unique(kind)
         return count + len(page)
 
     def _copy_links(self, target_id: str, scratch: Scratch) -> None:
