@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from downstream import free_port, peer, peer_root  # noqa: F401  (shared fixtures)
+from lying import liar  # noqa: F401  (shared fixture)
 from scimsync.api.app import create_app
 from scimsync.store.directories import Directories
 from scimsync.store.engine import make_engine, upgrade
