@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from conftest import Scim, free_port
 from scimsync.api.pool import DatabasePool
-from scimsync.connectors.scim import MAX_RETRY_AFTER, retry_after
+from scimsync.connectors.http import MAX_RETRY_AFTER, retry_after
 from scimsync.errors import BadRequest, ScimError
 from scimsync.protocol.bulk_order import Plan, references, substitute
 from scimsync.protocol.evaluate import matches

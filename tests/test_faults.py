@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from conftest import Scim, free_port
 from downstream import PEER_TOKEN, Peer, converge, read_body
-from scimsync.connectors.scim import retry_after
+from scimsync.connectors.http import retry_after
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import retries as retries_table
 from scimsync.store.tables import targets

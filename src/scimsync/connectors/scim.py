@@ -6,7 +6,6 @@ import base64
 import threading
 import time
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
@@ -25,6 +24,7 @@ from scimsync.connectors.contract import (
     Transient,
     redact,
 )
+from scimsync.connectors.http import retry_after, transient_status
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.netpolicy import check_url
 from scimsync.protocol import agent_support
@@ -46,13 +46,6 @@ SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("clien
 FIND_BATCH = 50
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
-MAX_RETRY_AFTER = 86_400.0  # a day
-
-
-def transient_status(status: int) -> bool:
-    """Whether an HTTP status means "try again later" (timeouts, throttling, 5xx);
-    501 Not Implemented is permanent: the operation will never work there."""
-    return status in (408, 425, 429) or (status >= 500 and status != 501)
 
 
 def http_url(raw: dict[str, Any], what: str) -> str:
@@ -63,21 +56,6 @@ def http_url(raw: dict[str, Any], what: str) -> str:
         raise ConfigError(f"{what} needs a url", ("url",))
     at(("url",), check_url, url)
     return url
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date, at most
-    MAX_RETRY_AFTER (a downstream cannot push a retry past any date we can represent)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        wait = parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return min(max(0.0, wait), MAX_RETRY_AFTER)
 
 
 class RateLimiter:
