@@ -6,8 +6,8 @@ process that applies it into a URL, a filter or an attribute sent to an applicat
 so it is read only where it is allowed:
 
 - in the credential fields of the target's kind (ConnectorKind.credentials: a SCIM
-  application's `auth.token`, `auth.password`, `auth.client_secret`; a webhook's
-  `secret`), which are encrypted at rest and never shown back;
+  application's `auth.token`, `auth.password`, `auth.value`, `auth.client_secret`; a
+  webhook's `secret`), which are encrypted at rest and never shown back;
 - in a value the file marks `!env` (`url: !env "https://${CRM_HOST}/scim/v2"`), one
   value at a time, so that a reviewer sees each place that reads the environment.
 

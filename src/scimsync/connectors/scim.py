@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import httpx
 
 from scimsync import outbound
 from scimsync.connectors import paging
+from scimsync.connectors.auth import SECRET_FIELDS, Clock, credentials_for, parse_auth
 from scimsync.connectors.contract import (
     Capabilities,
     ChangeSet,
@@ -28,7 +28,7 @@ from scimsync.connectors.http import retry_after, transient_status
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.netpolicy import check_url
 from scimsync.protocol import agent_support
-from scimsync.validation import ConfigError, at, reject_unknown
+from scimsync.validation import ConfigError, Problems, at, reject_unknown
 
 if TYPE_CHECKING:
     from scimsync.sync.config import Profile
@@ -38,10 +38,6 @@ ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
 DISCOVERY_TTL = 600.0
 _DISCOVERED: dict[str, tuple[float, dict[str, bool]]] = {}
 SETTINGS = ("url", "auth")
-AUTH_TYPES = ("none", "bearer", "basic", "oauth2")
-AUTH_FIELDS = {"none": (), "bearer": ("token",), "basic": ("username", "password"),
-               "oauth2": ("token_url", "client_id", "client_secret", "scope")}
-SECRET_FIELDS = {"bearer": ("token",), "basic": ("password",), "oauth2": ("client_secret",)}
 # One `or` filter matches this many values (a full pass matches fifty accounts at once).
 FIND_BATCH = 50
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -86,15 +82,14 @@ class ScimConnector:
     """Create/replace/patch/delete/get/find/list over HTTP, nothing more."""
 
     def __init__(self, settings: dict[str, Any], profile: Profile, secrets: Secrets,
-                 transport: httpx.BaseTransport | None = None):
-        self.auth: dict[str, Any] = settings.get("auth") or {"type": "none"}
+                 transport: httpx.BaseTransport | None = None, clock: Clock = time.monotonic):
         self.profile = profile
-        self.secrets = secrets
         self.base = check_url(settings["url"], resolve=False)  # connections are checked too
         self.http = outbound.client(profile.timeout, transport, headers={"Accept": SCIM_JSON})
         self.limiter = RateLimiter(profile.rate_limit)
-        self._oauth_token: tuple[str, float] | None = None
-        self._client_in_body = False
+        # scimsync.connectors.auth: what each request carries, and a 401's retry.
+        self.credentials = credentials_for(settings.get("auth") or {"type": "none"}, secrets,
+                                           self.http, clock)
 
     def close(self) -> None:
         self.http.close()
@@ -146,69 +141,15 @@ class ScimConnector:
         except (Rejected, RemoteNotFound):
             return agent_support.NONE
 
-    # --- authentication -------------------------------------------------------------
-
-    def _auth_headers(self) -> dict[str, str]:
-        auth = self.auth
-        kind = auth.get("type", "none")
-        if kind == "bearer":
-            return {"Authorization": f"Bearer {self.secrets['token']}"}
-        if kind == "basic":
-            raw = f"{auth.get('username', '')}:{self.secrets['password']}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-        if kind == "oauth2":
-            return {"Authorization": f"Bearer {self._client_credentials()}"}
-        return {}
-
-    def _client_credentials(self) -> str:
-        """An OAuth 2.0 client-credentials access token, cached until near expiry."""
-        cached = self._oauth_token
-        if cached is not None and cached[1] > time.monotonic() + 30:
-            return cached[0]
-        r = self._token_request(in_body=self._client_in_body)
-        if r.status_code in (400, 401) and not self._client_in_body and _invalid_client(r):
-            # Some take the client only in the body (RFC 6749 §2.3.1 allows it): remembered.
-            r = self._token_request(in_body=True)
-            self._client_in_body = r.status_code == 200
-        if r.status_code >= 500 or r.status_code == 429:
-            raise Transient(f"token endpoint answered {r.status_code}", status=r.status_code,
-                            retry_after=retry_after(r.headers.get("retry-after")))
-        if r.status_code != 200:
-            raise Rejected(f"token endpoint refused the client: {r.status_code}",
-                           status=r.status_code)
-        body = r.json()
-        token = body["access_token"]
-        self._oauth_token = (token, time.monotonic() + float(body.get("expires_in", 300)))
-        return str(token)
-
-    def _token_request(self, *, in_body: bool) -> httpx.Response:
-        """A client-credentials token request (RFC 6749 §4.4.2). The client authenticates
-        with HTTP Basic, which every server must accept (§2.3.1: each part form-encoded
-        first), or with its credentials in the body."""
-        auth = self.auth
-        client_id, secret = str(auth.get("client_id", "")), str(self.secrets["client_secret"])
-        data = {"grant_type": "client_credentials", **({"scope": auth["scope"]}
-                                                        if auth.get("scope") else {}),
-                **({"client_id": client_id, "client_secret": secret} if in_body else {})}
-        raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
-        headers = {} if in_body else {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-        try:
-            return self.http.post(check_url(auth["token_url"], resolve=False), data=data,
-                                  headers=headers)
-        except httpx.TransportError as exc:
-            raise Transient(f"token endpoint unreachable: {outbound.reason(exc)}") from exc
-
     # --- requests ----------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None,
               params: dict[str, str] | None = None) -> httpx.Response:
         self.limiter.wait()
         url = f"{self.base}/{path}"
-        headers = self._auth_headers()
-        if body is not None:
-            headers["Content-Type"] = SCIM_JSON
+        headers = {"Content-Type": SCIM_JSON} if body is not None else {}
         try:
-            r = self.http.request(method, url, json=body, params=params, headers=headers)
+            r = self._send(method, url, body, params, headers)
         except httpx.TransportError as exc:
             raise Transient(f"{method} {path}: {outbound.reason(exc)}",
                             request=_described(method, url, body)) from exc
@@ -226,6 +167,18 @@ class ScimConnector:
         if r.status_code == 409:
             raise RemoteConflict(message, status=409, request=request, response=response)
         raise Rejected(message, status=r.status_code, request=request, response=response)
+
+    def _send(self, method: str, url: str, body: Any, params: dict[str, str] | None,
+              headers: dict[str, str]) -> httpx.Response:
+        """The request with its credentials; sent once more, with new ones, when the app
+        answers 401 and new ones can be had (an OAuth token it no longer takes)."""
+        sent = self.credentials.headers()
+        r = self.http.request(method, url, json=body, params=params, headers={**headers, **sent})
+        if r.status_code == 401 and self.credentials.refresh(sent):
+            self.limiter.wait()
+            r = self.http.request(method, url, json=body, params=params,
+                                  headers={**headers, **self.credentials.headers()})
+        return r
 
     def create(self, kind: str, body: Doc) -> Remote:
         r = self._call("POST", ENDPOINT[kind], body)
@@ -346,11 +299,6 @@ def _resource_path(kind: str, remote_id: str) -> str:
     return f"{ENDPOINT[kind]}/{segment}"
 
 
-def _invalid_client(r: httpx.Response) -> bool:
-    """Whether a token endpoint refused the client's authentication (RFC 6749 §5.2)."""
-    return r.status_code == 401 or '"invalid_client"' in r.text
-
-
 def _described(method: str, url: str, body: Any) -> Doc:
     return {"method": method, "url": url, "body": redact(body)}
 
@@ -379,28 +327,18 @@ def patch_operations(changes: ChangeSet) -> list[Doc]:
 
 
 def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
-    """A SCIM application's own settings: its base URL and how to authenticate."""
+    """A SCIM application's own settings: its base URL and how to authenticate
+    (scimsync.connectors.auth); every problem of both at once."""
     reject_unknown("scim target", raw, SETTINGS)
-    url = http_url(raw, "a scim target")
-    if not isinstance(raw.get("auth") or {}, dict):
-        raise ConfigError("auth must be a mapping with a type", ("auth",))
-    auth = dict(raw.get("auth") or {"type": "none"})
-    atype = auth.get("type", "none")
-    if atype not in AUTH_TYPES:
-        raise ConfigError(f"unknown auth type {atype!r}; known: {', '.join(AUTH_TYPES)}",
-                          ("auth", "type"))
-    reject_unknown(f"auth ({atype})", {k: v for k, v in auth.items() if k != "type"},
-                   AUTH_FIELDS[atype], ("auth",))
-    secrets = {k: auth.pop(k) for k in SECRET_FIELDS.get(atype, ()) if k in auth}
-    for k in SECRET_FIELDS.get(atype, ()):
-        if not isinstance(secrets.get(k), str) or not secrets[k]:
-            raise ConfigError(f"auth type {atype} needs {k}", ("auth", k))
-    if atype == "oauth2":
-        if not isinstance(auth.get("token_url"), str):
-            raise ConfigError("auth type oauth2 needs token_url", ("auth", "token_url"))
-        # The token request is a call like any other.
-        at(("auth", "token_url"), check_url, auth["token_url"])
-    auth["type"] = atype
+    problems = Problems()
+    url = ""
+    auth: dict[str, Any] = {}
+    secrets: Secrets = {}
+    with problems.check():
+        url = http_url(raw, "a scim target")
+    with problems.check():
+        auth, secrets = parse_auth(raw.get("auth"))
+    problems.raise_any()
     return {"url": url.rstrip("/"), "auth": auth}, secrets
 
 
