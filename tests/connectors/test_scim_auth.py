@@ -20,8 +20,9 @@ from scimsync.connectors.contract import Rejected
 from scimsync.connectors.scim import ScimConnector
 from scimsync.errors import UsageError
 from scimsync.store.directories import Directories
-from scimsync.store.targets import Targets
+from scimsync.store.targets import Targets, list_dead_letters
 from scimsync.sync.config import parse_config
+from scimsync.sync.engine import Reconciler
 from scimsync.validation import problems_of
 from test_apply_file import at, write
 from test_targets_admin import cli
@@ -154,6 +155,26 @@ def test_a_target_by_client_credentials_provisions_and_never_shows_its_secret(
              str(Targets(engine).row(tid).secret)]  # encrypted at rest
     for text in (*shown, caplog.text):
         assert SECRET not in text and PEER_TOKEN not in text
+
+
+def test_a_refused_client_stops_the_run_with_the_method_named_and_sets_nothing_aside(
+        engine: Engine, scim: Scim, peer: Peer) -> None:
+    app = AuthApp(method="client_secret_post")
+    with serving(app) as url:
+        t = Targets(engine).add(scim.directory_id, "crm", "scim", {"url": peer.base, "auth": {
+            "type": "oauth2", "token_url": f"{url}/token", "client_id": "hub:1",
+            "client_secret": app.client_secret}})
+        for i in range(20):
+            scim.user(f"u{i}@x.test")
+        result = Reconciler(engine).run(t["id"])
+    assert result.error is not None
+    assert "refused the client (client_secret_basic): 401 invalid_client" in result.error
+    assert "client_secret_post" in result.error and app.client_secret not in result.error
+    # Not one token request per user: the run stops at the first refusal (the
+    # capabilities probe, and requests already on their way, ask too).
+    assert len(app.tokens) < 5 and list_dead_letters(engine, t["id"]) == []
+    shown = Targets(engine).show(t["id"])
+    assert shown["failures"] == 1 and "client_secret_basic" in shown["last_error"]
 
 
 def test_apply_file_takes_the_auth_forms_and_refuses_unknown_keys_at_their_line(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from auth_app import AuthApp, TokenRequest, serving
-from scimsync.connectors.contract import Rejected
+from scimsync.connectors.contract import Rejected, Transient
 from scimsync.connectors.scim import ScimConnector
 from scimsync.sync.config import parse_config
 
@@ -74,13 +74,13 @@ def test_client_secret_post_sends_the_credentials_in_the_body_only() -> None:
 def test_a_refused_method_is_named_and_no_other_is_tried(server: str, configured: str) -> None:
     app = AuthApp(method=server)
     with oauth(app, token_endpoint_auth_method=configured) as c, \
-            pytest.raises(Rejected) as refused:
+            pytest.raises(Transient) as refused:
         c.get("User", "x")
     assert str(refused.value) == (
         f"the token endpoint refused the client ({configured}): 401 invalid_client; check "
         f"client_id and client_secret, or whether the server takes {server} "
         "(auth.token_endpoint_auth_method)")
-    assert refused.value.status == 401
+    assert refused.value.status is None  # the whole run stops, not this operation
     assert [t.method for t in app.tokens] == [configured] and app.seen == []
 
 
@@ -167,7 +167,7 @@ def test_no_secret_or_token_reaches_the_logs_or_an_error(
         app.revoked.add("tok-1")
         c.get("User", "b")
     wrong = AuthApp(client_secret="another")
-    with oauth(wrong) as c, pytest.raises(Rejected) as refused:
+    with oauth(wrong) as c, pytest.raises(Transient) as refused:
         c.get("User", "a")
     assert caplog.records  # httpx and httpcore did log, at DEBUG
     for text in (caplog.text, str(refused.value), repr(refused.value)):

@@ -290,7 +290,10 @@ class ClientCredentials:
             raise Transient(f"token endpoint answered {r.status_code}", status=r.status_code,
                             retry_after=retry_after(r.headers.get("retry-after")))
         if r.status_code != 200:
-            raise Rejected(self._scrub(self._refusal(r)), status=r.status_code)
+            # No request can go out without a token: the run stops and is retried with
+            # backoff, as when the app is down, rather than setting every operation
+            # aside and asking the token endpoint again for each (a lockout risk).
+            raise Transient(self._scrub(self._refusal(r)))
         return self._issued(r, asked)
 
     def _refusal(self, r: httpx.Response) -> str:
