@@ -6,6 +6,7 @@ ScimError                 base: an HTTP status, an optional scimType and a detai
 ├── Forbidden             403
 ├── NotFound              404
 ├── Conflict              409 uniqueness
+├── TargetBusy            409 a worker holds the target's lease (sync.lease.held)
 ├── PreconditionFailed    412 (If-Match did not match meta.version)
 ├── PayloadTooLarge       413
 ├── NotImplementedScim    501
@@ -93,6 +94,12 @@ class NotFound(ScimError):
 class Conflict(ScimError):
     status = 409
     scim_type = "uniqueness"
+
+
+class TargetBusy(ScimError):
+    """Work asked for by hand found the target's lease held, and waited long enough."""
+
+    status = 409
 
 
 class PreconditionFailed(ScimError):

@@ -39,9 +39,10 @@ from scimsync.drift.findings import FindingsWriter
 from scimsync.drift.readback import Scratch, copy_links, list_into
 from scimsync.drift.runs import RunStats, finish_run, incompleteness, list_runs, start_run
 from scimsync.store.targets import Targets
-from scimsync.sync.config import DRIFT_CLASSES
+from scimsync.sync.config import DRIFT_CLASSES, TargetConfig
 from scimsync.sync.engine import make_connector
 from scimsync.sync.events import announce
+from scimsync.sync.lease import Lease, LeaseLost, held
 
 Doc = dict[str, Any]
 __all__ = ["Detector", "fewer_collections", "list_runs"]
@@ -96,33 +97,52 @@ class Detector:
         self.scratch_dir = scratch_dir or os.environ.get("SCIMSYNC_SCRATCH_DIR")
 
     def run(self, target_id: str, trigger: str = "manual",
-            progress: Callable[[str, int], None] | None = None) -> Doc:
-        """One full reconciliation; returns the run as stored (id, status, stats)."""
+            progress: Callable[[str, int], None] | None = None,
+            lease: Lease | None = None) -> Doc:
+        """One full reconciliation; returns the run as stored (id, status, stats).
+
+        It runs under the target's lease: a worker's lane passes its own, and a run
+        asked for by hand takes it (sync.lease.held), so that it and its fixes never
+        work on the target at once with its lane, nor with another run. Every write
+        is fenced by the lease, and a lost lease stops the run before its next request.
+        """
         row, config, secrets = self.targets.runtime(target_id)
-        run_id = start_run(self.engine, row.id, trigger)
+        with held(self.engine, row.id, lease) as lease:
+            return self._run(row, config, secrets, trigger, progress, lease)
+
+    def _run(self, row: Any, config: TargetConfig, secrets: Any, trigger: str,
+             progress: Callable[[str, int], None] | None, lease: Lease) -> Doc:
+        run_id = start_run(self.engine, row.id, trigger, lease)
         stats = RunStats()
         if not registry.get(row.kind).readable:
             return finish_run(self.engine, run_id, "not_reconcilable", stats,
-                              f"a {row.kind} target cannot be read back")
-        tick = progress or (lambda phase, n: None)
+                              f"a {row.kind} target cannot be read back", lease)
+
+        def tick(phase: str, n: int) -> None:
+            lease.check()
+            if progress is not None:
+                progress(phase, n)
+
         connector = self.connector_factory(row.kind, config, secrets)
         scratch = Scratch(self.scratch_dir)
-        writer = FindingsWriter(self.engine, row, run_id)
+        writer = FindingsWriter(self.engine, row, run_id, lease)
         try:
             start = time.perf_counter()
             try:
-                stats.listed_users = list_into(scratch, connector, "User", tick)
+                stats.listed_users = list_into(scratch, connector, "User", tick, lease.check)
                 if config.profile.groups:
-                    stats.listed_groups = list_into(scratch, connector, "Group", tick)
+                    stats.listed_groups = list_into(scratch, connector, "Group", tick,
+                                                    lease.check)
                 # Agents are read back from applications that take them (agentExtension).
                 takes_agents = "Agent" in connector.capabilities().kinds
                 if takes_agents:
-                    stats.listed_agents = list_into(scratch, connector, "Agent", tick)
+                    stats.listed_agents = list_into(scratch, connector, "Agent", tick,
+                                                    lease.check)
             except ConnectorError as exc:
                 stats.listing_seconds = time.perf_counter() - start
                 stats.incomplete = incompleteness(exc)
                 return finish_run(self.engine, run_id, "incomplete", stats,
-                                  f"the target could not be read whole: {exc}")
+                                  f"the target could not be read whole: {exc}", lease)
             copy_links(self.engine, row.id, scratch)
             scratch.index()
             stats.listing_seconds = time.perf_counter() - start
@@ -140,11 +160,18 @@ class Detector:
             stats.findings = writer.counts
             stats.new = writer.new
             stats.resolved = writer.resolve_unseen()
-            done = finish_run(self.engine, run_id, "complete", stats, None)
+            done = finish_run(self.engine, run_id, "complete", stats, None, lease)
             if writer.new:
+                # Not fenced (the journal is written on the lean path), but it tells of
+                # a run whose every write was: complete under this lease.
+                lease.check()
                 self._announce(row, done)
         except Exception as exc:
-            finish_run(self.engine, run_id, "failed", stats, f"{type(exc).__name__}: {exc}")
+            # The run's own row, which no other run writes: a run that failed, or lost
+            # its lease half-way, is not left `running` for ever.
+            error = ("lost the target's lease; another worker has it"
+                     if isinstance(exc, LeaseLost) else f"{type(exc).__name__}: {exc}")
+            finish_run(self.engine, run_id, "failed", stats, error)
             raise
         finally:
             scratch.close()
@@ -155,7 +182,7 @@ class Detector:
             from scimsync.drift.remediate import fix
 
             done["remediation"] = fix(self.engine, row.id, auto, automatic=True,
-                                      connector_factory=self.connector_factory)
+                                      connector_factory=self.connector_factory, lease=lease)
         return done
 
     def _announce(self, row: Any, run: Doc) -> None:

@@ -21,6 +21,7 @@ from scimsync.errors import NotFound, UsageError
 from scimsync.protocol.timefmt import format_time, now, parse_time
 from scimsync.store.tables import findings, targets
 from scimsync.sync.config import DRIFT_CLASSES
+from scimsync.sync.lease import Lease, fenced
 
 F = findings.c
 Doc = dict[str, Any]
@@ -64,10 +65,11 @@ class Finding:
 
 
 class FindingsWriter:
-    """Upserts one run's findings in batches."""
+    """Upserts one run's findings in batches (fenced by the run's lease, if any)."""
 
-    def __init__(self, engine: Engine, target: Any, run_id: str):
+    def __init__(self, engine: Engine, target: Any, run_id: str, lease: Lease | None = None):
         self.engine = engine
+        self.lease = lease
         self.target = target
         self.run_id = run_id
         self.pending: list[Finding] = []
@@ -86,7 +88,7 @@ class FindingsWriter:
             return
         batch, self.pending = self.pending, []
         ts = self.ts
-        with self.engine.begin() as conn:
+        with fenced(self.engine, self.lease) as conn:
             existing = {(r.cls, r.subject): r for r in conn.execute(
                 select(F.id, F["class"].label("cls"), F.subject, F.status, F.accepted_until)
                 .where(F.target_id == self.target.id,
@@ -119,7 +121,7 @@ class FindingsWriter:
 
     def resolve_unseen(self) -> int:
         """After a complete run: what it did not see again is resolved."""
-        with self.engine.begin() as conn:
+        with fenced(self.engine, self.lease) as conn:
             return int(conn.execute(update(findings).where(
                 F.target_id == self.target.id, F.status.in_(STILL_THERE),
                 F.last_run != self.run_id).values(status="resolved", closed=now())).rowcount)
@@ -222,8 +224,9 @@ def open_of(engine: Engine, target_id: str, classes: list[str]) -> list[Doc]:
             F.status == "open").order_by(F.id))]
 
 
-def mark(engine: Engine, ids: list[str], status: str) -> None:
-    with engine.begin() as conn:
+def mark(engine: Engine, ids: list[str], status: str, lease: Lease | None = None) -> None:
+    """Set the status of these findings (in a transaction fenced by `lease`, if any)."""
+    with fenced(engine, lease) as conn:
         for i in range(0, len(ids), FLUSH_EVERY):
             conn.execute(update(findings).where(F.id.in_(ids[i:i + FLUSH_EVERY])).values(
                 status=status, closed=now()))

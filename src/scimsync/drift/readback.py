@@ -217,13 +217,18 @@ class Scratch:
 
 
 def list_into(scratch: Scratch, connector: Connector, kind: str,
-              tick: Callable[[str, int], None]) -> int:
-    """List every object of `kind` in the target into the scratch file; how many."""
+              tick: Callable[[str, int], None], check: Callable[[], None]) -> int:
+    """List every object of `kind` in the target into the scratch file; how many.
+
+    `check` is called before each object is asked for, so before each page's request
+    (a lost lease stops the listing there)."""
     table = TABLES[kind]
     page: list[Remote] = []
     count = 0
+    check()
     for remote in connector.list(kind):
         page.append(remote)
+        check()
         if len(page) >= PAGE:
             scratch.add(table, page)
             count += len(page)

@@ -15,7 +15,7 @@ and apply the difference, with its ordering, retries, dead letters and deliverie
 
 Destructive fixes (lingering access, orphaned accounts) count against the target's
 accidental-deletion guard, and are refused when the last reconciliation was not
-complete.
+complete. A fix holds the target's lease, as a worker's lane does (sync/lease.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from scimsync.sync.config import DRIFT_CLASSES
 from scimsync.sync.context import link_upsert
 from scimsync.sync.engine import Reconciler, make_connector
 from scimsync.sync.guard import guard_exceeded, provisioned_users
+from scimsync.sync.lease import Lease, fenced, held
 from scimsync.sync.work import Work
 
 log = logging.getLogger("scimsync.remediate")
@@ -51,12 +52,16 @@ def last_run(engine: Engine, target_id: str) -> Any:
 
 
 def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = False,
-        automatic: bool = False, connector_factory: Any = make_connector) -> Doc:
+        automatic: bool = False, connector_factory: Any = make_connector,
+        lease: Lease | None = None) -> Doc:
     """Fix the open findings of these classes on one target; returns what was done.
 
     `approved`: a person has approved going past the deletion guard. `automatic`: the
     fix follows a run for classes in `auto` mode (a guard overrun is then reported,
-    not raised).
+    not raised). It runs under the target's lease, the run's (`lease`) or its own
+    (sync.lease.held): every write is fenced by it and a lost lease stops the fix
+    before its next request, so no fix ever works on a resource at once with the
+    target's lane.
     """
     unknown = [c for c in classes if c not in DRIFT_CLASSES]
     if unknown:
@@ -66,6 +71,13 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
     if report_only:
         raise UsageError(f"{', '.join(report_only)} is report-only on target {row.name} "
                          "(drift.remediate)")
+    with held(engine, row.id, lease) as lease:
+        return _fix(engine, row, config, secrets, classes, approved, automatic,
+                    connector_factory, lease)
+
+
+def _fix(engine: Engine, row: Any, config: Any, secrets: dict[str, Any], classes: list[str],
+         approved: bool, automatic: bool, connector_factory: Any, lease: Lease) -> Doc:
     run = last_run(engine, row.id)
     if run is None or run.status != "complete":
         raise UsageError(f"the last reconciliation of {row.name} is "
@@ -86,14 +98,14 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
                 out["error"] = message
                 return out
             raise UsageError(message)
-        with engine.begin() as conn:  # the engine's own guard reads the same approval
+        with fenced(engine, lease) as conn:  # the engine's own guard reads the same approval
             conn.execute(update(targets).where(targets.c.id == row.id).values(config={
                 **row.config, "approved": {"count": destructive, "at": now(),
                                            "by": "drift remediation"}}))
     works: dict[str, Work] = {}
     by_resource: dict[str, list[str]] = {}
     orphans = [f for f in todo if f["class"] == "orphaned_account"]
-    with engine.begin() as conn:
+    with fenced(engine, lease) as conn:
         upsert = link_upsert(engine.dialect.name)
         for f in todo:
             if f["class"] == "orphaned_account":
@@ -114,7 +126,8 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
             by_resource.setdefault(f["resource_id"], []).append(f["id"])
     fixed: list[str] = []
     if works:
-        result = Reconciler(engine, connector_factory).run(row.id, only=list(works.values()))
+        result = Reconciler(engine, connector_factory).run(row.id, only=list(works.values()),
+                                                           lease=lease)
         ok = {a["resource_id"] for a in result.actions if a["outcome"] == "ok"}
         done = {w for w in works if w in ok}
         # A resource the engine found already right needs no action: fixed as well.
@@ -124,8 +137,9 @@ def fix(engine: Engine, target_id: str, classes: list[str], approved: bool = Fal
             fixed += by_resource[rid]
         out["error"] = result.error
     if orphans:
-        fixed += _take_out(engine, row, config, secrets, orphans, connector_factory, out)
-    mark(engine, fixed, "remediated")
+        fixed += _take_out(engine, row, config, secrets, orphans, connector_factory, out,
+                           lease)
+    mark(engine, fixed, "remediated", lease)
     out["fixed"] = len(fixed)
     out["failed"] = len(todo) - len(fixed)
     log.info("drift remediation on %s: %s", row.name, {k: out[k] for k in ("fixed", "failed")})
@@ -160,10 +174,12 @@ def _observed_link(f: Doc) -> Doc | None:
 
 
 def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
-              orphans: list[Doc], connector_factory: Any, out: Doc) -> list[str]:
+              orphans: list[Doc], connector_factory: Any, out: Doc,
+              lease: Lease) -> list[str]:
     """Deactivate (or delete, per the profile) objects that match no identity. Each
     attempt is a delivery (lifecycle `remediation`, lag counted from when the finding
-    was first seen), as the engine records its own."""
+    was first seen), as the engine records its own; they are written fenced, so a
+    holder that lost the lease records nothing, and it sends no further request."""
     connector = connector_factory(row.kind, config, secrets)
     fixed, evidence = [], []
     try:
@@ -172,6 +188,7 @@ def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
             outcome, detail = "ok", f"orphaned account {remote_id} (finding {f['id']})"
             action = "delete" if config.profile.deprovision == "delete" or kind == "Group" \
                 else "deactivate"
+            lease.check()
             try:
                 if action == "delete":
                     connector.delete(kind, remote_id)
@@ -194,6 +211,6 @@ def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
     finally:
         connector.close()
         if evidence:
-            with engine.begin() as conn:
+            with fenced(engine, lease) as conn:
                 conn.execute(insert(deliveries), evidence)
     return fixed

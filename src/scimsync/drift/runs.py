@@ -18,6 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from scimsync.connectors.contract import ConnectorError, IncompleteListing
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import drift_runs
+from scimsync.sync.lease import Lease, fenced
 
 log = logging.getLogger("scimsync.drift")
 Doc = dict[str, Any]
@@ -63,10 +64,10 @@ def incompleteness(exc: ConnectorError) -> Doc:
     return out
 
 
-def start_run(engine: Engine, target_id: str, trigger: str) -> str:
-    """Record a run as running; its id."""
+def start_run(engine: Engine, target_id: str, trigger: str, lease: Lease | None = None) -> str:
+    """Record a run as running (fenced by `lease`); its id."""
     run_id = str(uuid.uuid4())
-    with engine.begin() as conn:
+    with fenced(engine, lease) as conn:
         conn.execute(insert(drift_runs).values(id=run_id, target_id=target_id,
                                                status="running", trigger=trigger,
                                                started=now()))
@@ -74,11 +75,11 @@ def start_run(engine: Engine, target_id: str, trigger: str) -> str:
 
 
 def finish_run(engine: Engine, run_id: str, status: str, stats: RunStats,
-               error: str | None) -> Doc:
-    """Close a run with its outcome; the run as stored."""
+               error: str | None, lease: Lease | None = None) -> Doc:
+    """Close a run with its outcome (fenced by `lease`); the run as stored."""
     values = {"status": status, "finished": now(), "stats": stats.to_json(),
               "error": error}
-    with engine.begin() as conn:
+    with fenced(engine, lease) as conn:
         conn.execute(update(drift_runs).where(drift_runs.c.id == run_id).values(**values))
         row = conn.execute(select(drift_runs).where(drift_runs.c.id == run_id)).one()
     if error:

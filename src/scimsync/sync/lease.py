@@ -14,24 +14,33 @@ the transaction rolls back, so a worker that stalled past its lease writes nothi
 (no link, delivery, dead letter, retry or cursor) over its successor's. The UPDATE
 holds the target's row until commit, so a takeover waits for a write in progress
 rather than slipping in between the check and the commit.
+
+Work on a target outside a worker's lane (a drift run or fix asked for by a person,
+from the CLI or the admin API) takes the same lease for its length (`held`), so that
+it never applies a (target, resource) at once with the target's lane.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, or_, update
+from sqlalchemy import Connection, Engine, or_, select, update
 
+from scimsync.errors import TargetBusy
 from scimsync.protocol.timefmt import format_time, now
 from scimsync.store.tables import targets
 
 T = targets.c
 LEASE_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_SECONDS", "60"))
+# How long work asked for by hand waits for the lane that holds its target.
+LEASE_WAIT_SECONDS = float(os.environ.get("SCIMSYNC_LEASE_WAIT_SECONDS", "60"))
 
 
 class LeaseLost(Exception):
@@ -119,3 +128,26 @@ def fenced(engine: Engine, lease: Lease | None) -> Iterator[Connection]:
         if lease is not None:
             lease.fence(conn)
         yield conn
+
+
+@contextlib.contextmanager
+def held(engine: Engine, target_id: str, lease: Lease | None = None) -> Iterator[Lease]:
+    """`lease` when there is one (a worker's lane), else the target's lease taken for the
+    block, waiting up to SCIMSYNC_LEASE_WAIT_SECONDS for whoever holds it (TargetBusy)."""
+    if lease is not None:
+        yield lease
+        return
+    own = Lease(engine, target_id, f"{socket.gethostname()}-{os.getpid()}-by-hand")
+    deadline = time.monotonic() + LEASE_WAIT_SECONDS
+    while not own.acquire():
+        if time.monotonic() >= deadline:
+            with engine.connect() as conn:
+                holder = conn.execute(select(T.lease_owner).where(
+                    T.id == target_id)).scalar()
+            raise TargetBusy(f"target {target_id} is being worked on by {holder or 'a worker'}"
+                             f" (it holds the target's lease): try again when it is done")
+        time.sleep(0.02)  # a lane gives its target up between turns: take it then
+    try:
+        yield own
+    finally:
+        own.release()

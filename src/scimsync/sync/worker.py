@@ -138,7 +138,7 @@ class Worker:
                 if result.done or result.error:
                     break
             if reconcile and not self._stop.is_set():
-                run = Detector(self.engine).run(tid, trigger="schedule", progress=lease.check)
+                run = Detector(self.engine).run(tid, trigger="schedule", lease=lease)
                 processed += int((run["stats"] or {}).get("compared", 0))
             return processed
 
