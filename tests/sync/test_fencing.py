@@ -1,8 +1,9 @@
 """Fenced leases: a worker that stalled past its lease, and was taken over, writes
-nothing (no link, delivery, dead letter, retry or cursor) over its successor's."""
+nothing (no link, delivery, dead letter, retry, hold or cursor) over its successor's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -17,8 +18,17 @@ from conftest import Scim
 from downstream import converge
 from scimsync.connectors import memory
 from scimsync.protocol.timefmt import now
-from scimsync.store.tables import dead_letters, deliveries, links, retries, targets
+from scimsync.store.tables import (
+    dead_letters,
+    deliveries,
+    deprovision_holds,
+    directories,
+    links,
+    retries,
+    targets,
+)
 from scimsync.store.targets import Targets
+from scimsync.sync import engine as engine_module
 from scimsync.sync import lease as lease_module
 from scimsync.sync.engine import Reconciler, make_connector
 from scimsync.sync.lease import Lease, LeaseLost
@@ -39,7 +49,7 @@ def written(engine: Engine, tid: str) -> dict[str, Any]:
     with engine.connect() as conn:
         return {table.name: sorted(tuple(r) for r in conn.execute(
             sa.select(table).where(table.c.target_id == tid)).all())
-            for table in (links, deliveries, dead_letters, retries)} | {
+            for table in (links, deliveries, dead_letters, retries, deprovision_holds)} | {
             "target": tuple(conn.execute(sa.select(targets).where(T.id == tid)).one())}
 
 
@@ -50,6 +60,81 @@ def expire(engine: Engine, tid: str) -> None:
             lease_until="2000-01-01T00:00:00.000Z"))
 
 
+def taken_over(engine: Engine, tid: str) -> tuple[Lease, Lease]:
+    """A stale lease (its worker stalled until it ran out) and its successor's."""
+    stale = Lease(engine, tid, "stale")
+    assert stale.acquire()
+    expire(engine, tid)
+    successor = Lease(engine, tid, "successor")
+    assert successor.acquire()
+    return stale, successor
+
+
+def through_a_takeover(engine: Engine, tid: str) -> dict[str, int]:
+    """Each run twice, until the target has nothing left to do: under a stale lease
+    (refused: it writes nothing), then under its successor's; the holds by state."""
+    stale, successor = taken_over(engine, tid)
+    try:
+        for _ in range(50):
+            before = written(engine, tid)
+            with contextlib.suppress(LeaseLost):
+                Reconciler(engine).run(tid, lease=stale)
+            assert written(engine, tid) == before
+            result = Reconciler(engine).run(tid, lease=successor)
+            assert result.error is None
+            if result.done and idle(engine, tid):
+                assert stale.lost.is_set()
+                return held(engine, tid)
+        raise AssertionError("the target never converged")
+    finally:
+        stale.release()
+        successor.release()
+
+
+def idle(engine: Engine, tid: str) -> bool:
+    """No bulk work left, and every journal entry handled (the hold's alert included)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(T.bulk, T.cursor, directories.c.journal_seq).join(
+            directories, directories.c.id == T.directory_id).where(T.id == tid)).one()
+    return row.bulk is None and row.cursor >= row.journal_seq
+
+
+def held(engine: Engine, tid: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(deprovision_holds.c.state, sa.func.count()).where(
+            deprovision_holds.c.target_id == tid).group_by(deprovision_holds.c.state)).all())
+
+
+def test_a_stalled_worker_writes_no_hold_of_a_scope_change(
+        engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scope change's pass defers what it would deprovision, chunk by chunk, and judges
+    the batch when it has seen everyone: none of it is written under a lost lease."""
+    monkeypatch.setattr(engine_module, "BULK_USERS", 8)  # several chunks
+    users = [scim.user(f"h{i:02}@x.test")["id"] for i in range(20)]
+    scim.group("Sales", users[:2])
+    tid, data = memory_target(engine, scim)
+    converge(engine, tid)
+    config = Targets(engine).show(tid)["config"]
+    Targets(engine).update(tid, {**config, "scope": {"groups": ["Sales"]}})
+    assert through_a_takeover(engine, tid) == {"held": 18}
+    with data.lock:
+        assert all(d["active"] for d in data.of("User").values())
+
+
+def test_a_stalled_worker_writes_no_hold_of_a_mass_deprovisioning(
+        engine: Engine, scim: Scim) -> None:
+    """The per-run guard holds a run's leavers before any request: under a lost lease
+    that hold is refused, and its successor records it."""
+    users = [scim.user(f"m{i:02}@x.test")["id"] for i in range(20)]
+    tid, data = memory_target(engine, scim)
+    converge(engine, tid)
+    for uid in users[:15]:
+        scim.delete(f"/Users/{uid}")
+    assert through_a_takeover(engine, tid) == {"held": 15}
+    with data.lock:
+        assert all(d["active"] for d in data.of("User").values())
+
+
 def test_a_run_under_a_lease_taken_over_writes_and_sends_nothing(
         engine: Engine, scim: Scim) -> None:
     """The first write of the run is its intents, before any request: fenced, it is
@@ -58,11 +143,7 @@ def test_a_run_under_a_lease_taken_over_writes_and_sends_nothing(
     tid, data = memory_target(engine, scim)
     converge(engine, tid)
     scim.patch(f"/Users/{users[0]}", [{"op": "replace", "path": "title", "value": "New"}])
-    stale = Lease(engine, tid, "stale")
-    assert stale.acquire()
-    expire(engine, tid)
-    successor = Lease(engine, tid, "successor")
-    assert successor.acquire()
+    stale, successor = taken_over(engine, tid)
     try:
         before, sent = written(engine, tid), len(data.requests)
         with pytest.raises(LeaseLost):

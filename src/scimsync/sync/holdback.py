@@ -12,6 +12,10 @@ goes on. What waits is one row per user (scimsync.store.holds):
 - held and kept (rejected) users stay as they are, unless they leave the directory
   since (deleted or deactivated: a leaver goes now) or come back into scope;
 - approved users are applied by the lane, a chunk at a time, if they should still go.
+
+Under a lease, every hold a run writes is fenced by its token, as its links are
+(scimsync.sync.lease): a worker that stalled past its lease holds, defers or releases
+nothing over its successor's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from scimsync.store import holds
 from scimsync.store.holds import Hold
 from scimsync.sync.context import RunContext
 from scimsync.sync.guard import guard_exceeded, provisioned_users
+from scimsync.sync.lease import fenced
 from scimsync.sync.work import Link, Work
 
 if TYPE_CHECKING:
@@ -108,7 +113,7 @@ class Holdback(RunContext):
 
         batch = [Hold("User", w.resource_id, _user_name(rec, self.link(w.resource_id)),
                       _left(rec)) for w, rec in leaving]
-        with self.r.engine.begin() as conn:
+        with self.begin() as conn:
             holds.put(conn, self.row.id, batch, "held")
         _alert("target.held", self.row, self.r.engine, deprovisions=len(batch),
                provisioned=provisioned)
@@ -123,7 +128,7 @@ class Holdback(RunContext):
                     if h is not None and rid not in self._held_back]
             if not done and not self._deferred:
                 return
-            with self.r.engine.begin() as conn:
+            with self.begin() as conn:
                 holds.drop(conn, self.row.id, done)
                 holds.put(conn, self.row.id, self._deferred, "deferred")
         finally:
@@ -142,12 +147,12 @@ def finish_pass(ctx: Holdback) -> None:
     if guard_exceeded(ctx.config.profile, deferred, provisioned):
         from scimsync.sync.engine import _alert
 
-        with engine.begin() as conn:
+        with fenced(engine, ctx.lease) as conn:
             holds.promote(conn, tid, "deferred", "held")
         _alert("target.held", ctx.row, engine, deprovisions=deferred, provisioned=provisioned,
                reason=(ctx.row.bulk or {}).get("reason"))
         return
-    with engine.begin() as conn:
+    with fenced(engine, ctx.lease) as conn:
         holds.promote(conn, tid, "deferred", "approved")
 
 

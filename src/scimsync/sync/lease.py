@@ -11,7 +11,7 @@ before the lane's next request, and the lane stops.
 Writes are fenced too: a run under a lease opens each of its transactions with
 `fence`, a conditional UPDATE on the token. A token that changed raises LeaseLost and
 the transaction rolls back, so a worker that stalled past its lease writes nothing
-(no link, delivery, dead letter, retry or cursor) over its successor's. The UPDATE
+(no link, delivery, dead letter, retry, hold or cursor) over its successor's. The UPDATE
 holds the target's row until commit, so a takeover waits for a write in progress
 rather than slipping in between the check and the commit.
 
