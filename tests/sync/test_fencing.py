@@ -107,16 +107,19 @@ def held(engine: Engine, tid: str) -> dict[str, int]:
 
 def test_a_stalled_worker_writes_no_hold_of_a_scope_change(
         engine: Engine, scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A scope change's pass defers what it would deprovision, chunk by chunk, and judges
-    the batch when it has seen everyone: none of it is written under a lost lease."""
+    """A scope change's pass defers what it would deprovision (users, then groups), chunk
+    by chunk, and judges the batch when it has seen everyone: none of it is written
+    under a lost lease."""
     monkeypatch.setattr(engine_module, "BULK_USERS", 8)  # several chunks
     users = [scim.user(f"h{i:02}@x.test")["id"] for i in range(20)]
     scim.group("Sales", users[:2])
+    for i in range(12):
+        scim.group(f"Team {i:02}", users[i:i + 1])  # out of the new scope too
     tid, data = memory_target(engine, scim)
     converge(engine, tid)
     config = Targets(engine).show(tid)["config"]
     Targets(engine).update(tid, {**config, "scope": {"groups": ["Sales"]}})
-    assert through_a_takeover(engine, tid) == {"held": 18}
+    assert through_a_takeover(engine, tid) == {"held": 18 + 12}
     with data.lock:
         assert all(d["active"] for d in data.of("User").values())
 

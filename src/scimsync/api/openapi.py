@@ -74,11 +74,20 @@ _TARGET = {
                  "(status `held`), and how many were rejected and kept",
                  "properties": {
                      "count": {"type": "integer"}, "since": _NULLABLE_TIME,
+                     "by_type": {"type": "object", "description": "How many of each kind "
+                                 "(User, Group, Agent, AgenticApplication)",
+                                 "additionalProperties": {"type": "integer"}},
                      "kept": {"type": "integer"},
                      "identities": {"type": "array", "description": "Up to 1000 of them",
                                     "items": {"type": "object", "properties": {
                                         "id": {"type": "string"},
-                                        "userName": {"type": ["string", "null"]},
+                                        "type": {"type": "string"},
+                                        "userName": {"type": ["string", "null"],
+                                                     "description": "of a User"},
+                                        "displayName": {"type": ["string", "null"],
+                                                        "description": "of a Group"},
+                                        "name": {"type": ["string", "null"],
+                                                 "description": "of an agent"},
                                         "left_directory": {"type": "boolean"}}}}}},
         "resync": {"type": "boolean", "description": "After an update or a resync: whether "
                    "every identity is being re-evaluated"},

@@ -30,7 +30,8 @@ def _decision_command(verb: str, doc: str) -> None:
             hold = t["hold"] or {}
             if not as_json and hold.get("count"):  # who, for the person deciding
                 shown = hold["identities"][:10]
-                names = ", ".join(str(i["userName"] or i["id"]) for i in shown)
+                names = ", ".join(str(i.get("userName") or i.get("displayName")
+                                      or i.get("name") or i["id"]) for i in shown)
                 more = hold["count"] - len(shown)
                 click.echo(f"{t['name']}: {hold['count']} deprovisionings held since "
                            f"{hold['since']}: {names}{f' and {more} more' if more else ''}")

@@ -34,7 +34,7 @@ from scimsync.store.targets import Targets
 from scimsync.sync.config import DRIFT_CLASSES
 from scimsync.sync.context import link_upsert
 from scimsync.sync.engine import Reconciler, make_connector
-from scimsync.sync.guard import guard_exceeded, provisioned_users
+from scimsync.sync.guard import guard_exceeded, provisioned
 from scimsync.sync.lease import Lease, fenced, held
 from scimsync.sync.work import Work
 
@@ -90,7 +90,7 @@ def _fix(engine: Engine, row: Any, config: Any, secrets: dict[str, Any], classes
         return out
     destructive = sum(1 for f in todo if f["class"] in DESTRUCTIVE)
     if destructive and guard_exceeded(config.profile, destructive,
-                                      provisioned_users(engine, row.id)):
+                                      provisioned(engine, row.id)):
         if not approved:
             message = (f"fixing would deprovision {destructive} accounts, past the "
                        f"accidental-deletion guard: approve it (--approve) to go ahead")

@@ -1,6 +1,8 @@
 """Deprovisionings the accidental-deletion guard holds back (the deprovision_holds table).
 
-One row per (target, user) that should leave the target but has not yet:
+One row per (target, identity) that should leave the target but has not yet: a user, a
+group, an agent or an agentic application (`resource_type`; `user_name` keeps the name
+people know it by: userName, displayName or name):
 
 - `deferred`: a configuration change's pass (a resync) found it; the pass judges all it
   found as one batch once it has seen everyone;
@@ -29,6 +31,7 @@ H = deprovision_holds.c
 STATES = ("deferred", "held", "approved", "kept")
 CHUNK = 500  # ids per IN list
 SHOWN = 1000  # identities of a held batch listed by `targets show`
+NAMES = {"User": "userName", "Group": "displayName"}  # what each kind is known by
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Hold:
 
 
 def of(conn: Connection, target_id: str, ids: list[str]) -> dict[str, Hold]:
-    """The holds of these users in the target, by user id."""
+    """The holds of these identities in the target, by id."""
     out: dict[str, Hold] = {}
     for i in range(0, len(ids), CHUNK):
         for r in conn.execute(select(deprovision_holds).where(
@@ -54,7 +57,7 @@ def of(conn: Connection, target_id: str, ids: list[str]) -> dict[str, Hold]:
 
 
 def put(conn: Connection, target_id: str, holds: list[Hold], state: str) -> None:
-    """Record these holds in `state` (replacing what was held of the same users)."""
+    """Record these holds in `state` (replacing what was held of the same identities)."""
     if not holds:
         return
     ids = [h.resource_id for h in holds]
@@ -67,7 +70,7 @@ def put(conn: Connection, target_id: str, holds: list[Hold], state: str) -> None
 
 
 def drop(conn: Connection, target_id: str, ids: list[str]) -> None:
-    """Forget the holds of these users (they left, or came back into scope)."""
+    """Forget the holds of these identities (they left, or came back into scope)."""
     for i in range(0, len(ids), CHUNK):
         conn.execute(delete(deprovision_holds).where(
             H.target_id == target_id, H.resource_id.in_(ids[i:i + CHUNK])))
@@ -92,6 +95,13 @@ def count(conn: Connection, target_id: str, state: str) -> int:
         H.target_id == target_id, H.state == state)).scalar_one())
 
 
+def counts(conn: Connection, target_id: str, state: str) -> dict[str, int]:
+    """How many holds of the target are in `state`, by kind (User, Group, ...)."""
+    rows = conn.execute(select(H.resource_type, func.count()).where(
+        H.target_id == target_id, H.state == state).group_by(H.resource_type)).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 def take(conn: Connection, target_id: str, state: str, limit: int) -> list[Hold]:
     """Up to `limit` holds of the target in `state`, in a stable order."""
     rows = conn.execute(select(deprovision_holds).where(
@@ -112,18 +122,20 @@ def shown_status(status: str, held: int) -> str:
 
 
 def batch(conn: Connection, target_id: str) -> dict[str, Any] | None:
-    """The held batch as people read it: how many, since when, and who (userName)."""
-    held = count(conn, target_id, "held")
+    """The held batch as people read it: how many (of each kind), since when, and who
+    (a user's userName, a group's displayName, an agent's name)."""
+    held = counts(conn, target_id, "held")
     kept = count(conn, target_id, "kept")
     if not held and not kept:
         return None
     since = conn.execute(select(func.min(H.since)).where(
         H.target_id == target_id, H.state == "held")).scalar()
-    rows = conn.execute(select(H.resource_id, H.user_name, H.gone).where(
-        H.target_id == target_id, H.state == "held").order_by(H.user_name, H.resource_id)
-        .limit(SHOWN)).all()
-    return {"count": held, "since": since, "kept": kept,
-            "identities": [{"id": r.resource_id, "userName": r.user_name,
+    rows = conn.execute(select(H.resource_type, H.resource_id, H.user_name, H.gone).where(
+        H.target_id == target_id, H.state == "held")
+        .order_by(H.resource_type.desc(), H.user_name, H.resource_id).limit(SHOWN)).all()
+    return {"count": sum(held.values()), "by_type": held, "since": since, "kept": kept,
+            "identities": [{"id": r.resource_id, "type": r.resource_type,
+                            NAMES.get(r.resource_type, "name"): r.user_name,
                             "left_directory": bool(r.gone)} for r in rows]}
 
 

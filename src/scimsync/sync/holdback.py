@@ -1,17 +1,23 @@
 """Which deprovisionings of a run wait, and the batches they make (docs/provisioning.md:
 Accidental-deletion guard, Configuration changes).
 
-A guard hold holds deprovisionings only: the rest of the run (joiners, updates, groups)
-goes on. What waits is one row per user (scimsync.store.holds):
+A guard hold holds deprovisionings only: the rest of the run (joiners, updates, groups
+that stay) goes on. What waits is one row per user, group, agent or agentic application
+that should leave the target but has not (scimsync.store.holds):
 
 - while a resync runs (a configuration change, or by hand), every deprovisioning the
-  pass finds is deferred; journal changes meanwhile defer users who leave the scope but
+  pass finds is deferred; journal changes meanwhile defer those who leave the scope but
   not the directory. When the pass has seen everyone, the deferred ones are judged
-  against the guard as one batch: under it they are approved, over it held;
-- a run that would deprovision more than the guard allows holds those users;
-- held and kept (rejected) users stay as they are, unless they leave the directory
-  since (deleted or deactivated: a leaver goes now) or come back into scope;
-- approved users are applied by the lane, a chunk at a time, if they should still go.
+  against the guard as one batch, each kind against those of its kind the target
+  holds: under it they are approved; over it, for any kind, all of them are held;
+- a run that would deprovision more of one kind than the guard allows holds those;
+- held and kept (rejected) ones stay as they are, unless they leave the directory
+  since (deleted, or a user deactivated: a leaver goes now) or come back into scope;
+- approved ones are applied by the lane, a chunk at a time, if they should still go.
+
+Groups leave a target when they are deleted in the directory or leave its scope;
+agents and agentic applications only when they are deleted (a target that takes them
+takes them all).
 
 Under a lease, every hold a run writes is fenced by its token, as its links are
 (scimsync.sync.lease): a worker that stalled past its lease holds, defers or releases
@@ -23,11 +29,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from scimsync.protocol.record import Record
+from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.store import holds
 from scimsync.store.holds import Hold
+from scimsync.store.resources import Loads
 from scimsync.sync.context import RunContext
-from scimsync.sync.guard import guard_exceeded, provisioned_users
+from scimsync.sync.guard import guard_exceeded, held_message, provisioned
 from scimsync.sync.lease import fenced
+from scimsync.sync.mapping import group_in_scope
 from scimsync.sync.work import Link, Work
 
 if TYPE_CHECKING:
@@ -40,12 +49,15 @@ def _left(rec: Record | None) -> bool:
     return rec is None or rec.doc.get("active") is False
 
 
-def _user_name(rec: Record | None, link: Link | None) -> str | None:
-    if rec is not None and isinstance(rec.doc.get("userName"), str):
-        return str(rec.doc["userName"])
-    applied = (link.applied or {}) if link is not None else {}
-    name = applied.get("userName")
-    return name if isinstance(name, str) else None
+def _name(rec: Record | None, link: Link | None) -> str | None:
+    """What people know it by: a user's userName, a group's displayName, an agent's
+    name (from the directory, or as last applied once it is gone)."""
+    for doc in (rec.doc if rec is not None else {},
+                (link.applied or {}) if link is not None else {}):
+        for attr in ("userName", "displayName", "name"):
+            if isinstance(doc.get(attr), str):
+                return str(doc[attr])
+    return None
 
 
 class Holdback(RunContext):
@@ -82,7 +94,8 @@ class Holdback(RunContext):
         return self._holds.get(rid)
 
     def held_back(self, work: Work, rec: Record | None) -> bool:
-        """Whether this user, who should leave the target, waits instead of leaving now."""
+        """Whether this identity, which should leave the target, waits instead of leaving
+        now."""
         if not self.holding:
             return False
         rid = work.resource_id
@@ -102,21 +115,79 @@ class Holdback(RunContext):
             return True
         if self.deferring and (not self.incremental or not left):
             with self.lock:
-                self._deferred.append(Hold("User", rid, _user_name(rec, link), left))
+                self._deferred.append(Hold(work.resource_type, rid, _name(rec, link), left))
                 self._held_back.add(rid)
             return True
         return False
 
-    def hold(self, leaving: list[tuple[Work, Record | None]], provisioned: int) -> None:
-        """Hold these deprovisionings for a person (the guard found them too many)."""
+    def unheld(self, works: list[Work]) -> list[Work]:
+        """Those of `works` (groups, agents or agentic applications: one kind) whose step
+        may run now: one that should leave the target waits if it is held back, or if
+        too many of its kind would leave at once (the guard)."""
+        if not works:
+            return []
+        kind = works[0].resource_type
+        ids = [w.resource_id for w in works]
+        self.prefetch_holds(ids)
+        syncs = {"Group": self.config.profile.groups, "Agent": self.takes_agents,
+                 "AgenticApplication": self.takes_applications}
+        if not syncs.get(kind, False):
+            return []  # not sent to this target: nothing of it to hold (holds forgotten)
+        self.prefetch_links(ids)
+        linked = [w for w in works if self.remote_id(w.resource_id) is not None]
+        if not linked:
+            return works
+        found = self.r.store.get_many(self.row.directory_id, RESOURCE_TYPES[kind],
+                                      [w.resource_id for w in linked],
+                                      Loads(members=False, groups=False))
+        leaving: list[tuple[Work, Record | None]] = []
+        waiting: set[str] = set()
+        for w in linked:
+            rec = found.get(w.resource_id)
+            if rec is not None and (kind != "Group" or group_in_scope(self.config, rec)):
+                continue  # it stays
+            if self.held_back(w, rec):
+                waiting.add(w.resource_id)
+            else:
+                leaving.append((w, rec))
+        going = {w.resource_id for w, _ in leaving}
+        self.check_guard(leaving)
+        waiting |= going - {w.resource_id for w, _ in leaving}
+        return [w for w in works if w.resource_id not in waiting]
+
+    def check_guard(self, leaving: list[tuple[Work, Record | None]]) -> None:
+        """Hold a mass deprovisioning of one kind for a person unless one approved it:
+        those are taken out of `leaving`, and the rest of the run goes on."""
+        counted = [(w, rec) for w, rec in leaving if w.resource_id not in self.judged
+                   and self.remote_id(w.resource_id) is not None]
+        if not counted:
+            return
+        kind = counted[0][0].resource_type
+        total = provisioned(self.r.engine, self.row.id, kind)
+        if not guard_exceeded(self.config.profile, len(counted), total):
+            return
+        approved = int((self.row.config.get("approved") or {}).get("count", -1))
+        if approved >= len(counted):
+            return  # drift remediation, approved by a person (scimsync.drift.remediate)
+        if self.dry_run:  # the plan shows the hold, and what approving it would do
+            self.record(Work("Target", self.row.id), "hold",
+                        detail=held_message(len(counted), total, kind), name=self.row.name)
+            return
+        self.hold(counted, total)
+        held = {w.resource_id for w, _ in counted}
+        leaving[:] = [(w, rec) for w, rec in leaving if w.resource_id not in held]
+
+    def hold(self, leaving: list[tuple[Work, Record | None]], total: int) -> None:
+        """Hold these deprovisionings (of one kind) for a person: the guard found them
+        too many."""
         from scimsync.sync.engine import _alert
 
-        batch = [Hold("User", w.resource_id, _user_name(rec, self.link(w.resource_id)),
+        batch = [Hold(w.resource_type, w.resource_id, _name(rec, self.link(w.resource_id)),
                       _left(rec)) for w, rec in leaving]
         with self.begin() as conn:
             holds.put(conn, self.row.id, batch, "held")
         _alert("target.held", self.row, self.r.engine, deprovisions=len(batch),
-               provisioned=provisioned)
+               provisioned=total, by_type={batch[0].resource_type: len(batch)})
 
     def settle_holds(self) -> None:
         """After a batch of steps: record what was deferred, and forget the holds of users
@@ -136,20 +207,23 @@ class Holdback(RunContext):
 
 
 def finish_pass(ctx: Holdback) -> None:
-    """A resync has seen everyone: judge what it deferred as one batch. Under the guard
-    it is approved (and applied by the lane), over it held for a person."""
+    """A resync has seen everyone: judge what it deferred as one batch, each kind against
+    those of its kind the target holds. Under the guard it is approved (and applied by
+    the lane); over it, for any kind, all of it is held for a person."""
     engine, tid = ctx.r.engine, ctx.row.id
     with engine.connect() as conn:
-        deferred = holds.count(conn, tid, "deferred")
+        deferred = holds.counts(conn, tid, "deferred")
     if not deferred:
         return
-    provisioned = provisioned_users(engine, tid)
-    if guard_exceeded(ctx.config.profile, deferred, provisioned):
+    totals = {kind: provisioned(engine, tid, kind) for kind in deferred}
+    if any(guard_exceeded(ctx.config.profile, n, totals[kind])
+           for kind, n in deferred.items()):
         from scimsync.sync.engine import _alert
 
         with fenced(engine, ctx.lease) as conn:
             holds.promote(conn, tid, "deferred", "held")
-        _alert("target.held", ctx.row, engine, deprovisions=deferred, provisioned=provisioned,
+        _alert("target.held", ctx.row, engine, deprovisions=sum(deferred.values()),
+               provisioned=sum(totals.values()), by_type=deferred,
                reason=(ctx.row.bulk or {}).get("reason"))
         return
     with fenced(engine, ctx.lease) as conn:

@@ -37,7 +37,6 @@ from scimsync.sync.events import (
     build_event,
     resource_doc,
 )
-from scimsync.sync.guard import guard_exceeded, held_message, provisioned_users
 from scimsync.sync.holdback import Holdback
 from scimsync.sync.intents import resolve, sends_deprovision, sends_put, sends_sync
 from scimsync.sync.lookups import Lookups
@@ -105,18 +104,20 @@ class Run(Holdback, Lookups):
             if self.remote_id(w.resource_id) is not None and rec is not None:
                 self.add_groups_of(rec, groups, w)
         self.check_guard(leaving)
+        synced = self.unheld(list(groups.values()))  # groups that leave may be held
         if self.config.profile.groups:
-            resolve(self, list(groups.values()))
-            self.each(list(groups.values()), self.sync_group, sends_sync)
+            resolve(self, synced)
+            self.each(synced, self.sync_group, sends_sync)
         self.each([w for w, _ in leaving], self.deprovision, sends_deprovision(self))
         # After people and groups (their owners are linked by now); agents before the
         # applications that list them.
         nhis = 0
         for kind, takes in (("Agent", self.takes_agents),
                             ("AgenticApplication", self.takes_applications)):
+            batch = [w for w in items if w.resource_type == kind]
+            going = self.unheld(batch)
             if takes:
-                batch = [w for w in items if w.resource_type == kind]
-                self.each(batch, self.sync_nhi, sends_sync)
+                self.each(going, self.sync_nhi, sends_sync)
                 nhis += len(batch)
         self.settle_holds()
         self.count(processed=len(users) + len(groups) + nhis)
@@ -219,27 +220,6 @@ class Run(Holdback, Lookups):
             self.count(applied=1)
             self.record(work, event["type"])
         return True
-
-    def check_guard(self, leaving: list[tuple[Work, Record | None]]) -> None:
-        """Hold a mass deprovisioning for a person unless one approved it: those users
-        are taken out of `leaving`, and the rest of the run goes on."""
-        counted = [(w, rec) for w, rec in leaving if w.resource_id not in self.judged
-                   and self.remote_id(w.resource_id) is not None]
-        if not counted:
-            return
-        provisioned = provisioned_users(self.r.engine, self.row.id)
-        if not guard_exceeded(self.config.profile, len(counted), provisioned):
-            return
-        approved = int((self.row.config.get("approved") or {}).get("count", -1))
-        if approved >= len(counted):
-            return  # drift remediation, approved by a person (scimsync.drift.remediate)
-        if self.dry_run:  # the plan shows the hold, and what approving it would do
-            self.record(Work("Target", self.row.id), "hold",
-                        detail=held_message(len(counted), provisioned), name=self.row.name)
-            return
-        self.hold(counted, provisioned)
-        held = {w.resource_id for w, _ in counted}
-        leaving[:] = [(w, rec) for w, rec in leaving if w.resource_id not in held]
 
     def reports_of(self, user_id: str) -> list[str]:
         """Users whose enterprise manager is this user."""
