@@ -1,6 +1,5 @@
-"""One run on one target: the links it reads and writes, the evidence it records, and
-how its steps run (up to profile.concurrency at once) and fail (docs/provisioning.md:
-Reliability).
+"""One run on one target: the links it reads and writes, the intents and evidence it
+records, and the records it reads (how its steps run and fail: scimsync.sync.stepping).
 
 Link changes and deliveries are written in batches, one transaction per FLUSH_EVERY
 resources, and always before the journal cursor moves; before each wave of requests,
@@ -21,17 +20,13 @@ from scimsync.connectors.contract import (
     Connector,
     ConnectorError,
     EventSink,
-    Rejected,
     Remote,
-    RemoteConflict,
-    RemoteNotFound,
     Transient,
 )
 from scimsync.errors import NotFound
 from scimsync.protocol.record import Record
 from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.protocol.timefmt import now, parse_time
-from scimsync.store import retries as retry_store
 from scimsync.store.links import upsert
 from scimsync.store.resources import Loads
 from scimsync.store.tables import dead_letters, deliveries, links
@@ -346,80 +341,6 @@ class RunContext:
             self.result.applied += applied
             self.result.dead += dead
             self.result.processed += processed
-
-    def guarded(self, work: Work, step: Any) -> None:
-        """Run one resource's step. A refusal is a dead letter; a failure of this one
-        operation is kept for `settle`; a failure of the application stops the run."""
-        if self.down is not None:
-            return
-        self.progress()  # a worker that lost its lease stops before its next request
-        self.window.acquire()
-        ok = overloaded = False
-        try:
-            step()
-            ok = True
-            self.settled(work)
-        except (Rejected, RemoteConflict, RemoteNotFound) as exc:
-            ok = True  # the application answered; this operation is what failed
-            self.dead_letter(work, "apply", exc)
-        except Transient as exc:
-            if exc.status is None or exc.status in APP_DOWN:
-                overloaded = exc.status in (429, 503)
-                with self.lock:
-                    self.down = self.down or exc
-            else:
-                with self.lock:
-                    self.failed[work.resource_id] = (work, exc)
-        finally:
-            self.window.release(ok, overloaded)
-            if ok:
-                with self.lock:
-                    self.ok += 1
-        self.progress()
-
-    def each(self, works: list[Work], step: Any,
-             intent: Callable[[Work], str | None] | None = None) -> None:
-        """`step(work)` for every work, up to the window's size at once; `intent` says
-        what each is about to send (None: nothing), recorded before the first request."""
-        def one(w: Work) -> Callable[[], None]:
-            return lambda: self.guarded(w, lambda: step(w))
-
-        if intent is not None and self.down is None:
-            self.intend([(w, a) for w in works if (a := intent(w)) is not None])
-
-        self.steps.run([one(w) for w in works])
-        if self.down is not None:
-            raise self.down
-
-    def settle(self, retried: list[str]) -> None:
-        """After a batch: operations that failed alone are retried later, and dead letters
-        once they have failed too often; if nothing succeeded while several failed, the
-        application is down and the run fails as a whole (nothing moves on)."""
-        if self.dry_run:
-            return
-        if self.failed and self.ok == 0 and len(self.failed) > 1:
-            first = next(iter(self.failed.values()))[1]
-            raise Transient(f"every operation failed: {first}", status=first.status,
-                            retry_after=first.retry_after)
-        done = [rid for rid in retried if rid not in self.failed]
-        if not done and not self.failed:
-            self.ok = 0
-            return  # nothing was retried and nothing failed: no write at all
-        with self.begin() as conn:
-            if done:
-                retry_store.clear(conn, self.row.id, done)
-            known = retry_store.attempts(conn, self.row.id, list(self.failed))
-            for rid, (work, exc) in self.failed.items():
-                attempt = (known[rid].attempts if rid in known else 0) + 1
-                if attempt >= retry_store.POISON_AFTER:
-                    retry_store.clear(conn, self.row.id, [rid])
-                    continue
-                retry_store.schedule(conn, self.row.id, work.resource_type, rid, attempt,
-                                     work.seq, work.changed_at, work.lifecycle, str(exc))
-        for rid, (work, exc) in self.failed.items():
-            if rid in known and known[rid].attempts + 1 >= retry_store.POISON_AFTER:
-                self.dead_letter(work, "apply", exc)  # a poison operation: set aside
-        self.failed, self.ok = {}, 0
 
 
 def _link(row: Any) -> Link:

@@ -41,13 +41,14 @@ from scimsync.sync.holdback import Holdback
 from scimsync.sync.intents import resolve, sends_deprovision, sends_put, sends_sync
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
+from scimsync.sync.stepping import Stepping
 from scimsync.sync.work import Link, Work
 
 L = links.c
 Doc = dict[str, Any]
 
 
-class Run(Holdback, Lookups):
+class Run(Holdback, Lookups, Stepping):
     """A run: the steps, on top of the run's state, its lookups and its part in the
     guard."""
 
