@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from starlette.routing import Mount, Route
 
 from conftest import Scim
 from scimsync.protocol.timefmt import parse_time
@@ -224,3 +226,24 @@ def test_rotation_lifetime_through_the_cli(engine: Engine, directories: Director
                           new["id"], "--expires-in", "never", "--json"], capture_output=True,
                          text=True, env=env, timeout=60, check=True).stdout
     assert json.loads(out)["expires_at"] is None
+
+
+def test_every_admin_route_is_in_the_openapi_document(app: Any, client: Any) -> None:
+    """Everything the CLI does is in the admin API, and all of it is described."""
+    def walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+        for r in routes:
+            if isinstance(r, Mount):
+                yield from walk(r.routes, prefix + r.path)
+            elif isinstance(r, Route):
+                for method in r.methods or ():
+                    if method != "HEAD":
+                        yield prefix + r.path, method.lower()
+
+    served = {(path.removeprefix("/admin"), m) for path, m in walk(app.routes)
+              if path.startswith("/admin/")}
+    paths = client.get("/admin/openapi.json").json()["paths"]
+    described = {(path, m) for path, ops in paths.items() for m in ops if m != "parameters"}
+    assert len(served) > 30
+    assert served - described == set()  # served but not described
+    assert described - served == set()  # described but not served
+
