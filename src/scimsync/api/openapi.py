@@ -44,6 +44,10 @@ _NEW_TOKEN = {
                    "token": {"type": "string", "description": "Shown once."},
                    "expires_at": {"type": ["string", "null"]}},
 }
+# Reading the journal (or its events) after a sequence number, a page at a time.
+_CURSOR = [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+           {"name": "limit", "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]
 _ENTRY = {
     "type": "object",
     "properties": {
@@ -253,12 +257,7 @@ OPENAPI: dict[str, Any] = {
                 "200": json_body(OBJECT, "The OpenAPI 3.1 document")}},
         },
         "/directories/{did}/events": {
-            "parameters": [
-                DID,
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-            ],
+            "parameters": [DID, *_CURSOR],
             "get": {"summary": "The events API: journal entries as signed-webhook events, "
                                "by cursor, within the retention",
                     "responses": {"200": json_body({"type": "object", "properties": {
@@ -267,12 +266,7 @@ OPENAPI: dict[str, Any] = {
                         "retention_days": {"type": "integer"}}}, "Events"), "404": ERR}},
         },
         "/directories/{did}/journal": {
-            "parameters": [
-                DID,
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-            ],
+            "parameters": [DID, *_CURSOR],
             "get": {"summary": "Read the change journal after a sequence number",
                     "responses": {"200": json_body({"type": "object", "properties": {
                         "entries": {"type": "array", "items": _ENTRY},
