@@ -341,11 +341,14 @@ class Run(Holdback, Lookups, Stepping):
                 missing.append(m)
         with self.r.engine.connect() as conn:
             for i in range(0, len(missing), MEMBER_CHUNK):
+                # No condition on remote_id here: SQLite would then walk the target's
+                # whole (target_id, remote_id) index instead of looking the members up
+                # by primary key, a scan of every link per group.
                 for rid, remote_id in conn.execute(select(L.resource_id, L.remote_id).where(
                         L.target_id == self.row.id, L.state == "provisioned",
-                        L.remote_id.is_not(None),
                         L.resource_id.in_(missing[i:i + MEMBER_CHUNK]))):
-                    out[rid] = remote_id
+                    if remote_id:
+                        out[rid] = remote_id
         return out
 
     def member_users(self, rec: Record) -> list[str]:
