@@ -345,6 +345,11 @@ def test_remediation_respects_modes_the_guard_and_incomplete_runs(
     with engine.connect() as conn:
         taken = conn.execute(sa.select(deliveries).where(
             deliveries.c.target_id == tid, deliveries.c.lifecycle == "remediation")).all()
+    # So is the missing account the engine provisioned (a remediation, timed from
+    # when its finding was first seen).
+    fixed = [r.action for r in taken if r.resource_id == late["id"]]
+    assert fixed == ["create"]
+    taken = [r for r in taken if r.resource_id != late["id"]]
     assert sorted(r.resource_id for r in taken) == sorted(orphan_ids)
     assert {(r.action, r.outcome) for r in taken} == {("deactivate", "ok")}
     assert all("orphaned account" in r.detail for r in taken)

@@ -245,12 +245,13 @@ def sync_cmd(target: str, user_id: str, directory: str | None, as_json: bool,
 
     def go() -> None:
         from scimsync.store.targets import Targets
+        from scimsync.sync import origins
         from scimsync.sync.engine import Reconciler
-        from scimsync.sync.work import Work
 
         engine = _engine(database)
         t = Targets(engine).show(target, directory)
-        result = Reconciler(engine).run(t["id"], only=[Work("User", user_id)])
+        result = Reconciler(engine).run(t["id"], only=[
+            origins.by_hand(engine, t["id"], "User", user_id)])
         _show_actions(result, as_json)
         if result.error or result.dead:
             sys.exit(1)

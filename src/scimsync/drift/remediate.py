@@ -122,7 +122,9 @@ def _fix(engine: Engine, row: Any, config: Any, secrets: dict[str, Any], classes
                 conn.execute(update(links).where(
                     L.target_id == row.id, L.resource_id == f["resource_id"]).values(
                     intent="verify"))
-            works[f["resource_id"]] = Work(f["resource_type"], f["resource_id"])
+            # A fix counts from when drift first saw what it fixes.
+            works[f["resource_id"]] = Work(f["resource_type"], f["resource_id"], 0,
+                                           f["first_seen"], "remediation")
             by_resource.setdefault(f["resource_id"], []).append(f["id"])
     fixed: list[str] = []
     if works:

@@ -43,6 +43,7 @@ class Hold:
     user_name: str | None
     gone: bool
     state: str = "deferred"
+    since: str | None = None  # when the hub first held it back
 
 
 def of(conn: Connection, target_id: str, ids: list[str]) -> dict[str, Hold]:
@@ -106,7 +107,8 @@ def take(conn: Connection, target_id: str, state: str, limit: int) -> list[Hold]
     """Up to `limit` holds of the target in `state`, in a stable order."""
     rows = conn.execute(select(deprovision_holds).where(
         H.target_id == target_id, H.state == state).order_by(H.resource_id).limit(limit))
-    return [Hold(r.resource_type, r.resource_id, r.user_name, r.gone, r.state) for r in rows]
+    return [Hold(r.resource_type, r.resource_id, r.user_name, r.gone, r.state, r.since)
+            for r in rows]
 
 
 def held_counts(conn: Connection) -> dict[str, int]:

@@ -26,13 +26,15 @@ T = targets.c
 
 
 def begin(conn: Connection, target_id: str, directory_id: str, kind: str,
-          reason: str | None = None) -> dict[str, Any]:
+          reason: str | None = None, at: str | None = None) -> dict[str, Any]:
     """Start a pass from the first resource; the journal is followed from now on (a
-    target that never followed it starts at its end)."""
+    target that never followed it starts at its end). `at` is when the identities
+    entered the target's scope (default now): the lag of what the pass applies counts
+    from it."""
     seq = conn.execute(select(directories.c.journal_seq).where(
         directories.c.id == directory_id)).scalar_one()
     bulk: dict[str, Any] = {"kind": kind, "type": "User", "after": "", "seq": seq,
-                            "at": now()}
+                            "at": at or now()}
     if reason is not None:
         bulk["reason"] = reason
     conn.execute(update(targets).where(T.id == target_id).values(
@@ -60,13 +62,14 @@ def waiting(conn: Connection, target_id: str, directory_id: str, cursor: int) ->
 
 
 def next_ids(conn: Connection, directory_id: str, rtype: str, after: str,
-             limit: int) -> list[str]:
-    """The ids of the next `limit` resources of a type after `after`, in id order."""
-    return list(conn.execute(
-        select(resources.c.id).where(
+             limit: int) -> list[tuple[str, str]]:
+    """(id, created) of the next `limit` resources of a type after `after`, in id
+    order."""
+    return [(r.id, r.created) for r in conn.execute(
+        select(resources.c.id, resources.c.created).where(
             resources.c.directory_id == directory_id, resources.c.type == rtype,
             resources.c.id > after)
-        .order_by(resources.c.id).limit(limit)).scalars())
+        .order_by(resources.c.id).limit(limit))]
 
 
 def gone(conn: Connection, target_id: str) -> list[tuple[str, str]]:

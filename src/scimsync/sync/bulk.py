@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from scimsync.protocol.record import Record
 from scimsync.protocol.resources import RESOURCE_TYPES
+from scimsync.protocol.timefmt import parse_time
 from scimsync.store import passes
 from scimsync.store.resources import Loads
 from scimsync.sync.holdback import apply_approved, finish_pass
@@ -58,6 +59,15 @@ class Chunk:
     bulk: Bulk
     ids: list[str]
     records: dict[str, Record] | None = None  # users read ahead
+    # Identities created after the pass began: they entered the target's scope then,
+    # and their lag counts from their creation (the rest from the pass's start).
+    entered: dict[str, str] = field(default_factory=dict)
+
+    def works(self) -> list[Work]:
+        """The chunk's pieces of work, each timed from when it entered scope."""
+        b = self.bulk
+        return [Work(b["type"], i, b["seq"], self.entered.get(i, b["at"]), b["kind"])
+                for i in self.ids]
 
 
 def order(ctx: Run) -> list[str]:
@@ -75,14 +85,17 @@ def read_chunk(r: Reconciler, ctx: Run, bulk: Bulk, sizes: Sizes,
     while i < len(kinds):
         rtype = kinds[i]
         with r.engine.connect() as conn:
-            ids = passes.next_ids(conn, ctx.row.directory_id, rtype, bulk["after"],
-                                  sizes.users if rtype == "User" else sizes.groups)
+            found_ids = passes.next_ids(conn, ctx.row.directory_id, rtype, bulk["after"],
+                                        sizes.users if rtype == "User" else sizes.groups)
+        ids = [i for i, _ in found_ids]
         if ids:
             found = None
             if records and rtype == "User":
                 found = r.store.get_many(ctx.row.directory_id, RESOURCE_TYPES["User"], ids,
                                          Loads(members=True, groups=True))
-            return Chunk({**bulk, "type": rtype}, ids, found)
+            return Chunk({**bulk, "type": rtype}, ids, found, {
+                i: created for i, created in found_ids
+                if parse_time(created) > parse_time(bulk["at"])})
         i += 1
         bulk = {**bulk, "type": kinds[i] if i < len(kinds) else "", "after": ""}
     return Chunk(bulk, [])
@@ -120,8 +133,7 @@ def apply(ctx: Run, chunk: Chunk) -> None:
     # A bulk chunk sees every resource in turn: references resolve within the pass,
     # and groups are synced after all users.
     ctx.incremental = False
-    ctx.reconcile([Work(bulk["type"], i, bulk["seq"], bulk["at"], bulk["kind"])
-                   for i in chunk.ids])
+    ctx.reconcile(chunk.works())
     ctx.settle([])
     ctx.flush(also=partial(passes.save, target_id=ctx.row.id,
                            bulk={**bulk, "after": chunk.ids[-1]}))

@@ -36,7 +36,7 @@ from scimsync.store import retries as retry_store
 from scimsync.store.resources import Store
 from scimsync.store.tables import directories, links, resources, targets
 from scimsync.store.targets import FULL_SYNC, Targets
-from scimsync.sync import bulk
+from scimsync.sync import bulk, origins
 from scimsync.sync.config import TargetConfig
 from scimsync.sync.events import (
     announce,
@@ -220,9 +220,12 @@ class Reconciler:
 
     def _begin_bulk(self, row: Any, kind: str, lease: Lease | None = None) -> Any:
         """Start bulk work (an initial load or a resync): the journal is followed from
-        now on, while the bulk pass walks every resource in chunks between changes."""
+        now on, while the bulk pass walks every resource in chunks between changes.
+        An initial load is timed from the target's creation: its identities entered
+        the target's scope then, not when a lane first got to it."""
         with fenced(self.engine, lease) as conn:
-            passes.begin(conn, row.id, row.directory_id, kind)
+            passes.begin(conn, row.id, row.directory_id, kind,
+                         at=row.created if kind == "initial" else None)
         return self.targets.runtime(row.id)[0]
 
     def plan(self, target_id: str) -> RunResult:
@@ -308,6 +311,6 @@ def retry_dead_letters(engine: Engine, target_id: str, ids: list[int] | None = N
     pairs = mark_retried(engine, target_id, ids)
     if not pairs:
         return {"retried": 0, "actions": []}
-    result = Reconciler(engine).run(target_id, only=[Work(t, r) for t, r in pairs])
+    result = Reconciler(engine).run(target_id, only=origins.retried(engine, target_id, pairs))
     return {"retried": len(pairs), "error": result.error, "dead": result.dead,
             "actions": result.actions}

@@ -237,7 +237,10 @@ def apply_approved(ctx: Run, limit: int) -> bool:
         todo = holds.take(conn, ctx.row.id, "approved", limit)
     if not todo:
         return True
-    ctx.reconcile([Work(h.resource_type, h.resource_id) for h in todo])
+    # Timed from when the hub first held each back; a phase of its own (lifecycle
+    # `approved`): how long a decision took is not how fast changes propagate.
+    ctx.reconcile([Work(h.resource_type, h.resource_id, 0, h.since, "approved")
+                   for h in todo])
     ctx.settle([])
     ctx.flush()
     return len(todo) < limit

@@ -77,15 +77,15 @@ def resolve(ctx: RunContext, works: list[Work]) -> None:
     if ctx.sender is not None:
         return
     ctx.prefetch_links([w.resource_id for w in works])
-    unknown: dict[str, list[Link]] = {}
+    unknown: dict[str, list[tuple[Work, Link]]] = {}
     for w in works:
         link = ctx.link(w.resource_id)
         if link is not None and link.intent is not None:
-            unknown.setdefault(link.resource_type, []).append(link)
+            unknown.setdefault(link.resource_type, []).append((w, link))
     for kind, found in unknown.items():
-        by_external = _find(ctx, kind, [link.resource_id for link in found])
-        for link in found:
-            _settle_one(ctx, kind, link, by_external)
+        by_external = _find(ctx, kind, [link.resource_id for _, link in found])
+        for w, link in found:
+            _settle_one(ctx, w, link, by_external)
 
 
 def _find(ctx: RunContext, kind: str, ids: list[str]) -> dict[str, list[Remote]] | None:
@@ -104,15 +104,15 @@ def _find(ctx: RunContext, kind: str, ids: list[str]) -> dict[str, list[Remote]]
     return out
 
 
-def _settle_one(ctx: RunContext, kind: str, link: Link,
+def _settle_one(ctx: RunContext, work: Work, link: Link,
                 by_external: dict[str, list[Remote]] | None) -> None:
-    rid = link.resource_id
+    kind, rid = link.resource_type, link.resource_id
     hits = sorted((by_external or {}).get(rid, []), key=lambda r: r.id)
     remote = next((h for h in hits if h.id == link.remote_id), hits[0] if hits else None)
     if remote is None and link.remote_id:
         remote = ctx.connector.get(kind, link.remote_id)
     if remote is None and by_external is None and not link.remote_id:
-        ctx.dead_letter(Work(kind, rid), "verify", Rejected(
+        ctx.dead_letter(work, "verify", Rejected(
             f"a {link.intent} of this {kind} was under way when a run stopped, and the "
             "application cannot be searched by externalId: check whether it holds the "
             "object, and link it by hand (drift) if it does"))
