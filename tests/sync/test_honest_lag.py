@@ -7,6 +7,7 @@ an hour ago), so nothing here sleeps.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,8 @@ from scimsync.store.tables import (
 from scimsync.store.targets import Targets
 from scimsync.sync import origins
 from scimsync.sync.engine import retry_dead_letters
+from scimsync.sync.lag import target_lag
+from test_targets_admin import cli
 
 HOUR_MS = 3600 * 1000
 CREATED: list[str] = []
@@ -73,6 +76,14 @@ def applied(engine: Engine, tid: str, **where: Any) -> list[Any]:
             deliveries.c.target_id == tid, deliveries.c.outcome == "ok",
             *[deliveries.c[k] == v for k, v in where.items()])
             .order_by(deliveries.c.id)).all())
+
+
+def deactivated_by_hand(store: str, rid: str) -> None:
+    """An account deactivated by hand in the application: drift."""
+    data = memory.store(store)
+    with data.lock:
+        [account] = [d for d in data.of("User").values() if d.get("externalId") == rid]
+        account["active"] = False
 
 
 def test_an_initial_load_counts_from_the_targets_creation_not_from_its_first_run(
@@ -165,10 +176,7 @@ def test_a_drift_fix_counts_from_when_the_drift_was_first_seen(
     alice = scim.user(f"alice-{secrets.token_hex(2)}@x.test")["id"]
     tid, store = target(engine, scim)
     converge(engine, tid)
-    data = memory.store(store)
-    with data.lock:
-        [account] = [d for d in data.of("User").values() if d.get("externalId") == alice]
-        account["active"] = False  # deactivated by hand in the application
+    deactivated_by_hand(store, alice)
     Detector(engine).run(tid)
     first_seen = ago(1)
     with engine.begin() as conn:
@@ -198,3 +206,62 @@ def test_an_approved_deprovisioning_counts_from_when_it_was_held_back(
     [row] = applied(engine, tid, resource_id=users[3], action="deactivate")
     assert (row.action, row.lifecycle, row.changed_at) == ("deactivate", "approved", held)
     assert row.lag_ms >= HOUR_MS
+
+
+def test_lag_is_reported_per_phase_in_the_cli_the_admin_api_and_metrics(
+        engine: Engine, scim: Scim, client: Any, directories: Any) -> None:
+    """An initial load an hour old, two everyday changes (one a leaver) and a drift fix
+    first seen an hour ago: each phase has its own figures, the overall ones stay where
+    they were, and the worst leaver is still the leaver's own lag."""
+    tag = secrets.token_hex(2)
+    users = [scim.user(f"p{i}-{tag}@x.test")["id"] for i in range(3)]
+    backdate(engine, resources, users, ago(2))
+    tid, store = target(engine, scim)
+    backdate(engine, targets, [tid], ago(1))
+    converge(engine, tid)
+    scim.patch(f"/Users/{users[0]}", [{"op": "replace", "path": "title", "value": "New"}])
+    scim.patch(f"/Users/{users[1]}", [{"op": "replace", "path": "active", "value": False}])
+    converge(engine, tid)
+    deactivated_by_hand(store, users[2])
+    Detector(engine).run(tid)
+    with engine.begin() as conn:
+        conn.execute(sa.update(findings).where(findings.c.target_id == tid)
+                     .values(first_seen=ago(1)))
+    assert fix(engine, tid, ["attribute_drift"])["fixed"] == 1
+
+    lag = target_lag(engine, tid)
+    phases = lag["phases"]
+    assert set(phases) == {"initial", "incremental", "remediation"}
+    assert phases["initial"]["samples"] == 3 and phases["initial"]["p50_ms"] >= HOUR_MS
+    assert phases["incremental"]["samples"] == 2
+    assert phases["incremental"]["max_ms"] < HOUR_MS
+    assert phases["remediation"]["samples"] == 1
+    assert phases["remediation"]["p50_ms"] >= HOUR_MS
+    assert lag["samples"] == 6 and lag["max_ms"] >= HOUR_MS  # all phases together
+    [leaver] = applied(engine, tid, resource_id=users[1], lifecycle="leaver")
+    assert lag["worst_leaver"]["resource_id"] == users[1]
+    assert lag["worst_leaver"]["lag_ms"] == leaver.lag_ms < HOUR_MS
+    with engine.connect() as conn:
+        assert {r.lifecycle: r.phase for r in conn.execute(sa.select(deliveries).where(
+            deliveries.c.target_id == tid))} == {
+            "initial": "initial", "mover": "incremental", "leaver": "incremental",
+            "remediation": "remediation"}
+
+    out = cli(engine, "lag", "--json").stdout
+    mine = next(t for t in json.loads(out) if t["id"] == tid)
+    assert mine["phases"] == phases
+    assert {k: mine[k] for k in ("samples", "p50_ms", "worst_leaver")} == {
+        k: lag[k] for k in ("samples", "p50_ms", "worst_leaver")}
+    table = cli(engine, "lag", env={"COLUMNS": "250"}).stdout
+    assert {"initial", "incremental", "remediation"} <= set(table.split())
+
+    admin = {"Authorization": f"Bearer {directories.create_token(None, 't')['token']}"}
+    assert client.get(f"/admin/targets/{tid}/lag", headers=admin).json()["phases"] == phases
+    metrics = client.get("/metrics", headers=admin).text
+    for phase in ("all", "initial", "incremental", "remediation"):
+        line = (f'scimsync_propagation_lag_seconds{{directory_id="{scim.directory_id}",'
+                f'phase="{phase}",quantile="0.5",target_id="{tid}"}}')
+        assert line in metrics, phase
+    labels = {m.split('phase="')[1].split('"')[0] for m in metrics.splitlines()
+              if m.startswith("scimsync_propagation_lag_seconds{")}
+    assert labels == {"all", "initial", "incremental", "remediation"}

@@ -24,6 +24,7 @@ from scimsync.store.directories import Directories
 from scimsync.sync.lag import all_targets
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"), ("1", "max_ms"))
 
 
 class TargetCollector(Collector):
@@ -37,8 +38,10 @@ class TargetCollector(Collector):
         labels = ["target", "target_id", "directory_id"] if self.names else \
             ["target_id", "directory_id"]
         lag = GaugeMetricFamily("scimsync_propagation_lag_seconds",
-                                "Journal append to applied on the target, recent changes",
-                                labels=[*labels, "quantile"])
+                                "Change (or entry into scope) to applied on the target, "
+                                "recent changes; phase: all, initial, incremental, "
+                                "remediation; quantile 1 is the max",
+                                labels=[*labels, "phase", "quantile"])
         leaver = GaugeMetricFamily("scimsync_worst_leaver_lag_seconds",
                                    "Slowest recent deprovisioning (time to deprovision)",
                                    labels=labels)
@@ -54,9 +57,10 @@ class TargetCollector(Collector):
             base = [t["id"], t["directory_id"]]
             if self.names:
                 base.insert(0, t["name"])
-            for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms")):
-                if t[key] is not None:
-                    lag.add_metric([*base, q], t[key] / 1000)
+            for phase, figures in (("all", t), *t["phases"].items()):
+                for q, key in QUANTILES:
+                    if figures[key] is not None:
+                        lag.add_metric([*base, phase, q], figures[key] / 1000)
             if t["worst_leaver"]:
                 leaver.add_metric(base, t["worst_leaver"]["lag_ms"] / 1000)
             backlog.add_metric(base, t["backlog"])

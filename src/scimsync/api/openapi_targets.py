@@ -56,14 +56,29 @@ def _decision(summary: str) -> dict[str, Any]:
         "200": json_body(_DECISION, "How many were decided"), "400": ERR, "404": ERR}}}
 
 
-_LAG = {"type": "object", "properties": {
-    "target_id": {"type": "string"}, "samples": {"type": "integer"},
-    "p50_ms": {"type": ["integer", "null"]}, "p95_ms": {"type": ["integer", "null"]},
-    "p99_ms": {"type": ["integer", "null"]}, "max_ms": {"type": ["integer", "null"]},
-    "worst_leaver": {"type": ["object", "null"], "description": "The leaver whose "
-                     "deprovisioning took longest among recent deliveries"},
-    "deliveries": {"type": "object", "description": "Deliveries by outcome",
-                   "additionalProperties": {"type": "integer"}}}}
+_MS = {"type": ["integer", "null"], "description": "milliseconds; null without samples"}
+_FIGURE_PROPS: dict[str, Any] = {
+    "samples": {"type": "integer"}, "p50_ms": _MS, "p95_ms": _MS, "p99_ms": _MS,
+    "max_ms": _MS}
+_FIGURES = {"type": "object", "properties": _FIGURE_PROPS}
+_LAG = {"type": "object", "description": "Lag of the most recent applied changes (up to "
+        "10,000 of all phases, and as many of each), counted from when the identity "
+        "entered the target's scope or changed (docs/provisioning.md: Lag)",
+        "properties": {
+            "target_id": {"type": "string"}, **_FIGURE_PROPS,
+            "phases": {"type": "object", "description": "initial: initial load and "
+                       "resyncs; incremental: journal changes (joiner, mover, leaver); "
+                       "remediation: drift fixes and approved guard holds",
+                       "properties": {p: _FIGURES for p in
+                                      ("initial", "incremental", "remediation")}},
+            "worst_leaver": {"type": ["object", "null"], "description": "The slowest "
+                             "recent deprovisioning (time-to-deprovision)", "properties": {
+                                 "resource_id": {"type": "string"},
+                                 "lag_ms": {"type": "integer"},
+                                 "applied_at": {"type": "string"},
+                                 "action": {"type": "string"}}},
+            "deliveries": {"type": "object", "description": "Deliveries by outcome",
+                           "additionalProperties": {"type": "integer"}}}}
 _DEAD_LETTER = {"type": "object", "properties": {
     "id": {"type": "integer"}, "target_id": {"type": "string"},
     "resource_type": {"type": "string"}, "resource_id": {"type": "string"},
@@ -131,7 +146,8 @@ TARGET_PATHS: dict[str, Any] = {
         "/targets/{tid}/resume": _status("Resume a paused (or quarantined) target"),
         "/targets/{tid}/lag": {
             "parameters": [TID],
-            "get": {"summary": "Propagation lag of the target's recent deliveries",
+            "get": {"summary": "Propagation lag of the target's recent deliveries, all phases "
+                               "together and per phase",
                     "responses": {"200": json_body(_LAG, "Lag"), "404": ERR}},
         },
         "/targets/{tid}/dead-letters": {

@@ -279,7 +279,9 @@ def worker_cmd(database: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @database_option
 def lag_cmd(as_json: bool, database: str | None) -> None:
-    """Propagation lag per target (p50/p95/p99) and the worst recent leaver."""
+    """Propagation lag per target (p50/p95/p99/max), all together and per phase
+    (initial load and resyncs, incremental changes, remediation), and the worst recent
+    leaver."""
     from scimsync.sync.lag import all_targets
 
     def go() -> None:
@@ -287,10 +289,15 @@ def lag_cmd(as_json: bool, database: str | None) -> None:
         if as_json:
             _emit(rows, True)
             return
-        _emit([{**r, "worst_leaver_ms": (r["worst_leaver"] or {}).get("lag_ms")}
-               for r in rows], False,
-              ["name", "status", "backlog", "samples", "p50_ms", "p95_ms", "p99_ms",
-               "worst_leaver_ms", "dead_letters", "failures"], "propagation lag")
+        table = []
+        for r in rows:  # a row for the target, then one per phase
+            table.append({**r, "phase": "all",
+                          "worst_leaver_ms": (r["worst_leaver"] or {}).get("lag_ms")})
+            table += [{"name": r["name"], "phase": p, **f} for p, f in r["phases"].items()]
+        _emit(table, False,
+              ["name", "phase", "samples", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+               "worst_leaver_ms", "status", "backlog", "dead_letters", "failures"],
+              "propagation lag")
 
     _run(go)
 

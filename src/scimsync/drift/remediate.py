@@ -36,7 +36,7 @@ from scimsync.sync.context import link_upsert
 from scimsync.sync.engine import Reconciler, make_connector
 from scimsync.sync.guard import guard_exceeded, provisioned
 from scimsync.sync.lease import Lease, fenced, held
-from scimsync.sync.work import Work
+from scimsync.sync.work import Work, phase_of
 
 log = logging.getLogger("scimsync.remediate")
 L = links.c
@@ -209,7 +209,8 @@ def _take_out(engine: Engine, row: Any, config: Any, secrets: dict[str, Any],
                              "resource_id": f["id"], "action": action, "outcome": outcome,
                              "seq": 0, "lifecycle": "remediation",
                              "changed_at": f["first_seen"], "applied_at": applied,
-                             "lag_ms": max(int(lag * 1000), 0), "detail": detail})
+                             "lag_ms": max(int(lag * 1000), 0), "detail": detail,
+                             "phase": phase_of("remediation")})
     finally:
         connector.close()
         if evidence:

@@ -220,7 +220,10 @@ deliveries = Table(
     Column("applied_at", String(32), nullable=False),
     Column("lag_ms", Integer, nullable=False),
     Column("detail", Text, nullable=True),
+    # initial (initial load, resync), incremental or remediation (scimsync.sync.work).
+    Column("phase", String(16), nullable=True),
     Index("ix_deliveries_target", "target_id", "id"),
+    Index("ix_deliveries_phase", "target_id", "phase", "id"),
 )
 
 dead_letters = Table(

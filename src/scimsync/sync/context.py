@@ -36,7 +36,7 @@ from scimsync.sync.intents import PENDING, intent_upsert
 from scimsync.sync.lease import Lease, fenced
 from scimsync.sync.pacing import Steps
 from scimsync.sync.plan import Rules
-from scimsync.sync.work import Link, RunResult, Work
+from scimsync.sync.work import Link, RunResult, Work, phase_of
 
 if TYPE_CHECKING:
     from scimsync.sync.engine import Reconciler
@@ -291,7 +291,8 @@ class RunContext:
                 "target_id": self.row.id, "resource_type": work.resource_type,
                 "resource_id": work.resource_id, "action": action, "outcome": outcome,
                 "seq": work.seq, "lifecycle": work.lifecycle, "changed_at": changed,
-                "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail})
+                "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail,
+                "phase": phase_of(work.lifecycle)})
             self.maybe_flush()
 
     def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:

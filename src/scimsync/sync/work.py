@@ -29,6 +29,24 @@ class Link:
     intent: str | None = None
 
 
+# The phases lag is reported under (docs/provisioning.md: Lag), by a delivery's
+# lifecycle: bulk passes; drift fixes and deprovisionings released from a guard hold,
+# whose wait is a decision's; everything else is a journal change (joiner, mover,
+# leaver, a group's change, an event).
+PHASES = ("initial", "incremental", "remediation")
+PASS_LIFECYCLES = ("initial", "resync")
+REMEDIATION_LIFECYCLES = ("remediation", "approved")
+
+
+def phase_of(lifecycle: str | None) -> str:
+    """The lag phase of a delivery with this lifecycle."""
+    if lifecycle in PASS_LIFECYCLES:
+        return "initial"
+    if lifecycle in REMEDIATION_LIFECYCLES:
+        return "remediation"
+    return "incremental"
+
+
 @dataclass
 class Work:
     """One resource to reconcile, with when and why it last changed."""
