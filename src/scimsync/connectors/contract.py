@@ -2,10 +2,12 @@
 
 A connector is a narrow adapter to one downstream system. It creates, replaces,
 updates (a change set), deletes, reads and lists remote objects, says what it can do
-(`Capabilities`), and raises one of the errors below. It knows its wire format and
-nothing else: links, matching, retries, rate limits, ordering, dry runs and guards
-live in the engine (scimsync.sync). An event sink (webhooks) is the other contract:
-one signed event per change, in journal order.
+(`Capabilities`), and raises one of the errors below. What a write returns is the
+object as the system answered (a `Remote` whose doc may be empty, or None for an
+update answered without it): the engine verifies by it, or reads the object back.
+It knows its wire format and nothing else: links, matching, retries, rate limits,
+ordering, dry runs, guards and verification live in the engine (scimsync.sync). An
+event sink (webhooks) is the other contract: one signed event per change, in order.
 
 ConnectorError            base: the request and response, secrets redacted
 ├── Transient             retry later (timeouts, resets, 5xx, 429 with Retry-After)
@@ -147,7 +149,10 @@ class Connector(Protocol):
 
     def replace(self, kind: str, remote_id: str, attrs: Doc) -> Remote: ...
 
-    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> None: ...
+    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> Remote | None:
+        """Apply a change set; the object as the system answered, or None when it
+        answered without it (the engine then reads it back to verify)."""
+        ...
 
     def delete(self, kind: str, remote_id: str) -> None: ...
 

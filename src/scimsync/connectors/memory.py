@@ -127,7 +127,7 @@ class MemoryConnector:
             self.data.of(kind)[remote_id] = doc
             return Remote(remote_id, copy.deepcopy(doc))
 
-    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> None:
+    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> Remote:
         with self.data.lock:
             self._check("update", kind, remote_id)
             doc = self.data.of(kind).get(remote_id)
@@ -145,6 +145,7 @@ class MemoryConnector:
                 after["members"] = members
             self._unique(kind, after, remote_id)
             self.data.of(kind)[remote_id] = after
+            return Remote(remote_id, copy.deepcopy(after))
 
     def delete(self, kind: str, remote_id: str) -> None:
         with self.data.lock:

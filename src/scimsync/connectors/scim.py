@@ -190,18 +190,22 @@ class ScimConnector:
         doc = _body(r)
         return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
 
-    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> None:
+    def update(self, kind: str, remote_id: str, changes: ChangeSet) -> Remote | None:
         """Apply a change set: as PATCH operations (RFC 7644 §3.5.2) where the app takes
         them, in requests of at most max_members_per_patch operations; else as a PUT of
-        the whole desired object (RFC 7644 §3.5.1)."""
+        the whole desired object (RFC 7644 §3.5.1). The object as the last answer holds
+        it, or None when the app answered 204 (RFC 7644 §3.5.2: either is allowed)."""
         if not (self.profile.patch and self.discover()["patch"]):
-            self.replace(kind, remote_id, changes.desired)
-            return
+            return self.replace(kind, remote_id, changes.desired)
         ops = patch_operations(changes)
         size = max(1, self.profile.max_members_per_patch)
+        answered: Any = None
         for i in range(0, len(ops), size):
-            self._call("PATCH", _resource_path(kind, remote_id),
-                       {"schemas": [PATCH_OP], "Operations": ops[i:i + size]})
+            answered = _body(self._call("PATCH", _resource_path(kind, remote_id),
+                                        {"schemas": [PATCH_OP], "Operations": ops[i:i + size]}))
+        if isinstance(answered, dict) and str(answered.get("id", "")) == remote_id:
+            return Remote(remote_id, answered)
+        return None
 
     def delete(self, kind: str, remote_id: str) -> None:
         try:

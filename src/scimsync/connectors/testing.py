@@ -79,6 +79,18 @@ class ConnectorContract:
         assert got.doc["active"] is False
         assert "title" not in got.doc
 
+    def test_an_update_answers_with_the_object_after_it_or_nothing(
+            self, connector: Connector, tag: str) -> None:
+        """The engine verifies by an update's answer when there is one: it must be the
+        object after the change, never the one before."""
+        body = _user(f"{tag}@x.test", f"{tag}-1")
+        created = connector.create("User", body)
+        answer = connector.update("User", created.id,
+                                  ChangeSet({**body, "active": False}, set={"active": False}))
+        if answer is not None:
+            assert answer.id == created.id
+            assert answer.doc.get("active", False) is False
+
     def test_unknown_ids_are_not_found(self, connector: Connector, tag: str) -> None:
         missing = f"{tag}-missing"
         assert connector.get("User", missing) is None
