@@ -17,7 +17,13 @@ Groups answers, as applications downstream were seen to (issue 12, docs/drift.md
   cursor honestly when it does not lie);
 - `crash_on_count`: any request with a `count` answers 500 (Canaille 0.3.6).
 
+One lie is about writes (WRITE_LIES): `drops_members` takes `members` out of every
+POST and PUT of a Group and every PATCH operation on them, and answers what the app
+then holds (django-scim2 does it on POST and PUT only, docs/apps.md).
+
 Everything else passes through unchanged. `lie = None` is an honest application.
+`seen` keeps (method, path, body) of every request. `in_front` puts the double in
+front of any application (tests/apps/), to see what the hub sends it.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -36,6 +43,7 @@ from downstream import ThreadedServer, read_body
 LIES = ("ignores_position", "ignores_position_silently", "wrong_start",
         "repeats_earlier_id", "overstates_page", "short_page", "stuck_cursor",
         "crash_on_count")
+WRITE_LIES = ("drops_members",)
 LISTED = ("/Users", "/Groups")
 
 
@@ -48,6 +56,8 @@ class Liar:
         self.lie: str | None = None
         self.cursors = False  # advertise cursor pagination (discovery is cached)
         self.asked: list[dict[str, str]] = []  # the query of each listing request
+        # (method, path, JSON body or None) of every request, as the client sent it
+        self.seen: list[tuple[str, str, Any]] = []
 
 
 def liar_app(liar: Liar) -> Any:
@@ -73,6 +83,12 @@ def liar_app(liar: Liar) -> Any:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]
                    if k.decode() in ("authorization", "content-type", "accept")}
         lie = liar.lie
+        liar.seen.append((method, path, json.loads(body) if body else None))
+        if lie == "drops_members" and "/Groups" in path and method in ("POST", "PUT",
+                                                                        "PATCH"):
+            body = without_members(body)
+            if method == "PATCH" and not json.loads(body)["Operations"]:
+                method, body = "GET", b""  # nothing left to change: what it holds
         if lie == "crash_on_count" and "count" in query:
             await answer(send, 500, {"detail": "'<' not supported between 'str' and 'int'"})
             return
@@ -131,10 +147,29 @@ def liar_app(liar: Liar) -> Any:
     return app
 
 
+def without_members(body: bytes) -> bytes:
+    """A Group's body, or a PATCH of one, with whatever touches `members` taken out."""
+    doc = json.loads(body)
+    doc.pop("members", None)
+    if "Operations" in doc:
+        doc["Operations"] = [
+            op for op in doc["Operations"]
+            if not str(op.get("path", "")).startswith("members")
+            and not (isinstance(op.get("value"), dict) and "members" in op["value"])]
+    return json.dumps(doc).encode()
+
+
+@contextmanager
+def in_front(url: str) -> Iterator[tuple[Liar, str]]:
+    """The double in front of the SCIM application at `url`: (its state, its URL)."""
+    parts = urlsplit(url)
+    state = Liar(f"{parts.scheme}://{parts.netloc}")
+    with ThreadedServer(liar_app(state)) as server:
+        yield state, f"{server.url}{parts.path}"
+
+
 @pytest.fixture
 def liar(peer_root: str) -> Iterator[tuple[Liar, str]]:
     """A lying double in front of a fresh scim2-server tenant: (its state, its URL)."""
-    tenant = f"t{secrets.token_hex(4)}"
-    state = Liar(peer_root)
-    with ThreadedServer(liar_app(state)) as server:
-        yield state, f"{server.url}/{tenant}"
+    with in_front(f"{peer_root}/t{secrets.token_hex(4)}") as double:
+        yield double

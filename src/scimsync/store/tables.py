@@ -139,6 +139,9 @@ targets = Table(
     # Bulk work in progress (initial load, resync): {"kind", "type", "after", "seq", "at"};
     # the journal cursor moves on meanwhile.
     Column("bulk", Doc, nullable=True),
+    # What the engine learned of the application by verifying its writes, apart from
+    # the configuration a person sets: {fact: {"value", "at", "evidence"}}.
+    Column("learned", Doc, nullable=True),
     Column("created", String(32), nullable=False),
     Column("updated", String(32), nullable=False),
     UniqueConstraint("directory_id", "name", name="ux_targets_name"),

@@ -30,6 +30,7 @@ def _view(row: Any, counts: dict[str, Any] | None = None, held: int = 0) -> dict
     out = {
         "id": row.id, "directory_id": row.directory_id, "name": row.name, "kind": row.kind,
         "status": holds.shown_status(row.status, held), "config": row.config,
+        "learned": row.learned or {},
         "has_credentials": bool(row.secret),
         "cursor": row.cursor, "failures": row.failures, "last_error": row.last_error,
         "retry_at": row.retry_at, "created": row.created, "updated": row.updated,
@@ -170,6 +171,17 @@ class Targets:
         row = self._row(target_id)
         secrets = crypto.unseal(self.engine.url, row.secret)
         return row, load_config(row.kind, row.config), secrets
+
+
+def learn(conn: Any, target_id: str, fact: str, value: Any, evidence: str) -> bool:
+    """Store what the engine found out about a target's application (`learned`, apart
+    from the configuration); False if it was known already."""
+    learned = dict(conn.execute(select(T.learned).where(T.id == target_id)).scalar() or {})
+    if (learned.get(fact) or {}).get("value") == value:
+        return False
+    learned[fact] = {"value": value, "at": now(), "evidence": evidence}
+    conn.execute(update(targets).where(T.id == target_id).values(learned=learned))
+    return True
 
 
 def list_dead_letters(engine: Engine, target_id: str, status: str | None = "open"

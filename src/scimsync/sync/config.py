@@ -23,6 +23,9 @@ MATCH_ATTRIBUTES = ("externalId", "userName", "email")
 DRIFT_CLASSES = ("lingering_access", "orphaned_account", "membership_drift",
                  "missing_account", "attribute_drift", "unmanaged_matchable")
 REMEDIATION_MODES = ("report", "auto", "approve")
+# What a run reads back after writing it, to see that the application kept it
+# (docs/provisioning.md: Verification).
+VERIFY_MODES = ("groups", "none")
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Profile:
     # more than this share of those provisioned (once over 10), waits for approval.
     max_deprovisions: int = 500
     max_deprovision_percent: float = 30.0
+    # What is checked after a write (VERIFY_MODES): groups' members, or nothing.
+    verify: str = "groups"
 
 
 @dataclass
@@ -145,6 +150,8 @@ def _check_profile(raw: Any) -> Profile:
             problems.add(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}", "match")
     if pf.get("deprovision", "deactivate") not in ("deactivate", "delete"):
         problems.add("profile.deprovision is deactivate or delete", "deprovision")
+    if pf.get("verify", "groups") not in VERIFY_MODES:
+        problems.add(f"profile.verify is one of {', '.join(VERIFY_MODES)}", "verify")
     if pf.get("adopt", "externalId") not in ("externalId", "match"):
         problems.add("profile.adopt is externalId (the default) or match", "adopt")
     for name, (low, high, closed) in RANGES.items():

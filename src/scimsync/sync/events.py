@@ -42,7 +42,7 @@ NHI_EVENTS = {"owner_departed": "nhi.owner_departed", "reassigned": "nhi.reassig
 # concern): they reach webhooks and the events API in journal order, like the others.
 HUB_EVENTS = {"drift_detected": "drift.detected", "quarantined": "target.quarantined",
               "released": "target.released", "held": "target.held",
-              "adopted": "target.adopted"}
+              "adopted": "target.adopted", "learned": "target.learned"}
 HUB_RESOURCE = "Target"
 EVENT_TYPES = tuple(t for table in (*BY_TYPE.values(), HUB_EVENTS, NHI_EVENTS)
                     for t in table.values())

@@ -19,7 +19,7 @@ from scimsync.sync.config import TargetConfig
 # Profile settings that say how to talk to the application, not what it should hold:
 # changing them changes no identity's desired state, so it starts no pass.
 HOW_NOT_WHAT = ("patch", "page_size", "count", "max_members_per_patch", "rate_limit",
-                "concurrency", "timeout", "max_deprovisions", "max_deprovision_percent")
+                "concurrency", "timeout", "max_deprovisions", "max_deprovision_percent", "verify")
 
 
 def effective(config: TargetConfig) -> dict[str, Any]:

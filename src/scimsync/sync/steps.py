@@ -42,15 +42,16 @@ from scimsync.sync.intents import resolve, sends_deprovision, sends_put, sends_s
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.stepping import Stepping
+from scimsync.sync.verify import Verifying
 from scimsync.sync.work import Link, Work
 
 L = links.c
 Doc = dict[str, Any]
 
 
-class Run(Holdback, Lookups, Stepping):
-    """A run: the steps, on top of the run's state, its lookups and its part in the
-    guard."""
+class Run(Holdback, Lookups, Stepping, Verifying):
+    """A run: the steps, on top of the run's state, its lookups, its part in the guard
+    and the checks of what the application kept."""
 
     def reconcile(self, items: list[Work]) -> None:
         """Bring these resources to their desired state, in an order that keeps the
@@ -259,10 +260,10 @@ class Run(Holdback, Lookups, Stepping):
         if action.verb == "conflict":
             self.conflict(work, action)
             return None
-        verb = action.verb
+        verb, answer = action.verb, None
         if verb == "create":
             try:
-                remote = self.connector.create(kind, body)
+                remote = self.connector.create(kind, self.outgoing(kind, verb, body))
             except RemoteConflict as exc:
                 found = candidates_for(kind, work.resource_id, body,
                                        self.conflict_lookup(kind, work.resource_id, body),
@@ -274,7 +275,8 @@ class Run(Holdback, Lookups, Stepping):
                 return self.apply(work, again, digest)
         elif verb == "adopt":
             assert action.remote_id is not None
-            remote = self.connector.replace(kind, action.remote_id, body)
+            remote = self.connector.replace(kind, action.remote_id,
+                                            self.outgoing(kind, verb, body))
             announce(self.r.engine, self.row.directory_id, self.row.id, "adopted", {
                 "target": self.row.name, "resource_type": kind,
                 "resource_id": work.resource_id, "remote_id": action.remote_id,
@@ -283,13 +285,23 @@ class Run(Holdback, Lookups, Stepping):
             assert action.remote_id is not None
             try:
                 if verb == "update" and action.changes is not None:
-                    self.connector.update(kind, action.remote_id, action.changes)
+                    answered = self.connector.update(kind, action.remote_id, action.changes)
+                    answer = None if answered is None else answered.doc
                     remote = Remote(action.remote_id, body)
                 else:
-                    remote = self.connector.replace(kind, action.remote_id, body)
+                    remote = self.connector.replace(kind, action.remote_id,
+                                                    self.outgoing(kind, verb, body))
             except RemoteNotFound:
                 verb = "recreate"
-                remote = self.connector.create(kind, body)
+                remote = self.connector.create(kind, self.outgoing(kind, verb, body))
+        if verb != "update":
+            answer = remote.doc
+        held = self.check_members(work, verb, remote.id, body, answer, action.changes)
+        if held is not None:  # the app kept less than it was sent: no silent success
+            self.save_link(Link(work.resource_id, kind, remote.id, mapping.digest(held), held,
+                                "provisioned"))
+            self.record(work, verb, "unverified", detail=_detail(action))
+            return remote
         self.save_link(Link(work.resource_id, kind, remote.id, digest, body, "provisioned"))
         self.count(applied=1)
         self.record(work, verb, detail=_detail(action))
