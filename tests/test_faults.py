@@ -370,11 +370,11 @@ def test_several_workers_share_targets_without_overlap(engine: Engine, scim: Sci
 def test_discovered_capabilities_narrow_the_profile(
         engine: Engine, scim: Scim, proxy: tuple[Proxy, Peer]) -> None:
     """An app whose ServiceProviderConfig says no PATCH gets full PUTs."""
-    from scimsync.connectors import scim as scim_client
+    from scimsync.connectors import discovery
 
     p, peer = proxy
     p.faults.no_patch = True
-    scim_client._DISCOVERED.clear()
+    discovery.CACHE.forget()
     u = scim.user("put-only@x.test", title="A")
     tid = target_via(engine, scim, p, peer)
     converge(engine, tid)
@@ -385,4 +385,4 @@ def test_discovered_capabilities_narrow_the_profile(
     assert remote["title"] == "B" and remote["active"] is False
     methods = {m.split()[0] for m in p.faults.seen}
     assert "PUT" in methods and "PATCH" not in methods
-    scim_client._DISCOVERED.clear()
+    discovery.CACHE.forget()

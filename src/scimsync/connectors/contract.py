@@ -23,7 +23,7 @@ ConnectorError            base: the request and response, secrets redacted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -51,6 +51,8 @@ class Capabilities:
     can be looked up by attribute (matching before create, crash recovery by
     externalId), `list` whether they can be read back (drift). `members` whether
     groups hold members. `max_members_per_update` bounds one change set's members.
+    `stores` renders an object as the system keeps it, `learnt` is what the connector
+    found out about the system (both for reports and drift, never for decisions).
     """
 
     kinds: frozenset[str] = frozenset({"User", "Group"})
@@ -60,6 +62,11 @@ class Capabilities:
     members: bool = True
     cursor: bool = False
     max_members_per_update: int = 100
+    # An object as the system is sent it, so as it keeps it (only what it stores, with
+    # what it requires filled in): drift compares that. None: the object as it is.
+    stores: Callable[[str, Doc], Doc] | None = field(default=None, compare=False)
+    # What the connector learnt of the system, for `targets show` (SCIM: discovery).
+    learnt: Doc | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from scimsync import outbound
-from scimsync.connectors import paging
+from scimsync.connectors import discovery, overrides, paging, shaping
 from scimsync.connectors.auth import SECRET_FIELDS, Clock, credentials_for, parse_auth
 from scimsync.connectors.contract import (
     Capabilities,
@@ -24,10 +25,10 @@ from scimsync.connectors.contract import (
     Transient,
     redact,
 )
+from scimsync.connectors.discovery import Discovered
 from scimsync.connectors.http import retry_after, transient_status
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.netpolicy import check_url
-from scimsync.protocol import agent_support
 from scimsync.validation import ConfigError, Problems, at, reject_unknown
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
             "AgenticApplication": "AgenticApplications"}
-DISCOVERY_TTL = 600.0
-_DISCOVERED: dict[str, tuple[float, dict[str, bool]]] = {}
 SETTINGS = ("url", "auth")
 # One `or` filter matches this many values (a full pass matches fifty accounts at once).
 FIND_BATCH = 50
@@ -82,7 +81,8 @@ class ScimConnector:
     """Create/replace/patch/delete/get/find/list over HTTP, nothing more."""
 
     def __init__(self, settings: dict[str, Any], profile: Profile, secrets: Secrets,
-                 transport: httpx.BaseTransport | None = None, clock: Clock = time.monotonic):
+                 transport: httpx.BaseTransport | None = None, clock: Clock = time.monotonic,
+                 cache: discovery.Cache = discovery.CACHE):
         self.profile = profile
         self.base = check_url(settings["url"], resolve=False)  # connections are checked too
         self.http = outbound.client(profile.timeout, transport, headers={"Accept": SCIM_JSON})
@@ -90,56 +90,43 @@ class ScimConnector:
         # scimsync.connectors.auth: what each request carries, and a 401's retry.
         self.credentials = credentials_for(settings.get("auth") or {"type": "none"}, secrets,
                                            self.http, clock)
+        # A changed URL, credential or profile is discovered afresh.
+        self.cache = cache
+        self.key = discovery.cache_key(self.base, settings.get("auth"), secrets,
+                                       asdict(profile))
+        self._raw: Discovered | None = None
+        self._found = Discovered()
 
     def close(self) -> None:
         self.http.close()
 
     def capabilities(self) -> Capabilities:
-        """What the app can do: its ServiceProviderConfig (RFC 7643 §5) narrowed by the
-        profile. An app that does not serve one is taken at the profile's word."""
+        """What the app can do: what it announces (connectors/discovery.py) with the
+        profile's overrides, narrowed by the profile. Raises Transient when discovery
+        fails and no earlier one succeeded."""
         found = self.discover()
         kinds = {"User", "Group"} if self.profile.groups else {"User"}
-        if found["agents"]:
+        if found.agents:
             kinds.add("Agent")
-        if found["applications"]:
+        if found.applications:
             kinds.add("AgenticApplication")
-        return Capabilities(kinds=frozenset(kinds), update=found["patch"] and self.profile.patch,
-                            find=found["filter"], cursor=found["cursor"],
-                            max_members_per_update=max(1, self.profile.max_members_per_patch))
+        return Capabilities(kinds=frozenset(kinds), update=found.patch and self.profile.patch,
+                            find=found.filter, cursor=found.cursor,
+                            max_members_per_update=max(1, self.profile.max_members_per_patch),
+                            stores=self.rendered, learnt=shaping.report(found))
 
-    def discover(self) -> dict[str, bool]:
-        """What the app's ServiceProviderConfig advertises (RFC 7643 §5), cached per URL."""
-        now_ = time.monotonic()
-        cached = _DISCOVERED.get(self.base)
-        if cached is not None and cached[0] > now_:
-            return cached[1]
-        found = {"patch": True, "filter": True, "cursor": False, "agents": False,
-                 "applications": False}
-        try:
-            r = self._call("GET", "ServiceProviderConfig")
-            spc = _body(r)
-            if isinstance(spc, dict):
-                for key in ("patch", "filter"):
-                    value = spc.get(key)
-                    if isinstance(value, dict) and value.get("supported") is False:
-                        found[key] = False
-                pagination = spc.get("pagination")  # RFC 9865 §5
-                if isinstance(pagination, dict) and pagination.get("cursor") is True:
-                    found["cursor"] = True
-                # The draft's member if the app sends it, else its /ResourceTypes.
-                agents = agent_support.from_config(spc) or self._advertised_types()
-                found["agents"], found["applications"] = agents.agents, agents.applications
-        except (Rejected, RemoteNotFound):
-            pass
-        _DISCOVERED[self.base] = (now_ + DISCOVERY_TTL, found)
-        return found
+    def discover(self) -> Discovered:
+        """What the app announces (RFC 7643 §5-§7), kept per app and configuration for
+        discovery.TTL seconds, with the profile's overrides applied."""
+        raw = self.cache.get(self.base, self.key,
+                             lambda: discovery.read(lambda path: _body(self._call("GET", path))))
+        if raw is not self._raw:
+            self._raw, self._found = raw, overrides.apply(raw, self.profile.discovery)
+        return self._found
 
-    def _advertised_types(self) -> agent_support.AgentSupport:
-        """Agent support from the app's /ResourceTypes (RFC7644 §4); none if it has none."""
-        try:
-            return agent_support.from_resource_types(_body(self._call("GET", "ResourceTypes")))
-        except (Rejected, RemoteNotFound):
-            return agent_support.NONE
+    def rendered(self, kind: str, body: Doc) -> Doc:
+        """`body` as this app is sent it: what it stores, with what it requires filled."""
+        return shaping.render(self.discover(), kind, body, self.base)
 
     # --- requests ----------------------------------------------------------------------
 
@@ -181,12 +168,13 @@ class ScimConnector:
         return r
 
     def create(self, kind: str, body: Doc) -> Remote:
-        r = self._call("POST", ENDPOINT[kind], body)
+        r = self._call("POST", ENDPOINT[kind], self.rendered(kind, body))
         doc = _body(r)
         return Remote(str(doc["id"]), doc)
 
     def replace(self, kind: str, remote_id: str, body: Doc) -> Remote:
-        r = self._call("PUT", _resource_path(kind, remote_id), {**body, "id": remote_id})
+        r = self._call("PUT", _resource_path(kind, remote_id),
+                       {**self.rendered(kind, body), "id": remote_id})
         doc = _body(r)
         return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
 
@@ -195,9 +183,11 @@ class ScimConnector:
         them, in requests of at most max_members_per_patch operations; else as a PUT of
         the whole desired object (RFC 7644 §3.5.1). The object as the last answer holds
         it, or None when the app answered 204 (RFC 7644 §3.5.2: either is allowed)."""
-        if not (self.profile.patch and self.discover()["patch"]):
+        found = self.discover()
+        if not (self.profile.patch and found.patch):
             return self.replace(kind, remote_id, changes.desired)
-        ops = patch_operations(changes)
+        ops = patch_operations(shaping.changed(found, kind, changes, self.base),
+                               lambda added: shaping.members(found, added, self.base))
         size = max(1, self.profile.max_members_per_patch)
         answered: Any = None
         for i in range(0, len(ops), size):
@@ -257,7 +247,7 @@ class ScimConnector:
         (scimsync.connectors.paging): one that does not add up raises
         IncompleteListing, so a partial read is never taken for the whole."""
         pages = paging.Pages(kind)
-        if self.discover()["cursor"]:
+        if self.discover().cursor:
             cursor = ""
             while True:
                 page = _body(self._call("GET", ENDPOINT[kind],
@@ -316,7 +306,8 @@ def _body(r: httpx.Response) -> Any:
         return {"text": r.text[:2000]}
 
 
-def patch_operations(changes: ChangeSet) -> list[Doc]:
+def patch_operations(changes: ChangeSet,
+                     members: Callable[[list[str]], list[Doc]] | None = None) -> list[Doc]:
     """A change set as SCIM PATCH operations (RFC 7644 §3.5.2): replace or remove each
     changed attribute, remove each gone member by value filter, add new members."""
     ops: list[Doc] = [{"op": "replace", "path": k, "value": v}
@@ -325,8 +316,9 @@ def patch_operations(changes: ChangeSet) -> list[Doc]:
     ops += [{"op": "remove", "path": f'members[value eq "{m}"]'}
             for m in sorted(changes.remove_members)]
     if changes.add_members:
+        added = sorted(changes.add_members)
         ops.append({"op": "add", "path": "members",
-                    "value": [{"value": m} for m in sorted(changes.add_members)]})
+                    "value": members(added) if members else [{"value": m} for m in added]})
     return ops
 
 
@@ -348,13 +340,17 @@ def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
 
 def check_profile(profile: dict[str, Any]) -> None:
     """A SCIM application's own profile settings: `count` is `omit` or a number of
-    at least 1 (RFC 7644 §3.4.2.4: the most resources a page or search may ask for)."""
+    at least 1 (RFC 7644 §3.4.2.4: the most resources a page or search may ask for);
+    `discovery` overrides what the app announced (connectors/overrides.py)."""
+    problems = Problems()
     count = profile.get("count")
-    if count is None or count == "omit":
-        return
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError("profile.count is omit (send no count) or a whole number of at "
-                          "least 1 (the most to ask for)", ("count",))
+    if count not in (None, "omit") and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        problems.add("profile.count is omit (send no count) or a whole number of at "
+                     "least 1 (the most to ask for)", "count")
+    with problems.check():
+        overrides.check(profile.get("discovery"))
+    problems.raise_any()
 
 
 def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimConnector:
@@ -362,6 +358,6 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimC
 
 
 KIND = register(ConnectorKind(
-    "scim", parse_settings, _open, settings=SETTINGS, profile=("count",),
+    "scim", parse_settings, _open, settings=SETTINGS, profile=("count", "discovery"),
     check_profile=check_profile,
     credentials=tuple(sorted({f"auth.{k}" for ks in SECRET_FIELDS.values() for k in ks}))))

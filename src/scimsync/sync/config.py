@@ -43,6 +43,8 @@ class Profile:
     # The `count` a listing or search sends (SCIM targets): None sends page_size, a
     # number caps it, "omit" sends none (an app that fails on any count).
     count: int | str | None = None
+    # Overrides of what the app announced (SCIM targets; connectors/overrides.py).
+    discovery: dict[str, Any] | None = None
     max_members_per_patch: int = 100
     rate_limit: float = 0.0  # requests per second; 0 = unlimited
     concurrency: int = 8  # requests in flight at once (1: one at a time)
