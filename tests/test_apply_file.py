@@ -272,7 +272,7 @@ def test_dry_run_shows_changes_and_their_plan_and_changes_nothing(
         "    scope: {groups: [Sales]}\n", "")
     gone = dry_run(engine, write(tmp_path, unreachable), env=env)["targets"][0]
     assert [s["setting"] for s in gone["settings"]] == ["url", "scope.groups"]
-    assert gone["plan"]["error"] == "GET Users: ConnectError"
+    assert gone["plan"]["error"] == "discovery failed: GET ServiceProviderConfig: ConnectError"
     bad = cli(engine, "apply", "-f", write(tmp_path, second + "  - {name: x}\n"),
               "--dry-run", env=env, ok=False)
     assert bad.returncode == 2 and "a target needs a directory" in bad.stderr

@@ -159,8 +159,8 @@ def test_429_with_retry_after_is_honoured_then_converges(
     p, peer = proxy
     u = scim.user("throttled@x.test")
     tid = target_via(engine, scim, p, peer)
-    # The first requests read ServiceProviderConfig and ResourceTypes.
-    p.faults.plan.extend(["ok", "ok", "429"])
+    # The first requests read ServiceProviderConfig, ResourceTypes and Schemas.
+    p.faults.plan.extend(["ok", "ok", "ok", "429"])
     result = Reconciler(engine).run(tid)
     assert result.error is not None and "429" in result.error
     row = target_row(engine, tid)
@@ -184,8 +184,8 @@ def test_transient_faults_back_off_and_lose_nothing(
     p, peer = proxy
     users = [scim.user(f"f{i}@x.test")["id"] for i in range(3)]
     tid = target_via(engine, scim, p, peer, timeout=0.5, concurrency=1)
-    # Discovery (two requests) and the first user go through, then the next one fails.
-    p.faults.plan.extend(["ok", "ok", "ok", "ok", fault])
+    # Discovery (three requests) and the first user go through, then the next one fails.
+    p.faults.plan.extend(["ok", "ok", "ok", "ok", "ok", fault])
     result = Reconciler(engine).run(tid)
     assert result.error is not None
     row = target_row(engine, tid)

@@ -11,7 +11,7 @@ afterwards. Findings go to the run's writer as they are found.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Engine, bindparam, select
@@ -28,6 +28,9 @@ from scimsync.store.tables import resources
 from scimsync.sync import mapping
 from scimsync.sync.config import TargetConfig
 from scimsync.sync.matching import folded, match_value
+
+Doc = dict[str, Any]
+D = TypeVar("D", Doc, Doc | None)
 
 R = resources.c
 BATCH = 1000  # directory identities compared at a time
@@ -58,8 +61,12 @@ class Comparison:
 
     def __init__(self, engine: Engine, row: Any, config: TargetConfig, scratch: Scratch,
                  writer: FindingsWriter, stats: RunStats,
-                 tick: Callable[[str, int], None]):
+                 tick: Callable[[str, int], None],
+                 stores: Callable[[str, Doc], Doc] | None = None):
         self.engine = engine
+        # The desired object as the app is sent it, so as it can hold it: an attribute
+        # it does not store is not compared (connectors/shaping.py).
+        self.stores = stores
         self.row = row
         self.config = config
         self.scratch = scratch
@@ -71,6 +78,9 @@ class Comparison:
                                 (scope.filter and "groups" in scope.filter))
         self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
         self._claimed: set[str] = set()
+
+    def _sent(self, kind: str, desired: D) -> D:
+        return self.stores(kind, desired) if self.stores is not None and desired else desired
 
     def _walk(self, rtype: str) -> Iterator[tuple[list[Record], dict[str, Linked]]]:
         """The directory's identities of `rtype` in batches, each with its links; links
@@ -151,7 +161,7 @@ class Comparison:
             self.scratch.claim("User", [m[0] for m in matched.values()])
             self._claimed.clear()
         for rec in records:
-            desired = mapping.desired_user(self.config, rec, remote_of.get)
+            desired = self._sent("User", mapping.desired_user(self.config, rec, remote_of.get))
             link = linked.get(rec.id)
             if link is not None and link.doc is not None:
                 assert link.remote_id is not None and link.active is not None
@@ -209,7 +219,7 @@ class Comparison:
             remote_of = self.scratch.remote_ids(refs, ("User", "Group", "Agent")) \
                 if refs else {}
             for rec in records:
-                desired = mapping.desired_nhi(rec, remote_of.get)
+                desired = self._sent("Agent", mapping.desired_nhi(rec, remote_of.get))
                 link = linked.get(rec.id)
                 if link is not None and link.doc is not None:
                     assert link.remote_id is not None and link.active is not None

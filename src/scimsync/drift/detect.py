@@ -147,7 +147,8 @@ class Detector:
             scratch.index()
             stats.listing_seconds = time.perf_counter() - start
             start = time.perf_counter()
-            comparison = Comparison(self.engine, row, config, scratch, writer, stats, tick)
+            comparison = Comparison(self.engine, row, config, scratch, writer, stats, tick,
+                                    connector.capabilities().stores)
             with fewer_collections():
                 comparison.users()
                 if config.profile.groups:

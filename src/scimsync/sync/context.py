@@ -73,6 +73,8 @@ class RunContext:
         if isinstance(connector, Connector):
             try:
                 self.caps = connector.capabilities()
+            except Transient:
+                raise  # a failed discovery fails the run: never defaults in its place
             except ConnectorError:
                 self.caps = Capabilities(kinds=frozenset({"User", "Group"}))
         else:

@@ -128,7 +128,15 @@ class Reconciler:
                 raise
             self._failed(row, Transient(f"cannot open the connector: {exc}"), lease)
             return RunResult(error=str(exc), done=False)
-        ctx = Run(self, row, config, connector, dry_run, progress, lease)
+        try:
+            ctx = Run(self, row, config, connector, dry_run, progress, lease)
+        except Transient as exc:  # the app's discovery failed (connectors/discovery.py)
+            connector.close()
+            if not dry_run:
+                self._failed(row, exc, lease)
+            return RunResult(error=str(exc), done=False)
+        if not dry_run and ctx.caps.learnt is not None and ctx.caps.learnt != row.learnt:
+            self._learnt(row.id, ctx.caps.learnt, lease)
         ctx.holding = dry_run or only is None
         result = ctx.result
         try:
@@ -257,6 +265,11 @@ class Reconciler:
         with fenced(self.engine, lease) as conn:
             conn.execute(update(targets).where(T.id == target_id).values(
                 cursor=seq, updated=now()))
+
+    def _learnt(self, target_id: str, learnt: dict[str, Any], lease: Lease | None) -> None:
+        """What the connector found out about the app, for `targets show`."""
+        with fenced(self.engine, lease) as conn:
+            conn.execute(update(targets).where(T.id == target_id).values(learnt=learnt))
 
     def _failed(self, row: Any, exc: Transient, lease: Lease | None = None) -> None:
         """Exponential backoff with jitter; Retry-After wins; quarantine after repeats."""
