@@ -5,8 +5,10 @@ replaced by defaults; the profile's overrides win (docs/apps.md)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from scimsync.drift.findings import list_findings
 from scimsync.store.targets import Targets
 from scimsync.sync.config import parse_config
 from scimsync.sync.engine import Reconciler
+from test_targets_admin import cli
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -171,3 +174,30 @@ def test_profile_overrides_win_over_what_the_app_announced(
     assert "title" not in remote_users(canaille)[user["userName"]]
     why = {n["attribute"]: n["reason"] for n in Targets(engine).show(tid)["learnt"]["not_sent"]}
     assert why["title"] == "the profile says the app does not store it"
+
+
+def test_overrides_are_applied_and_checked_from_a_file_and_shown(
+        engine: Engine, scim: Scim, canaille: App, tmp_path: Path) -> None:
+    joiner(scim, secrets.token_hex(3))
+    name = f"canaille-{secrets.token_hex(3)}"
+    head = (f"targets:\n  - directory: {scim.directory_id}\n    name: {name}\n"
+            f"    url: {canaille.url}\n    auth: {{type: bearer, token: \"${{TOK}}\"}}\n"
+            f"    profile:\n      count: omit\n      discovery:\n")
+    env = {"TOK": canaille.auth["token"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(head + "        filter: sometimes\n"
+                          "        attributes: {User: {title: {stored: maybe}}}\n")
+    refused = cli(engine, "apply", "-f", str(bad), env=env, ok=False)
+    assert refused.returncode == 2
+    assert "profile.discovery.filter is true or false" in refused.stderr
+    assert "profile.discovery.attributes.User.title.stored is true or false" in refused.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(head + "        attributes: {User: {title: {stored: false}}}\n")
+    cli(engine, "apply", "-f", str(good), env=env)
+    tid = str(Targets(engine).show(name, scim.directory_id)["id"])
+    converge(engine, tid)
+    shown = cli(engine, "targets", "show", tid, env={"COLUMNS": "250"}).stdout
+    assert "the profile says the app does not store it" in shown
+    assert "name.formatted" in shown and "filled" in shown
+    as_json = json.loads(cli(engine, "targets", "show", tid, "--json").stdout)
+    assert as_json["learnt"]["features"]["filter"] is False
