@@ -201,3 +201,17 @@ def test_overrides_are_applied_and_checked_from_a_file_and_shown(
     assert "name.formatted" in shown and "filled" in shown
     as_json = json.loads(cli(engine, "targets", "show", tid, "--json").stdout)
     assert as_json["learnt"]["features"]["filter"] is False
+
+
+def test_better_auth_still_gets_all_it_stores(engine: Engine, scim: Scim,
+                                             better_auth: App) -> None:
+    """Its schema has locale and typed emails, and declares the enterprise extension
+    with no attribute: all of that is still sent, and kept."""
+    user = joiner(scim, secrets.token_hex(3))
+    tid = add_target(engine, scim, better_auth)
+    converge(engine, tid)
+    remote = remote_users(better_auth)[user["userName"]]
+    assert remote["locale"] == "en-GB" and remote["title"] == "Engineer"
+    assert remote["emails"][0]["type"] == "work"
+    assert remote[ENTERPRISE]["employeeNumber"] == "42"
+    assert Targets(engine).show(tid)["dead_letters"] == 0

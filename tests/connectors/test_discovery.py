@@ -190,3 +190,11 @@ def test_a_failed_refresh_uses_the_last_success_and_says_so() -> None:
 
     stale = cache.get(BASE, "k", down)
     assert stale.filter is False and stale.stale is not None and "503" in stale.stale
+
+
+def test_a_schema_that_lists_no_attribute_says_nothing_so_all_of_it_is_sent() -> None:
+    schemas = [s for s in APP["Schemas"]["Resources"] if s["id"] != ENTERPRISE]
+    empty = {**APP, "Schemas": {"Resources": [*schemas, {"id": ENTERPRISE,
+                                                         "attributes": []}]}}
+    sent = shaping.render(found(empty), "User", USER, BASE)
+    assert sent[ENTERPRISE] == USER[ENTERPRISE]

@@ -158,9 +158,12 @@ def _resources(types: list[dict[str, Any]], schemas: list[dict[str, Any]]
         for ext in rtype.get("schemaExtensions") or []:
             urn = str(ext.get("schema")) if isinstance(ext, dict) else ""
             if urn in by_id:
+                sub = _attributes(by_id[urn].get("attributes"))
+                # A schema that lists no attribute says nothing (Better Auth's
+                # enterprise extension): what it holds is not known, so all is sent.
                 attrs[urn.lower()] = AppAttribute(urn, required=ext.get("required") is True,
-                                                  sub=_attributes(by_id[urn].get("attributes")))
-        out[kind] = AppAttribute(kind, sub=attrs)
+                                                  sub=sub, open=not sub)
+        out[kind] = AppAttribute(kind, sub=attrs, open=not core.get("attributes"))
     return out
 
 
