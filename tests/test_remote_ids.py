@@ -32,7 +32,7 @@ class Recorder:
                                "id": "x", "userName": "x"}
         if scope["path"].endswith("/ServiceProviderConfig"):
             doc = SPC
-        elif scope["path"].endswith("/ResourceTypes"):  # discovery, not a remote id
+        elif scope["path"].endswith(("/ResourceTypes", "/Schemas")):  # discovery
             doc = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                    "totalResults": 0, "Resources": []}
         else:
