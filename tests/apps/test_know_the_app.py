@@ -71,12 +71,12 @@ def test_a_joiner_and_a_group_reach_canaille_without_mapping_rules(
     assert remote["name"]["formatted"] == f"Ada Lovelace{tag}"
     assert remote["emails"] == [{"value": user["userName"]}]
     assert remote[ENTERPRISE]["employeeNumber"] == "42"
-    learnt = shown["learnt"]
-    assert learnt["features"]["filter"] is False
-    not_sent = {(n["resource"], n["attribute"]) for n in learnt["not_sent"]}
+    discovered = shown["discovered"]
+    assert discovered["features"]["filter"] is False
+    not_sent = {(n["resource"], n["attribute"]) for n in discovered["not_sent"]}
     assert {("User", "locale"), ("User", "emails.type"), ("User", "emails.primary"),
             ("Group", "members.type")} <= not_sent
-    assert {(f["resource"], f["attribute"]) for f in learnt["filled"]} == {
+    assert {(f["resource"], f["attribute"]) for f in discovered["filled"]} == {
         ("User", "name.formatted"), ("Group", "members.$ref")}
 
 
@@ -141,7 +141,7 @@ def test_a_failed_discovery_does_not_leave_default_capabilities_behind(
     finally:
         connector.close()
     converge(engine, tid)
-    assert Targets(engine).show(tid)["learnt"]["features"]["filter"] is False
+    assert Targets(engine).show(tid)["discovered"]["features"]["filter"] is False
 
 
 def test_a_refused_discovery_is_transient_then_stale_once_one_succeeded(
@@ -157,9 +157,9 @@ def test_a_refused_discovery_is_transient_then_stale_once_one_succeeded(
                 with pytest.raises(Transient, match="discovery failed"):
                     connector.capabilities()
             else:
-                learnt = connector.capabilities().learnt
-                assert learnt is not None and learnt["features"]["filter"] is False
-                assert (learnt["stale"] is not None) is (outcome == "stale")
+                discovered = connector.capabilities().discovered
+                assert discovered is not None and discovered["features"]["filter"] is False
+                assert (discovered["stale"] is not None) is (outcome == "stale")
         finally:
             connector.close()
 
@@ -172,7 +172,7 @@ def test_profile_overrides_win_over_what_the_app_announced(
         "attributes": {"User": {"title": {"stored": False}}}})
     converge(engine, tid)
     assert "title" not in remote_users(canaille)[user["userName"]]
-    why = {n["attribute"]: n["reason"] for n in Targets(engine).show(tid)["learnt"]["not_sent"]}
+    why = {n["attribute"]: n["reason"] for n in Targets(engine).show(tid)["discovered"]["not_sent"]}
     assert why["title"] == "the profile says the app does not store it"
 
 
@@ -200,7 +200,7 @@ def test_overrides_are_applied_and_checked_from_a_file_and_shown(
     assert "the profile says the app does not store it" in shown
     assert "name.formatted" in shown and "filled" in shown
     as_json = json.loads(cli(engine, "targets", "show", tid, "--json").stdout)
-    assert as_json["learnt"]["features"]["filter"] is False
+    assert as_json["discovered"]["features"]["filter"] is False
 
 
 def test_better_auth_still_gets_all_it_stores(engine: Engine, scim: Scim,

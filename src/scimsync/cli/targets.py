@@ -139,33 +139,33 @@ _status_command("resume", "active")
 def targets_show(target: str, directory: str | None, as_json: bool,
                  database: str | None) -> None:
     """Show a target and how it is doing (never its credentials), and what scimsync
-    learnt of the app: what it does not send and why, what it fills in."""
+    discovered of the app: what it does not send and why, what it fills in."""
     def show() -> None:
         shown = _targets(database).show(target, directory)
         if as_json:
             _emit_fields(shown, True)
             return
-        learnt = shown.pop("learnt", None)
+        discovered = shown.pop("discovered", None)
         _emit_fields(shown, False)
-        if learnt:
-            _emit_learnt(learnt)
+        if discovered:
+            _emit_discovered(discovered)
 
     _run(show)
 
 
-def _emit_learnt(learnt: dict[str, Any]) -> None:
+def _emit_discovered(discovered: dict[str, Any]) -> None:
     """The app as discovered (connectors/shaping.py: report), one row per fact."""
-    features = learnt.get("features") or {}
-    state = f"discovered {learnt.get('discovered_at') or '-'}"
-    if learnt.get("stale"):
-        state += f" (stale: {learnt['stale']})"
+    features = discovered.get("features") or {}
+    state = f"discovered {discovered.get('discovered_at') or '-'}"
+    if discovered.get("stale"):
+        state += f" (stale: {discovered['stale']})"
     rows = [{"resource": "-", "attribute": k, "what": str(v), "why": "announced or profile"}
             for k, v in features.items()]
     for section, what in (("not_sent", "not sent"), ("create_only", "create only"),
                           ("filled", "filled")):
         rows += [{"resource": r["resource"], "attribute": r["attribute"], "what": what,
                   "why": r["reason"] + (f", from {r['from']}" if r.get("from") else "")}
-                 for r in learnt.get(section) or []]
+                 for r in discovered.get(section) or []]
     _emit(rows, False, ["resource", "attribute", "what", "why"], title=f"the app: {state}")
 
 

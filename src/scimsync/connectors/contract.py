@@ -51,7 +51,7 @@ class Capabilities:
     can be looked up by attribute (matching before create, crash recovery by
     externalId), `list` whether they can be read back (drift). `members` whether
     groups hold members. `max_members_per_update` bounds one change set's members.
-    `stores` renders an object as the system keeps it, `learnt` is what the connector
+    `stores` renders an object as the system keeps it, `discovered` is what the connector
     found out about the system (both for reports and drift, never for decisions).
     """
 
@@ -65,8 +65,8 @@ class Capabilities:
     # An object as the system is sent it, so as it keeps it (only what it stores, with
     # what it requires filled in): drift compares that. None: the object as it is.
     stores: Callable[[str, Doc], Doc] | None = field(default=None, compare=False)
-    # What the connector learnt of the system, for `targets show` (SCIM: discovery).
-    learnt: Doc | None = field(default=None, compare=False)
+    # What the connector discovered of the system, for `targets show` (SCIM: discovery).
+    discovered: Doc | None = field(default=None, compare=False)
 
 
 @dataclass

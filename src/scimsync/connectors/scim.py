@@ -113,7 +113,7 @@ class ScimConnector:
         return Capabilities(kinds=frozenset(kinds), update=found.patch and self.profile.patch,
                             find=found.filter, cursor=found.cursor,
                             max_members_per_update=max(1, self.profile.max_members_per_patch),
-                            stores=self.rendered, learnt=shaping.report(found))
+                            stores=self.rendered, discovered=shaping.report(found))
 
     def discover(self) -> Discovered:
         """What the app announces (RFC 7643 §5-§7), kept per app and configuration for

@@ -142,9 +142,9 @@ targets = Table(
     # What the engine learned of the application by verifying its writes, apart from
     # the configuration a person sets: {fact: {"value", "at", "evidence"}}.
     Column("learned", Doc, nullable=True),
-    # What the connector learnt of the app (SCIM discovery, connectors/shaping.py:
+    # What the connector discovered of the app (SCIM discovery, connectors/shaping.py:
     # report), written by runs when it changes; shown by `targets show`.
-    Column("learnt", Doc, nullable=True),
+    Column("discovered", Doc, nullable=True),
     Column("created", String(32), nullable=False),
     Column("updated", String(32), nullable=False),
     UniqueConstraint("directory_id", "name", name="ux_targets_name"),

@@ -34,7 +34,7 @@ def _view(row: Any, counts: dict[str, Any] | None = None, held: int = 0) -> dict
         "has_credentials": bool(row.secret),
         "cursor": row.cursor, "failures": row.failures, "last_error": row.last_error,
         "retry_at": row.retry_at, "created": row.created, "updated": row.updated,
-        "learnt": row.learnt,
+        "discovered": row.discovered,
     }
     if counts is not None:
         out.update(counts)

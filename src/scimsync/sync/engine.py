@@ -135,8 +135,9 @@ class Reconciler:
             if not dry_run:
                 self._failed(row, exc, lease)
             return RunResult(error=str(exc), done=False)
-        if not dry_run and ctx.caps.learnt is not None and ctx.caps.learnt != row.learnt:
-            self._learnt(row.id, ctx.caps.learnt, lease)
+        found = ctx.caps.discovered
+        if not dry_run and found is not None and found != row.discovered:
+            self._discovered(row.id, found, lease)
         ctx.holding = dry_run or only is None
         result = ctx.result
         try:
@@ -266,10 +267,11 @@ class Reconciler:
             conn.execute(update(targets).where(T.id == target_id).values(
                 cursor=seq, updated=now()))
 
-    def _learnt(self, target_id: str, learnt: dict[str, Any], lease: Lease | None) -> None:
+    def _discovered(self, target_id: str, discovered: dict[str, Any],
+                    lease: Lease | None) -> None:
         """What the connector found out about the app, for `targets show`."""
         with fenced(self.engine, lease) as conn:
-            conn.execute(update(targets).where(T.id == target_id).values(learnt=learnt))
+            conn.execute(update(targets).where(T.id == target_id).values(discovered=discovered))
 
     def _failed(self, row: Any, exc: Transient, lease: Lease | None = None) -> None:
         """Exponential backoff with jitter; Retry-After wins; quarantine after repeats."""

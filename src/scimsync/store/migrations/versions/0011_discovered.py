@@ -1,4 +1,4 @@
-"""What a target's connector learnt of the app (SCIM discovery), for `targets show`.
+"""What a target's connector discovered of the app (SCIM discovery), for `targets show`.
 
 Revision ID: 0011
 Revises: 0010
@@ -15,9 +15,9 @@ Doc = sa.JSON().with_variant(JSONB(), "postgresql")
 
 def upgrade() -> None:
     with op.batch_alter_table("targets") as batch:
-        batch.add_column(sa.Column("learnt", Doc, nullable=True))
+        batch.add_column(sa.Column("discovered", Doc, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("targets") as batch:
-        batch.drop_column("learnt")
+        batch.drop_column("discovered")
