@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import CORE_GROUP, group_members, reach, start_app, user_body, write_json
+from _common import (
+    CORE_GROUP,
+    Watcher,
+    group_members,
+    reach,
+    start_app,
+    user_body,
+    write_json,
+)
 
 MATCH_BATCH = 50  # users per lookup, as the engine's full pass
 Doc = dict[str, Any]
@@ -230,7 +238,9 @@ def baseline(workdir: Path, shape: Shape, concurrency: int, rtt_ms: float,
             with reach(app, rtt_ms, handshake) as base:
                 print(f"plain client ({mode}, {concurrency} in flight, RTT {rtt_ms:g} ms): "
                       f"{shape.users} users, {shape.groups} groups", flush=True)
-                out[mode] = RUNNERS[mode](base, app.token, shape, concurrency)
+                with Watcher(app) as watcher:  # watched as the engine's load is
+                    out[mode] = RUNNERS[mode](base, app.token, shape, concurrency)
+                out[mode]["watch_polls"] = watcher.polls
                 print(f"  {out[mode]}", flush=True)
         finally:
             app.stop()
