@@ -185,7 +185,7 @@ def start_app(workdir: Path, name: str, attempts: int = 3) -> App:
         port = free_port()
         token = secrets.token_urlsafe(16)
         proc = subprocess.Popen([sys.executable, str(BENCH / "scim2_app.py"), "--port",
-                                 str(port), "--bearer-token", token],
+                                 str(port), f"--bearer-token={token}"],
                                 stdout=log.open("w"), stderr=subprocess.STDOUT)
         root = f"http://127.0.0.1:{port}"
         try:
