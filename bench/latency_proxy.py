@@ -124,6 +124,13 @@ class LatencyProxy:
             task.cancel()
 
         async def drained() -> None:
+            # A connection accepted just before the server closed starts its task on a
+            # later turn of the loop: let it start, then end it too, until none is left.
+            for _ in range(3):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await asyncio.sleep(0)
+                for task in list(self._tasks):
+                    task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._loop.stop()  # type: ignore[union-attr]
 
@@ -174,9 +181,11 @@ class LatencyProxy:
         finally:
             for pipe in pipes:
                 pipe.cancel()
-            await asyncio.gather(*pipes, return_exceptions=True)
+            # Closed before anything is awaited: a stop() that cancels this task again
+            # while it waits below must not leave the upstream connection open.
             up_writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
+                await asyncio.gather(*pipes, return_exceptions=True)
                 await up_writer.wait_closed()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
