@@ -14,11 +14,14 @@ from typing import Any
 
 import httpx2
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from sqlalchemy import Engine
 
 from processes import free_port, launch
+from scimsync.store.tables import targets
 from scimsync.sync.engine import Reconciler
+from scimsync.sync.lease import Lease
 
 PEER_TOKEN = secrets.token_urlsafe(16)
 
@@ -123,3 +126,21 @@ class ThreadedServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def expire(engine: Engine, tid: str) -> None:
+    """A target's lease runs out (its worker stalled, its heartbeat with it)."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(targets).where(targets.c.id == tid).values(
+            lease_until="2000-01-01T00:00:00.000Z"))
+
+
+def taken_over(engine: Engine, tid: str) -> tuple[Lease, Lease]:
+    """A stale lease (its worker stalled until it ran out) and its successor's."""
+    stale = Lease(engine, tid, "stale")
+    assert stale.acquire()
+    expire(engine, tid)
+    successor = Lease(engine, tid, "successor")
+    assert successor.acquire()
+    return stale, successor
+

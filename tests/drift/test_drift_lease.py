@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import Scim
-from downstream import converge
+from downstream import converge, expire
+from downstream import taken_over as take_over
 from scimsync.connectors import memory
 from scimsync.drift import detect
 from scimsync.drift.detect import Detector
@@ -91,24 +92,13 @@ def written(engine: Engine, tid: str) -> dict[str, Any]:
                 "lease_"))).where(T.id == tid)).one())}  # the lease is the successor's
 
 
-def expire(engine: Engine, tid: str) -> None:
-    """The lease runs out (its holder stalled, its heartbeat with it)."""
-    with engine.begin() as conn:
-        conn.execute(sa.update(targets).where(T.id == tid).values(
-            lease_until="2000-01-01T00:00:00.000Z"))
-
-
 @pytest.fixture
 def taken_over() -> Iterator[Any]:
     """A stale lease and its successor's on a target; both released at the end."""
     held: list[Lease] = []
 
     def take(engine: Engine, tid: str) -> tuple[Lease, Lease]:
-        stale = Lease(engine, tid, "stale")
-        assert stale.acquire()
-        expire(engine, tid)
-        successor = Lease(engine, tid, "successor")
-        assert successor.acquire()
+        stale, successor = take_over(engine, tid)
         held.extend((stale, successor))
         return stale, successor
 

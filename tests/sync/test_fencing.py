@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from conftest import Scim
-from downstream import converge
+from downstream import converge, taken_over
 from scimsync.connectors import memory
 from scimsync.protocol.timefmt import now
 from scimsync.store.tables import (
@@ -51,23 +51,6 @@ def written(engine: Engine, tid: str) -> dict[str, Any]:
             sa.select(table).where(table.c.target_id == tid)).all())
             for table in (links, deliveries, dead_letters, retries, deprovision_holds)} | {
             "target": tuple(conn.execute(sa.select(targets).where(T.id == tid)).one())}
-
-
-def expire(engine: Engine, tid: str) -> None:
-    """The lease runs out (its worker stalled, its heartbeat with it)."""
-    with engine.begin() as conn:
-        conn.execute(sa.update(targets).where(T.id == tid).values(
-            lease_until="2000-01-01T00:00:00.000Z"))
-
-
-def taken_over(engine: Engine, tid: str) -> tuple[Lease, Lease]:
-    """A stale lease (its worker stalled until it ran out) and its successor's."""
-    stale = Lease(engine, tid, "stale")
-    assert stale.acquire()
-    expire(engine, tid)
-    successor = Lease(engine, tid, "successor")
-    assert successor.acquire()
-    return stale, successor
 
 
 def through_a_takeover(engine: Engine, tid: str) -> dict[str, int]:
