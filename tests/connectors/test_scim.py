@@ -10,7 +10,8 @@ import pytest
 
 from downstream import PEER_TOKEN
 from scimsync.connectors.contract import ChangeSet, Connector
-from scimsync.connectors.scim import ScimConnector, patch_operations
+from scimsync.connectors.members import patch_operations
+from scimsync.connectors.scim import ScimConnector
 from scimsync.connectors.testing import ConnectorContract
 from scimsync.store.directories import Directories
 from scimsync.sync.config import parse_config
@@ -49,6 +50,12 @@ def test_a_change_set_is_rendered_as_patch_operations() -> None:
         {"op": "replace", "path": "active", "value": False},
         {"op": "replace", "path": "title", "value": "T"},
         {"op": "remove", "path": "nickName"},
-        {"op": "remove", "path": 'members[value eq "c"]'},
         {"op": "add", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
+        {"op": "remove", "path": 'members[value eq "c"]'},
     ]
+    # An app that takes removals as a value list, and names members otherwise.
+    assert patch_operations(changes, gone=["carol"], by_value=True)[-1] == \
+        {"op": "remove", "path": "members", "value": [{"value": "carol"}]}
+    # A value is quoted as a JSON string inside the filter.
+    assert patch_operations(ChangeSet({}, remove_members=['a"b']))[-1] == \
+        {"op": "remove", "path": 'members[value eq "a\\"b"]'}

@@ -1,4 +1,5 @@
-"""What an HTTP answer means to a connector: one rule for every HTTP kind.
+"""What an HTTP answer means to a connector, and how fast one may ask: one rule for
+every HTTP kind.
 
 The SCIM connector, its token requests (scimsync.connectors.auth) and webhooks all
 decide "try again later" and "how much later" here, so that a status is never
@@ -7,6 +8,7 @@ retryable in one place and final in another.
 
 from __future__ import annotations
 
+import threading
 import time
 from email.utils import parsedate_to_datetime
 
@@ -33,3 +35,27 @@ def retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return min(max(0.0, wait), MAX_RETRY_AFTER)
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` requests per second (0 means no limit)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.allowance = rate
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.rate <= 0:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.allowance = min(self.rate, self.allowance + (now - self.last) * self.rate)
+            self.last = now
+            if self.allowance < 1:
+                time.sleep((1 - self.allowance) / self.rate)
+                self.allowance = 0
+                self.last = time.monotonic()
+            else:
+                self.allowance -= 1

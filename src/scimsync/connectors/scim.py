@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -26,7 +25,15 @@ from scimsync.connectors.contract import (
     redact,
 )
 from scimsync.connectors.discovery import Discovered
-from scimsync.connectors.http import retry_after, transient_status
+from scimsync.connectors.http import RateLimiter, retry_after, transient_status
+from scimsync.connectors.members import (
+    PATCH_OP,
+    MemberNames,
+    patch_operations,
+    quoted,
+    values,
+    without_members,
+)
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
 from scimsync.netpolicy import check_url
 from scimsync.validation import ConfigError, Problems, at, reject_unknown
@@ -39,7 +46,6 @@ ENDPOINT = {"User": "Users", "Group": "Groups", "Agent": "Agents",
 SETTINGS = ("url", "auth")
 # One `or` filter matches this many values (a full pass matches fifty accounts at once).
 FIND_BATCH = 50
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
 
 
@@ -51,30 +57,6 @@ def http_url(raw: dict[str, Any], what: str) -> str:
         raise ConfigError(f"{what} needs a url", ("url",))
     at(("url",), check_url, url)
     return url
-
-
-class RateLimiter:
-    """A token bucket: at most `rate` requests per second (0 means no limit)."""
-
-    def __init__(self, rate: float):
-        self.rate = rate
-        self.allowance = rate
-        self.last = time.monotonic()
-        self.lock = threading.Lock()
-
-    def wait(self) -> None:
-        if self.rate <= 0:
-            return
-        with self.lock:
-            now = time.monotonic()
-            self.allowance = min(self.rate, self.allowance + (now - self.last) * self.rate)
-            self.last = now
-            if self.allowance < 1:
-                time.sleep((1 - self.allowance) / self.rate)
-                self.allowance = 0
-                self.last = time.monotonic()
-            else:
-                self.allowance -= 1
 
 
 class ScimConnector:
@@ -96,6 +78,9 @@ class ScimConnector:
                                        asdict(profile))
         self._raw: Discovered | None = None
         self._found = Discovered()
+        # Where the app names members by userName (profile.member_value).
+        self.names = MemberNames(self._every_user, self._user) \
+            if profile.member_value == "userName" else None
 
     def close(self) -> None:
         self.http.close()
@@ -168,15 +153,47 @@ class ScimConnector:
         return r
 
     def create(self, kind: str, body: Doc) -> Remote:
-        r = self._call("POST", ENDPOINT[kind], self.rendered(kind, body))
-        doc = _body(r)
-        return Remote(str(doc["id"]), doc)
+        if kind == "User" and not body.get("userName"):
+            # RFC 7643 §4.1.1: required; some apps create one with an empty name.
+            raise Rejected("a User needs a userName (RFC 7643 §4.1.1); nothing was sent",
+                           request=_described("POST", f"{self.base}/Users", body))
+        later = self._members_later(kind, body)
+        r = self._call("POST", ENDPOINT[kind],
+                       self.rendered(kind, without_members(body) if later else body))
+        doc = self._held(kind, _body(r))
+        made = Remote(str(doc["id"]), doc)
+        return self._with_members(kind, made, body, set()) if later else made
 
     def replace(self, kind: str, remote_id: str, body: Doc) -> Remote:
+        later = self._members_later(kind, body)
+        sent = without_members(body) if later else body
         r = self._call("PUT", _resource_path(kind, remote_id),
-                       {**self.rendered(kind, body), "id": remote_id})
-        doc = _body(r)
-        return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
+                       {**self.rendered(kind, sent), "id": remote_id})
+        doc = self._held(kind, _body(r))
+        done = Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
+        if not later:
+            return done
+        held = self.get(kind, remote_id)
+        return self._with_members(kind, done, body,
+                                  values(held.doc.get("members")) if held else set())
+
+    def _members_later(self, kind: str, body: Doc) -> bool:
+        """Whether a group's members follow its POST or PUT by PATCH: the profile says
+        the app ignores them there (`group_members: patch`)."""
+        return kind == "Group" and "members" in body and self.profile.group_members == "patch"
+
+    def _with_members(self, kind: str, written: Remote, body: Doc, held: set[str]) -> Remote:
+        """After a group written without its members: add those of `body` it does not
+        hold, remove the others, by PATCH. The object as the app answered, or without
+        `members` when no answer shows them (so that a caller reads them back)."""
+        want = values(body.get("members"))
+        if want == held:
+            return written
+        answer = self.update(kind, written.id, ChangeSet(
+            body, add_members=sorted(want - held), remove_members=sorted(held - want)))
+        if answer is not None:
+            return answer
+        return Remote(written.id, without_members(written.doc))
 
     def update(self, kind: str, remote_id: str, changes: ChangeSet) -> Remote | None:
         """Apply a change set: as PATCH operations (RFC 7644 §3.5.2) where the app takes
@@ -186,15 +203,21 @@ class ScimConnector:
         found = self.discover()
         if not (self.profile.patch and found.patch):
             return self.replace(kind, remote_id, changes.desired)
+        if self.profile.empty_group == "put" and changes.remove_members \
+                and not changes.desired.get("members"):
+            return self.replace(kind, remote_id, {**changes.desired, "members": []})
+        gone = changes.remove_members if self.names is None \
+            else self.names.as_names(changes.remove_members)
         ops = patch_operations(shaping.changed(found, kind, changes, self.base),
-                               lambda added: shaping.members(found, added, self.base))
+                               lambda added: shaping.members(found, added, self.base),
+                               gone, self.profile.member_remove == "value")
         size = max(1, self.profile.max_members_per_patch)
         answered: Any = None
         for i in range(0, len(ops), size):
             answered = _body(self._call("PATCH", _resource_path(kind, remote_id),
                                         {"schemas": [PATCH_OP], "Operations": ops[i:i + size]}))
         if isinstance(answered, dict) and str(answered.get("id", "")) == remote_id:
-            return Remote(remote_id, answered)
+            return Remote(remote_id, self._held(kind, answered))
         return None
 
     def delete(self, kind: str, remote_id: str) -> None:
@@ -208,8 +231,26 @@ class ScimConnector:
             r = self._call("GET", _resource_path(kind, remote_id))
         except RemoteNotFound:
             return None
-        doc = _body(r)
+        doc = self._held(kind, _body(r))
         return Remote(str(doc["id"]), doc)
+
+    def _every_user(self) -> None:
+        for _ in self.list("User"):  # each user's name is kept as it goes by (_held)
+            pass
+
+    def _user(self, remote_id: str) -> Doc | None:
+        found = self.get("User", remote_id)
+        return None if found is None else found.doc
+
+    def _held(self, kind: str, doc: Any) -> Any:
+        """An answer as the hub reads it: where the app names members by userName, the
+        users' names are kept and a group's members named by id."""
+        if self.names is None or not isinstance(doc, dict):
+            return doc
+        if kind == "User":
+            self.names.seen(doc)
+            return doc
+        return self.names.as_ids(doc) if kind == "Group" else doc
 
     def find(self, kind: str, attribute: str, values: list[str]) -> list[Remote]:
         """The remote objects whose attribute equals one of `values` (RFC 7644 §3.4.2.2),
@@ -218,8 +259,9 @@ class ScimConnector:
         attr = "emails.value" if attribute == "email" else attribute
         out: dict[str, Remote] = {}
         # Room for two matches a value within the count the profile allows.
-        batch = max(1, min(FIND_BATCH, self.profile.count // 2)) \
-            if isinstance(self.profile.count, int) else FIND_BATCH
+        most = self.profile.find_batch or FIND_BATCH
+        batch = max(1, min(most, self.profile.count // 2)) \
+            if isinstance(self.profile.count, int) else most
         for i in range(0, len(values), batch):
             chunk = values[i:i + batch]
             try:
@@ -230,12 +272,11 @@ class ScimConnector:
                 docs = [d for v in chunk for d in self._filtered(kind, attr, [v])]
             for doc in docs:
                 if isinstance(doc, dict) and "id" in doc:
-                    out[str(doc["id"])] = Remote(str(doc["id"]), doc)
+                    out[str(doc["id"])] = Remote(str(doc["id"]), self._held(kind, doc))
         return list(out.values())
 
     def _filtered(self, kind: str, attr: str, values: list[str]) -> list[Doc]:
-        quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
-        flt = " or ".join(f'{attr} eq "{q}"' for q in quoted)
+        flt = " or ".join(f'{attr} eq "{quoted(v)}"' for v in values)
         r = self._call("GET", ENDPOINT[kind],
                        params=self._paged({"filter": flt}, max(len(values), 1) * 2))
         found = _body(r).get("Resources") or []
@@ -255,7 +296,7 @@ class ScimConnector:
                 items = paging.resources(page, kind)
                 following = pages.cursor(page, items)
                 for doc in items:
-                    yield Remote(str(doc["id"]), doc)
+                    yield Remote(str(doc["id"]), self._held(kind, doc))
                 if following is None:
                     return
                 cursor = following
@@ -266,7 +307,7 @@ class ScimConnector:
             items = paging.resources(page, kind)
             last = pages.indexed(page, items, start)
             for doc in items:
-                yield Remote(str(doc["id"]), doc)
+                yield Remote(str(doc["id"]), self._held(kind, doc))
             if last:
                 return
             start += len(items)
@@ -306,22 +347,6 @@ def _body(r: httpx.Response) -> Any:
         return {"text": r.text[:2000]}
 
 
-def patch_operations(changes: ChangeSet,
-                     members: Callable[[list[str]], list[Doc]] | None = None) -> list[Doc]:
-    """A change set as SCIM PATCH operations (RFC 7644 §3.5.2): replace or remove each
-    changed attribute, remove each gone member by value filter, add new members."""
-    ops: list[Doc] = [{"op": "replace", "path": k, "value": v}
-                      for k, v in sorted(changes.set.items())]
-    ops += [{"op": "remove", "path": k} for k in sorted(changes.clear)]
-    ops += [{"op": "remove", "path": f'members[value eq "{m}"]'}
-            for m in sorted(changes.remove_members)]
-    if changes.add_members:
-        added = sorted(changes.add_members)
-        ops.append({"op": "add", "path": "members",
-                    "value": members(added) if members else [{"value": m} for m in added]})
-    return ops
-
-
 def parse_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
     """A SCIM application's own settings: its base URL and how to authenticate
     (scimsync.connectors.auth); every problem of both at once."""
@@ -358,6 +383,8 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimC
 
 
 KIND = register(ConnectorKind(
-    "scim", parse_settings, _open, settings=SETTINGS, profile=("count", "discovery"),
+    "scim", parse_settings, _open, settings=SETTINGS,
+    profile=("count", "discovery", "group_members", "member_remove", "member_value",
+             "empty_group", "find_batch"),
     check_profile=check_profile,
     credentials=tuple(sorted({f"auth.{k}" for ks in SECRET_FIELDS.values() for k in ks}))))

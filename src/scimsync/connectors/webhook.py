@@ -19,9 +19,9 @@ from standardwebhooks import Webhook
 
 from scimsync import outbound
 from scimsync.connectors.contract import Rejected, Transient
-from scimsync.connectors.http import retry_after, transient_status
+from scimsync.connectors.http import RateLimiter, retry_after, transient_status
 from scimsync.connectors.registry import ConnectorKind, Secrets, register
-from scimsync.connectors.scim import RateLimiter, http_url
+from scimsync.connectors.scim import http_url
 from scimsync.errors import UsageError
 from scimsync.netpolicy import check_url
 from scimsync.validation import ConfigError, Problems, reject_unknown

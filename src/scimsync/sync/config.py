@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scimsync import profiles
 from scimsync.durations import seconds
 from scimsync.errors import ScimError, UsageError
 from scimsync.protocol.filter import parse_filter
@@ -26,12 +27,22 @@ REMEDIATION_MODES = ("report", "auto", "approve")
 # What a run reads back after writing it, to see that the application kept it
 # (docs/provisioning.md: Verification).
 VERIFY_MODES = ("groups", "none")
+# The profile settings that take one of a few words, each with its choices, the
+# first being the default.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "deprovision": ("deactivate", "delete"), "adopt": ("externalId", "match"),
+    "verify": VERIFY_MODES, "group_members": ("inline", "patch"),
+    "member_remove": ("filter", "value"), "member_value": ("id", "userName"),
+    "empty_group": ("patch", "put")}
 
 
 @dataclass
 class Profile:
     """What a SCIM application can do, and how it wants to be treated."""
 
+    # A shipped profile these settings start from (scimsync.profiles); the target's
+    # own settings win over it.
+    app: str | None = None
     patch: bool = True  # false: send full PUTs
     groups: bool = True  # push groups and memberships
     match: tuple[str, ...] = ("externalId", "userName")  # how existing accounts are found
@@ -55,6 +66,20 @@ class Profile:
     max_deprovision_percent: float = 30.0
     # What is checked after a write (VERIFY_MODES): groups' members, or nothing.
     verify: str = "groups"
+    # SCIM targets only (None: the first of CHOICES, or FIND_BATCH; docs/apps.md).
+    # How the app takes a group's members: with the group (`inline`) or only by
+    # PATCH after it (`patch`, which the engine also learns by verifying).
+    group_members: str | None = None
+    # How a member is removed: by a filter in the path (`filter`, RFC 7644 §3.5.2.2)
+    # or by listing it in the operation's value (`value`).
+    member_remove: str | None = None
+    # What a member's `value` is in what the app answers and filters: the member's
+    # id (`id`) or its userName (`userName`).
+    member_value: str | None = None
+    # How a group loses its last member: by PATCH, or by a PUT of `members: []`.
+    empty_group: str | None = None
+    # Values one lookup asks for at once (an `or` filter); 1 sends one at a time.
+    find_batch: int | None = None
 
 
 @dataclass
@@ -93,9 +118,16 @@ class TargetConfig:
     drift: Drift = field(default_factory=Drift)
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form: the kind's settings beside the common sections."""
+        """The stored form: the kind's settings beside the common sections. A profile
+        that starts from a shipped one keeps its name and what differs from it only
+        (scimsync.profiles: the shipped part is read from the running release)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("kind", "settings")}
         out["profile"]["match"] = list(self.profile.match)
+        if self.profile.app is not None:
+            shipped = asdict(_profile(profiles.expand({"app": self.profile.app})))
+            shipped["match"] = list(shipped["match"])
+            out["profile"] = {k: v for k, v in out["profile"].items()
+                              if k == "app" or v != shipped[k]}
         out["scope"]["groups"] = list(self.scope.groups)
         return {**self.settings, **out}
 
@@ -104,7 +136,8 @@ class TargetConfig:
 RANGES: dict[str, tuple[float, float | None, bool]] = {
     "page_size": (1, None, True), "max_members_per_patch": (1, None, True),
     "rate_limit": (0, None, True), "concurrency": (1, 64, True), "timeout": (0, None, False),
-    "max_deprovisions": (0, None, True), "max_deprovision_percent": (0, 100, True)}
+    "max_deprovisions": (0, None, True), "max_deprovision_percent": (0, 100, True),
+    "find_batch": (1, None, True)}
 RULE_KEYS = ("target", "source", "value", "expression")
 ROLE_KEYS = ("group", "value", "attribute")
 
@@ -127,10 +160,12 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
         reject_unknown(f"{kind} target", raw, (*spec.settings, *COMMON))
     with problems.check():
         settings, secrets = spec.parse({k: v for k, v in raw.items() if k in spec.settings})
+    given = raw.get("profile")
     with problems.check("profile"):
-        profile = _check_profile(raw.get("profile"))
+        given = profiles.expand(given)
+        profile = _check_profile(given)
     with problems.check("profile"):
-        _check_kind_profile(spec, raw.get("profile"))
+        _check_kind_profile(spec, given)
     with problems.check("scope"):
         scope = _check_scope(raw.get("scope"))
     with problems.check("mapping"):
@@ -150,12 +185,10 @@ def _check_profile(raw: Any) -> Profile:
         pf["match"] = tuple(pf["match"])
         if any(m not in MATCH_ATTRIBUTES for m in pf["match"]):
             problems.add(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}", "match")
-    if pf.get("deprovision", "deactivate") not in ("deactivate", "delete"):
-        problems.add("profile.deprovision is deactivate or delete", "deprovision")
-    if pf.get("verify", "groups") not in VERIFY_MODES:
-        problems.add(f"profile.verify is one of {', '.join(VERIFY_MODES)}", "verify")
-    if pf.get("adopt", "externalId") not in ("externalId", "match"):
-        problems.add("profile.adopt is externalId (the default) or match", "adopt")
+    for name, choices in CHOICES.items():
+        if name in pf and pf[name] not in choices:
+            problems.add(f"profile.{name} is one of {', '.join(choices)} (default "
+                         f"{choices[0]})", name)
     for name, (low, high, closed) in RANGES.items():
         value = pf.get(name)
         if value is None:
@@ -166,6 +199,11 @@ def _check_profile(raw: Any) -> Profile:
             problems.add(f"profile.{name} is {span}", name)
     problems.raise_any()
     return Profile(**pf)
+
+
+def _profile(raw: dict[str, Any]) -> Profile:
+    """A checked or stored profile's settings as a Profile."""
+    return Profile(**{**raw, "match": tuple(raw.get("match", Profile.match))})
 
 
 def _check_kind_profile(spec: Any, raw: Any) -> None:
@@ -285,12 +323,11 @@ def _check_roles(rules: Any) -> list[dict[str, Any]]:
 
 def load_config(kind: str, raw: dict[str, Any]) -> TargetConfig:
     """Rebuild a stored configuration (already validated)."""
-    profile = dict(raw.get("profile") or {})
-    profile["match"] = tuple(profile.get("match", Profile.match))
+    profile = profiles.expand(dict(raw.get("profile") or {}))
     scope = dict(raw.get("scope") or {})
     scope["groups"] = tuple(scope.get("groups", ()))
     drift = dict(raw.get("drift") or {})
     return TargetConfig(kind, {k: v for k, v in raw.items() if k not in COMMON},
-                        Profile(**profile), Scope(**scope), list(raw.get("mapping") or []),
+                        _profile(profile), Scope(**scope), list(raw.get("mapping") or []),
                         list(raw.get("roles") or []),
                         Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {})))

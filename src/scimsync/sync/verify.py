@@ -39,8 +39,9 @@ class Verifying(RunContext):
     _sync_run: str | None = None  # the findings' run id, one per run that has any
 
     def members_by_patch(self) -> bool:
-        """Whether this target's groups get their members by change set only."""
-        if self._learned_now:
+        """Whether this target's groups get their members by change set only: its
+        profile says so, or the engine learned it."""
+        if self._learned_now or self.config.profile.group_members == "patch":
             return True
         fact = (getattr(self.row, "learned", None) or {}).get(MEMBERS_FACT) or {}
         return bool(fact.get("value") == "patch")

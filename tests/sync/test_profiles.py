@@ -1,0 +1,91 @@
+"""App profiles: the shipped ones, a target that names one, and what is stored."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+
+from scimsync import profiles
+from scimsync.sync.config import Profile, load_config, parse_config
+from scimsync.validation import ConfigError, ConfigErrors
+
+URL = "http://127.0.0.1:9/scim"
+
+
+def test_every_shipped_profile_is_a_valid_profile_of_a_scim_target() -> None:
+    assert profiles.names() == ["better-auth", "canaille", "django-scim2"]
+    for name, shipped in profiles.shipped().items():
+        config, _ = parse_config("scim", {"url": URL, "profile": {"app": name}})
+        assert config.profile.app == name
+        for key, value in shipped.profile.items():
+            held = getattr(config.profile, key)
+            assert (list(held) if isinstance(held, tuple) else held) == value, key
+        assert shipped.tested and shipped.description
+
+
+def test_a_target_starts_from_the_shipped_profile_and_its_own_settings_win() -> None:
+    config, _ = parse_config("scim", {"url": URL, "profile": {
+        "app": "canaille", "count": 200, "page_size": 50}})
+    p = config.profile
+    assert (p.count, p.page_size, p.member_value, p.empty_group, p.match) == \
+        (200, 50, "userName", "put", ("userName",))
+
+
+def test_a_target_stores_the_profile_name_and_its_own_settings_only() -> None:
+    """The shipped part is read from the running release: a quirk fixed there is fixed
+    for every target that names the app."""
+    config, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille",
+                                                              "page_size": 50}})
+    stored = config.to_json()
+    assert stored["profile"] == {"app": "canaille", "page_size": 50}
+    assert load_config("scim", stored).profile == config.profile
+    # Without a name, every setting is stored as before.
+    plain, _ = parse_config("scim", {"url": URL, "profile": {"page_size": 50}})
+    assert plain.to_json()["profile"]["find_batch"] is None
+    assert load_config("scim", plain.to_json()).profile == plain.profile
+
+
+def test_a_stored_target_reads_the_shipped_profile_of_the_release_that_runs_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config, _ = parse_config("scim", {"url": URL, "profile": {"app": "better-auth"}})
+    stored = config.to_json()
+    shipped = profiles.shipped()["better-auth"]
+    fixed = profiles.Shipped(shipped.app, shipped.tested, shipped.description,
+                             {"find_batch": 5}, shipped.notes)
+    monkeypatch.setitem(profiles.shipped(), "better-auth", fixed)
+    assert load_config("scim", stored).profile.find_batch == 5
+
+
+def test_an_unknown_app_is_refused_naming_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("scim", {"url": URL, "profile": {"app": "canaile"}})
+    assert caught.value.path == ("profile", "app")
+    assert "better-auth, canaille, django-scim2" in str(caught.value)
+
+
+def test_the_quirk_settings_take_their_words_only_and_belong_to_scim_targets() -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config("scim", {"url": URL, "profile": {
+            "group_members": "later", "member_remove": "all", "member_value": "email",
+            "empty_group": "delete", "find_batch": 0}})
+    found = {e.path: e.message for e in caught.value.errors}
+    assert found == {
+        ("profile", "group_members"): "profile.group_members is one of inline, patch "
+                                      "(default inline)",
+        ("profile", "member_remove"): "profile.member_remove is one of filter, value "
+                                      "(default filter)",
+        ("profile", "member_value"): "profile.member_value is one of id, userName "
+                                     "(default id)",
+        ("profile", "empty_group"): "profile.empty_group is one of patch, put "
+                                    "(default patch)",
+        ("profile", "find_batch"): "profile.find_batch is at least 1"}
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config("memory", {"store": "s", "profile": {"app": "canaille"}})
+    assert ("profile", "member_value") in {e.path for e in caught.value.errors}
+
+
+def test_defaults_are_unchanged_without_a_profile() -> None:
+    config, _ = parse_config("scim", {"url": URL})
+    assert asdict(config.profile) == asdict(Profile())
+    assert config.profile.app is None
