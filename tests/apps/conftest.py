@@ -1,7 +1,8 @@
 """Fixtures for the real applications (tests/apps/servers.py, docs/apps.md).
 
 Each test module names its application with an `app` fixture; `connector` is the
-current SCIM connector configured for it, `wire` raw SCIM requests to it.
+current SCIM connector configured for it with the app's shipped profile, `wire`
+raw SCIM requests to it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from scimsync.connectors.contract import Connector
 
 @pytest.fixture
 def connector(app: App) -> Iterator[Connector]:
-    # Small pages, so that listing really pages.
-    with connected(app, page_size=3) as c:
+    """The connector with the profile scimsync ships for the app (scimsync.profiles),
+    and small pages, so that listing really pages."""
+    with connected(app, app=app.name, page_size=3) as c:
         yield c
 
 

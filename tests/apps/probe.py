@@ -36,9 +36,10 @@ def failing(check: Callable[..., None], mark: pytest.MarkDecorator) -> Callable[
 
 
 @contextmanager
-def connected(app: App, **profile: Any) -> Iterator[ScimConnector]:
-    """The current SCIM connector, configured as an operator would, against `app`."""
-    config, creds = parse_config("scim", app.target(**profile))
+def connected(where: App, /, **profile: Any) -> Iterator[ScimConnector]:
+    """The current SCIM connector, configured as an operator would, against `where`
+    with `profile` (`app=...` names a shipped profile)."""
+    config, creds = parse_config("scim", where.target(**profile))
     connector = ScimConnector(config.settings, config.profile, creds)
     try:
         yield connector

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from apps.probe import ENTERPRISE, GROUP, USER, Wire, failing, quirk
+from apps.probe import ENTERPRISE, GROUP, USER, Wire, connected
 from apps.servers import App
 from scimsync.connectors.contract import ChangeSet, Connector, Rejected
 from scimsync.connectors.testing import ConnectorContract
@@ -34,21 +34,10 @@ def patch(wire: Wire, path: str, *ops: dict[str, Any]) -> Any:
 
 
 class TestDjangoScim2(ConnectorContract):
-    test_create_get_replace_delete = failing(
-        ConnectorContract.test_create_get_replace_delete,
-        quirk("django-scim2", "does not store title (nor locale, displayName, the "
-                              "enterprise extension or emails[].type)"))
-    test_update_sets_and_clears_attributes = failing(
-        ConnectorContract.test_update_sets_and_clears_attributes,
-        quirk("django-scim2", "PATCH of any attribute outside its map (remove title) "
-                              "answers 501"))
-    test_group_members_change_by_change_set = failing(
-        ConnectorContract.test_group_members_change_by_change_set,
-        quirk("django-scim2", "ignores members on POST and PUT of a Group; only PATCH "
-                              "add and remove with a value list change them"))
-    test_errors_are_typed = failing(
-        ConnectorContract.test_errors_are_typed,
-        quirk("django-scim2", "accepts a User without userName (201, userName empty)"))
+    """The contract with the profile scimsync ships for django-scim2 (`app:
+    django-scim2`): what it does not store is not sent nor checked, groups get their
+    members by PATCH, members leave by value list, and a User without userName is
+    refused before it is sent."""
 
     def test_filters_are_not_announced(self, connector: Connector) -> None:
         """Its ServiceProviderConfig says filter.supported false: find is off."""
@@ -121,15 +110,20 @@ def test_the_host_projects_own_accounts_are_listed(connector: Connector) -> None
 
 
 def test_the_connector_changes_members_as_the_app_takes_them(
-        connector: Connector, wire: Wire) -> None:
-    """Adding by PATCH works; removal by filter is refused (501), so a mover's old
-    group keeps them until a profile removes by value list."""
+        app: App, wire: Wire) -> None:
+    """Adding by PATCH works; removal by filter is refused (501), so without a profile a
+    mover's old group keeps them; the shipped profile removes by value list."""
     a, b = user(wire)["id"], user(wire)["id"]
     group = {"schemas": [GROUP], "displayName": f"{secrets.token_hex(4)} team"}
-    g = connector.create("Group", group)
-    connector.update("Group", g.id, ChangeSet({**group, "members": [{"value": a}]},
+    moved = ChangeSet({**group, "members": [{"value": b}]}, add_members=[b],
+                      remove_members=[a])
+    with connected(app) as plain:
+        g = plain.create("Group", group)
+        plain.update("Group", g.id, ChangeSet({**group, "members": [{"value": a}]},
                                               add_members=[a]))
-    assert [m["value"] for m in wire("GET", f"Groups/{g.id}").json()["members"]] == [a]
-    with pytest.raises(Rejected, match="answered 501"):
-        connector.update("Group", g.id, ChangeSet({**group, "members": [{"value": b}]},
-                                                  add_members=[b], remove_members=[a]))
+        assert [m["value"] for m in wire("GET", f"Groups/{g.id}").json()["members"]] == [a]
+        with pytest.raises(Rejected, match="answered 501"):
+            plain.update("Group", g.id, moved)
+    with connected(app, app="django-scim2") as profiled:
+        profiled.update("Group", g.id, moved)
+    assert [m["value"] for m in wire("GET", f"Groups/{g.id}").json()["members"]] == [b]
