@@ -151,6 +151,33 @@ def test_every_class_is_found_exactly(engine: Engine, scim: Scim, app_: App) -> 
     assert open_findings(engine, tid) == expected - {("attribute_drift", p["alice"]["id"])}
 
 
+def test_the_apps_own_objects_are_ignored_but_never_a_claimed_one(
+        engine: Engine, scim: Scim, app_: App) -> None:
+    """drift.ignore names the app's own accounts: unclaimed, they are counted, not
+    reported; one that is linked (lingering access) or matchable is reported anyway."""
+    p = seed(scim)
+    own = {"User": ['userName sw "svc-"', 'userName eq "dave@x.test"',
+                    'userName eq "later@x.test"'], "Group": ['displayName eq "Ops"']}
+    tid = add_target(engine, scim, app_, drift={"ignore": own}, **ROLES)
+    converge(engine, tid)
+    app_.call("POST", "Users", {"schemas": [CORE], "userName": "svc-backup", "active": True})
+    stray = app_.call("POST", "Users", {"schemas": [CORE], "userName": "stray@x.test",
+                                        "active": True})
+    app_.call("POST", "Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                 "displayName": "Ops"})
+    app_.call("POST", "Users", {"schemas": [CORE], "userName": "later@x.test",
+                                "active": True})
+    later = scim.user("later@x.test")
+    scim.delete(f"/Users/{p['dave']['id']}")  # linked: its account is lingering access
+    run = Detector(engine).run(tid)
+    assert run["status"] == "complete", run
+    assert open_findings(engine, tid) == {
+        ("orphaned_account", f"remote:{stray['id']}"),
+        ("lingering_access", p["dave"]["id"]),
+        ("unmanaged_matchable", later["id"])}
+    assert run["stats"]["ignored"] == 2  # svc-backup and the Ops group
+
+
 def test_accepted_risk_stays_accepted_until_it_expires(engine: Engine, scim: Scim,
                                                         app_: App) -> None:
     scim.user("kept@x.test")

@@ -89,3 +89,19 @@ def test_defaults_are_unchanged_without_a_profile() -> None:
     config, _ = parse_config("scim", {"url": URL})
     assert asdict(config.profile) == asdict(Profile())
     assert config.profile.app is None
+
+
+def test_drift_ignore_names_resource_types_and_valid_filters_only() -> None:
+    config, _ = parse_config("scim", {"url": URL, "drift": {
+        "ignore": {"User": ['userName eq "scim-service"']}}})
+    assert config.drift.ignore == {"User": ['userName eq "scim-service"']}
+    assert load_config("scim", config.to_json()).drift == config.drift
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config("scim", {"url": URL, "drift": {"ignore": {
+            "Users": ["userName eq 1"], "Group": "displayName eq \"x\"",
+            "User": ['userName eq "a"', "userName eq"]}}})
+    found = {e.path: e.message for e in caught.value.errors}
+    assert set(found) == {("drift", "ignore", "Users"), ("drift", "ignore", "Group"),
+                          ("drift", "ignore", "User", 1)}
+    assert "not a resource type" in found[("drift", "ignore", "Users")]
+    assert "not a valid SCIM filter" in found[("drift", "ignore", "User", 1)]

@@ -11,6 +11,7 @@ afterwards. Findings go to the run's writer as they are found.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -21,7 +22,10 @@ from scimsync.drift.classify import Listed
 from scimsync.drift.findings import Finding, FindingsWriter
 from scimsync.drift.readback import Linked, Scratch
 from scimsync.drift.runs import RunStats
+from scimsync.protocol.evaluate import matches
+from scimsync.protocol.filter import parse_filter
 from scimsync.protocol.record import Record
+from scimsync.protocol.resources import RESOURCE_TYPES
 from scimsync.store import members as store_members
 from scimsync.store.lean import Lean, json_value
 from scimsync.store.tables import resources
@@ -78,9 +82,22 @@ class Comparison:
                                 (scope.filter and "groups" in scope.filter))
         self.managed_roles = {r.get("attribute", "roles") for r in config.roles}
         self._claimed: set[str] = set()
+        self._kept: dict[tuple[str, frozenset[str]], frozenset[str]] = {}
 
     def _sent(self, kind: str, desired: D) -> D:
         return self.stores(kind, desired) if self.stores is not None and desired else desired
+
+    def _linked(self, kind: str, link: Linked) -> Linked:
+        """A link whose applied attributes are those the app stores: one the hub sent
+        once and the app does not keep (or makes up itself, as django-scim2 does a
+        displayName) is not compared."""
+        if self.stores is None or not link.keys:
+            return link
+        kept = self._kept.get((kind, link.keys))
+        if kept is None:
+            shown = self.stores(kind, dict.fromkeys(link.keys, ""))
+            kept = self._kept[(kind, link.keys)] = link.keys & frozenset(shown)
+        return replace(link, keys=kept)
 
     def _walk(self, rtype: str) -> Iterator[tuple[list[Record], dict[str, Linked]]]:
         """The directory's identities of `rtype` in batches, each with its links; links
@@ -163,6 +180,7 @@ class Comparison:
         for rec in records:
             desired = self._sent("User", mapping.desired_user(self.config, rec, remote_of.get))
             link = linked.get(rec.id)
+            link = None if link is None else self._linked("User", link)
             if link is not None and link.doc is not None:
                 assert link.remote_id is not None and link.active is not None
                 self._add(classify.user(rec, desired, (link.remote_id, link.active, link.doc),
@@ -221,6 +239,7 @@ class Comparison:
             for rec in records:
                 desired = self._sent("Agent", mapping.desired_nhi(rec, remote_of.get))
                 link = linked.get(rec.id)
+                link = None if link is None else self._linked("Agent", link)
                 if link is not None and link.doc is not None:
                     assert link.remote_id is not None and link.active is not None
                     self._add(classify.agent(rec, desired, (link.remote_id, link.active,
@@ -233,21 +252,28 @@ class Comparison:
     # --- what nothing claimed -----------------------------------------------------
 
     def leftovers(self, agents: bool = False) -> None:
-        """Remote objects that no link points at and no identity matched."""
-        for rtype in ("User", "Agent"):
-            if rtype == "Agent" and not agents:
+        """Remote objects that no link points at and no identity matched, but those the
+        target's `drift.ignore` says are the application's own."""
+        for rtype in ("User", "Agent", "Group"):
+            if (rtype == "Agent" and not agents) or \
+                    (rtype == "Group" and not self.config.profile.groups):
                 continue
+            own = self._own(rtype)
             for remote_id, active, doc in self.scratch.unclaimed(rtype):
-                if not active:
+                if own(doc):
+                    self.stats.ignored += 1
+                elif not active and rtype != "Group":
                     # Deactivated, it grants nothing (it is what deprovisioning by
                     # deactivation leaves behind): counted, not a finding.
                     self.stats.inactive_unmatched += 1
-                    continue
-                self.writer.add(classify.orphan(rtype, remote_id, doc))
-        if not self.config.profile.groups:
-            return
-        for remote_id, _, doc in self.scratch.unclaimed("Group"):
-            self.writer.add(classify.orphan("Group", remote_id, doc))
+                else:
+                    self.writer.add(classify.orphan(rtype, remote_id, doc))
+
+    def _own(self, rtype: str) -> Callable[[Doc], bool]:
+        """Whether a remote object is one of the application's own (drift.ignore)."""
+        filters = [parse_filter(f) for f in self.config.drift.ignore.get(rtype, [])]
+        schema = RESOURCE_TYPES[rtype]
+        return lambda doc: any(matches(schema, f, doc) for f in filters)
 
     def _gone(self, rtype: str, gone: list[Linked]) -> None:
         """Links whose identity left the directory: the object must not grant access."""

@@ -38,6 +38,7 @@ class RunStats:
     new: int = 0
     resolved: int = 0
     inactive_unmatched: int = 0
+    ignored: int = 0  # unclaimed objects the target's drift.ignore names as the app's own
     # Why the listing was not whole: {"reason", "detail"} (None: it was).
     incomplete: Doc | None = None
 
@@ -49,7 +50,7 @@ class RunStats:
                 "comparison_seconds": round(self.comparison_seconds, 3),
                 "compared_per_second": round(rate), "findings": self.findings,
                 "new": self.new, "resolved": self.resolved,
-                "inactive_unmatched": self.inactive_unmatched,
+                "inactive_unmatched": self.inactive_unmatched, "ignored": self.ignored,
                 **({"incomplete": self.incomplete} if self.incomplete else {})}
 
 

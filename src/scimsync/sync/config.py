@@ -24,6 +24,8 @@ MATCH_ATTRIBUTES = ("externalId", "userName", "email")
 DRIFT_CLASSES = ("lingering_access", "orphaned_account", "membership_drift",
                  "missing_account", "attribute_drift", "unmanaged_matchable")
 REMEDIATION_MODES = ("report", "auto", "approve")
+# What drift.ignore may name: the kinds a drift run reads back.
+IGNORABLE = ("User", "Group", "Agent")
 # What a run reads back after writing it, to see that the application kept it
 # (docs/provisioning.md: Verification).
 VERIFY_MODES = ("groups", "none")
@@ -94,10 +96,14 @@ class Scope:
 class Drift:
     """Full reconciliation: how often (seconds, 0 = only on demand) and, per finding
     class, whether to only report it, fix it automatically after each complete run,
-    or fix it when a person asks (`approve`, the default)."""
+    or fix it when a person asks (`approve`, the default). `ignore` names, per resource
+    type, SCIM filters of the application's own objects (its service account): an
+    object that matches one and that no identity claims is neither reported nor
+    fixed; a linked or matched one always is."""
 
     interval: float = 0.0
     remediate: dict[str, str] = field(default_factory=dict)
+    ignore: dict[str, list[str]] = field(default_factory=dict)
 
     def mode(self, cls: str) -> str:
         return self.remediate.get(cls, "approve")
@@ -257,8 +263,23 @@ def _check_drift(raw: Any) -> Drift:
         elif mode not in REMEDIATION_MODES:
             problems.add(f"drift.remediate.{cls} is one of {', '.join(REMEDIATION_MODES)}",
                          "remediate", cls)
+    ignore = d.get("ignore") or {}
+    for kind, filters in ignore.items():
+        if kind not in IGNORABLE:
+            problems.add(f"drift.ignore: {kind!r} is not a resource type; known: "
+                         f"{', '.join(IGNORABLE)}", "ignore", kind, key=True)
+            continue
+        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+            problems.add(f"drift.ignore.{kind} is a list of SCIM filters", "ignore", kind)
+            continue
+        for i, text in enumerate(filters):
+            try:
+                parse_filter(text)
+            except ScimError as exc:
+                problems.add(f"drift.ignore.{kind}[{i}] is not a valid SCIM filter: "
+                             f"{exc.detail}", "ignore", kind, i)
     problems.raise_any()
-    return Drift(interval, dict(remediate))
+    return Drift(interval, dict(remediate), {k: list(v) for k, v in ignore.items()})
 
 
 def _check_mapping(rules: Any) -> list[dict[str, Any]]:
@@ -330,4 +351,5 @@ def load_config(kind: str, raw: dict[str, Any]) -> TargetConfig:
     return TargetConfig(kind, {k: v for k, v in raw.items() if k not in COMMON},
                         _profile(profile), Scope(**scope), list(raw.get("mapping") or []),
                         list(raw.get("roles") or []),
-                        Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {})))
+                        Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {}),
+                              dict(drift.get("ignore") or {})))
