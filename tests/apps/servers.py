@@ -4,7 +4,8 @@ Each app runs in its own process, started the way its project documents (a WSGI
 server for Canaille and django-scim2, Node.js for Better Auth), on a free port by
 tests/processes.py, which waits until it answers (a minute and a half, for a loaded
 machine), shows what it printed if it never does, and stops it. Each fixture yields
-where the app is and how to authenticate.
+where the app is and how to authenticate; `RUNNING` starts a fresh one, for a test
+that must be alone in it (a drift run that expects no finding).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,8 @@ def missing(what: Path, hint: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def canaille() -> Iterator[App]:
+@contextmanager
+def running_canaille() -> Iterator[App]:
     """Canaille 0.3.6 (in-memory store) with one OAuth client (client_secret_basic)."""
     missing(CANAILLE_PYTHON, "run `make install` (it builds .venv-apps/canaille)")
     client_id, client_secret = "scimsync", secrets.token_urlsafe(24)
@@ -75,9 +77,10 @@ def canaille() -> Iterator[App]:
                    "client_secret": client_secret})
 
 
-@pytest.fixture(scope="session")
-def django_scim2() -> Iterator[App]:
-    """django-scim2 0.23.0 in a tiny Django project on SQLite (tests/apps/djangoscim)."""
+@contextmanager
+def running_django_scim2() -> Iterator[App]:
+    """django-scim2 0.23.0 in a tiny Django project on SQLite (tests/apps/djangoscim);
+    the host project's service account is `scim-service`."""
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="django-scim2-") as state:
         for port in launch([sys.executable, str(HERE / "djangoscim" / "serve.py"), "{port}"],
@@ -87,8 +90,8 @@ def django_scim2() -> Iterator[App]:
                       {"type": "bearer", "token": token})
 
 
-@pytest.fixture(scope="session")
-def better_auth() -> Iterator[App]:
+@contextmanager
+def running_better_auth() -> Iterator[App]:
     """Better Auth 1.7.5 with its SCIM plugin (memory adapter) on Node.js."""
     missing(NODE_MODULES / "@better-auth" / "scim",
             "run `make install` (it runs npm ci in tests/apps/node)")
@@ -98,3 +101,26 @@ def better_auth() -> Iterator[App]:
                        ready="http://127.0.0.1:{port}/api/auth/scim/v2/ServiceProviderConfig"):
         yield App("better-auth", f"http://127.0.0.1:{port}/api/auth/scim/v2",
                   {"type": "bearer", "token": token})
+
+
+# Each app by the name of the profile scimsync ships for it.
+RUNNING = {"canaille": running_canaille, "django-scim2": running_django_scim2,
+           "better-auth": running_better_auth}
+
+
+@pytest.fixture(scope="session")
+def canaille() -> Iterator[App]:
+    with running_canaille() as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def django_scim2() -> Iterator[App]:
+    with running_django_scim2() as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def better_auth() -> Iterator[App]:
+    with running_better_auth() as app:
+        yield app
