@@ -124,6 +124,20 @@ def test_a_capped_count_is_what_every_page_asks_for(
     assert [q.get("count") for q in state.asked] == ["3", "3"]
 
 
+def test_no_page_asks_for_more_than_the_app_says_it_returns(
+        engine: Engine, scim: Scim, liar: tuple[Liar, str]) -> None:
+    """maxResults (the app's, here as the profile overrides it) caps every count."""
+    state, url = liar
+    for i in range(5):
+        scim.user(f"p{i}@x.test")
+    tid = target(engine, scim, url, page_size=100, discovery={"max_results": 2})
+    converge(engine, tid)
+    run = Detector(engine).run(tid)
+    assert run["status"] == "complete", run
+    assert run["stats"]["listed_users"] == 5
+    assert [q.get("count") for q in state.asked] == ["2", "2", "2"]
+
+
 def test_an_honest_cursor_listing_is_read_whole(engine: Engine, scim: Scim,
                                                 liar: tuple[Liar, str]) -> None:
     state, url = liar

@@ -260,8 +260,8 @@ class ScimConnector:
         out: dict[str, Remote] = {}
         # Room for two matches a value within the count the profile allows.
         most = self.profile.find_batch or FIND_BATCH
-        batch = max(1, min(most, self.profile.count // 2)) \
-            if isinstance(self.profile.count, int) else most
+        limit = self._limit()
+        batch = most if limit is None else max(1, min(most, limit // 2))
         for i in range(0, len(values), batch):
             chunk = values[i:i + batch]
             try:
@@ -312,17 +312,22 @@ class ScimConnector:
                 return
             start += len(items)
 
+    def _limit(self) -> int | None:
+        """The most resources one answer may hold: the profile's `count` where it is a
+        number, and the `maxResults` the app announces (RFC 7643 §5), the lower."""
+        limits = [n for n in (self.profile.count, self.discover().max_results)
+                  if isinstance(n, int) and not isinstance(n, bool)]
+        return min(limits) if limits else None
+
     def _paged(self, params: dict[str, str], wanted: int | None = None) -> dict[str, str]:
-        """`params` with the `count` the profile allows: `wanted` (else a page,
-        `profile.page_size`) capped by `profile.count`, or none at all where the
-        profile says `omit` (an app that fails on any count)."""
-        limit = self.profile.count
-        if limit == "omit":
+        """`params` with the `count` the profile and the app allow: `wanted` (else a
+        page, `profile.page_size`) capped by `_limit`, or none at all where the profile
+        says `omit` (an app that fails on any count)."""
+        if self.profile.count == "omit":
             return params
         count = self.profile.page_size if wanted is None else wanted
-        if isinstance(limit, int):
-            count = min(count, limit)
-        return {**params, "count": str(count)}
+        limit = self._limit()
+        return {**params, "count": str(count if limit is None else min(count, limit))}
 
 
 def _resource_path(kind: str, remote_id: str) -> str:
