@@ -276,3 +276,49 @@ def test_dry_run_shows_changes_and_their_plan_and_changes_nothing(
     bad = cli(engine, "apply", "-f", write(tmp_path, second + "  - {name: x}\n"),
               "--dry-run", env=env, ok=False)
     assert bad.returncode == 2 and "a target needs a directory" in bad.stderr
+
+
+def test_a_file_names_profiles_of_its_own_and_targets_start_from_them(
+        engine: Engine, scim: Scim, peer: Peer, tmp_path: Path) -> None:
+    """A file's profile may start from a shipped one; a target that names it keeps its
+    own settings over it; a stored target holds the shipped name and what differs."""
+    text = f"""profiles:
+  our-canaille:
+    app: canaille
+    page_size: 25
+    rate_limit: 5
+targets:
+  - directory: {scim.directory_id}
+    name: a
+    url: {peer.base}
+    profile: {{app: our-canaille, rate_limit: 2}}
+"""
+    cli(engine, "apply", "-f", write(tmp_path, text))
+    stored = Targets(engine).list(scim.directory_id)[0]["config"]["profile"]
+    assert stored == {"app": "canaille", "page_size": 25, "rate_limit": 2}
+
+
+def test_a_files_profiles_are_checked_where_they_are_written(
+        engine: Engine, scim: Scim, peer: Peer, tmp_path: Path) -> None:
+    text = f"""profiles:
+  canaille: {{count: omit}}
+  slow: {{rate_limit: -1, member_value: name}}
+  nowhere: {{app: nobody}}
+targets:
+  - directory: {scim.directory_id}
+    name: a
+    url: {peer.base}
+    profile: {{app: missing}}
+"""
+    path = write(tmp_path, text)
+    proc = cli(engine, "apply", "-f", path, "--json", ok=False)
+    assert proc.returncode == 2
+    errors = {e["path"]: e for e in json.loads(proc.stdout)["errors"]}
+    assert set(errors) == {"profiles.canaille", "profiles.slow.rate_limit",
+                           "profiles.slow.member_value", "profiles.nowhere.app",
+                           "targets[0].profile.app"}
+    assert "scimsync ships a profile of that name" in errors["profiles.canaille"]["message"]
+    assert f"{errors['profiles.slow.member_value']['line']}:" \
+        f"{errors['profiles.slow.member_value']['column']}" == at(text, "name}")
+    assert "no shipped profile 'missing'" in errors["targets[0].profile.app"]["message"]
+    assert names(engine, scim) == []

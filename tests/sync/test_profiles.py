@@ -105,3 +105,25 @@ def test_drift_ignore_names_resource_types_and_valid_filters_only() -> None:
                           ("drift", "ignore", "User", 1)}
     assert "not a resource type" in found[("drift", "ignore", "Users")]
     assert "not a valid SCIM filter" in found[("drift", "ignore", "User", 1)]
+
+
+def test_the_cli_lists_and_shows_shipped_profiles_as_a_target_takes_them() -> None:
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from scimsync.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["profiles", "list", "--json"])
+    assert listed.exit_code == 0
+    assert [p["app"] for p in json.loads(listed.output)] == profiles.names()
+    shown = runner.invoke(main, ["profiles", "show", "django-scim2"])
+    assert shown.exit_code == 0
+    pasted = yaml.safe_load(shown.output)["profile"]  # comments are YAML comments
+    config, _ = parse_config("scim", {"url": URL, "profile": pasted})
+    assert config.profile.group_members == "patch"
+    assert config.to_json()["profile"] == {"app": "django-scim2"}
+    missing = runner.invoke(main, ["profiles", "show", "nope"])
+    assert missing.exit_code == 2 and "shipped: better-auth" in missing.output

@@ -3,7 +3,8 @@
 Importing the package registers every command on `main` (scimsync.cli.base).
 """
 
-from scimsync.cli import directories, drift, guard, journal, nhi, server, targets
+from scimsync.cli import directories, drift, guard, journal, nhi, profiles, server, targets
 from scimsync.cli.base import main
 
-__all__ = ["directories", "drift", "guard", "journal", "main", "nhi", "server", "targets"]
+__all__ = ["directories", "drift", "guard", "journal", "main", "nhi", "profiles", "server",
+           "targets"]

@@ -1,10 +1,14 @@
 """A configuration file checked as a whole: every problem, each at its line and column.
 
-The file is a mapping with one key, `targets`, a list; each target has `directory`
-(id or name), `name`, optionally `kind` (default `scim`) and `paused`, and then the
-settings of its kind and the common sections (scimsync.sync.config). Unknown keys are
-refused at every level. Each target is checked on its own, so that one file shows all
-of its problems at once; nothing may be applied unless the list is empty.
+The file is a mapping with a `targets` list and, optionally, `profiles`: profiles of
+its own by name, each a target profile (scimsync.sync.config.Profile) that may start
+from a shipped one (`app: canaille`, scimsync.profiles). A target's `profile: {app:
+NAME}` names a shipped profile or one of the file's; the target's own settings win.
+Each target has `directory` (id or name), `name`, optionally `kind` (default `scim`)
+and `paused`, and then the settings of its kind and the common sections
+(scimsync.sync.config). Unknown keys are refused at every level. Each target is
+checked on its own, so that one file shows all of its problems at once; nothing may
+be applied unless the list is empty.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scimsync import profiles as shipped_profiles
 from scimsync.configfile.envrefs import credential_paths, expand
 from scimsync.configfile.marks import load
 from scimsync.connectors import registry
@@ -21,10 +26,10 @@ from scimsync.errors import UsageError
 from scimsync.store import group_names
 from scimsync.store.targets import Targets
 from scimsync.sync import group_rules
-from scimsync.sync.config import COMMON, TargetConfig, parse_config
+from scimsync.sync.config import COMMON, TargetConfig, check_profile, parse_config
 from scimsync.validation import ConfigError, Path, Problems, reject_unknown
 
-TOP = ("targets",)
+TOP = ("targets", "profiles")
 OWN = ("directory", "name", "kind", "paused")  # a target's keys that are not settings
 
 
@@ -98,6 +103,7 @@ def read(file: str, text: str, targets: Targets,
         top.add("the file is a mapping with a `targets` list", "targets")
         report(top.errors)
         return [], sorted(errors, key=lambda e: (e.line, e.column))
+    named = _profiles(data.get("profiles"), top)
     report(top.errors)
     out: list[Declared] = []
     seen: dict[tuple[str, str], int] = {}
@@ -105,7 +111,8 @@ def read(file: str, text: str, targets: Targets,
         label = _label(raw, i)
         problems = Problems()
         with problems.check("targets", i):
-            found = _target(i, raw, targets, os.environ if env is None else env)
+            found = _target(i, _with_profile(raw, named), targets,
+                            os.environ if env is None else env)
             key = (found.directory_id, found.name)
             if key in seen:
                 raise ConfigError(f"targets[{seen[key]}] already declares {found.label}",
@@ -115,6 +122,42 @@ def read(file: str, text: str, targets: Targets,
         report(problems.errors, label)
     errors.sort(key=lambda e: (e.line, e.column))
     return (out if not errors else []), errors
+
+
+def _profiles(raw: Any, problems: Problems) -> dict[str, dict[str, Any]]:
+    """The file's own profiles by name, each checked as a SCIM target's (their
+    settings are those of SCIM applications); the sound ones only."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add("profiles maps a name to a profile", "profiles")
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, profile in raw.items():
+        if name in shipped_profiles.shipped():
+            problems.add(f"profiles.{name}: scimsync ships a profile of that name; name "
+                         f"yours otherwise and start it from the shipped one with `app: "
+                         f"{name}`", "profiles", name, key=True)
+            continue
+        if not isinstance(profile, dict):
+            problems.add(f"profiles.{name} is a mapping of profile settings",
+                         "profiles", name)
+            continue
+        with problems.check("profiles", name):
+            check_profile("scim", profile)
+            out[name] = profile
+    return out
+
+
+def _with_profile(raw: Any, named: dict[str, dict[str, Any]]) -> Any:
+    """A target with the file's profile it names under its own settings."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("profile"), dict):
+        return raw
+    own = raw["profile"]
+    base = named.get(own["app"]) if isinstance(own.get("app"), str) else None
+    if base is None:
+        return raw
+    return {**raw, "profile": {**base, **{k: v for k, v in own.items() if k != "app"}}}
 
 
 def _label(raw: Any, i: int) -> str:

@@ -63,7 +63,8 @@ def base(app: Any) -> dict[str, Any]:
     found = shipped().get(app) if isinstance(app, str) else None
     if found is None:
         raise ConfigError(f"profile.app: no shipped profile {app!r}; shipped: "
-                          f"{', '.join(names())} (scimsync profiles list)", ("app",))
+                          f"{', '.join(names())} (scimsync profiles list); a "
+                          "configuration file may name its own under `profiles:`", ("app",))
     return dict(found.profile)
 
 

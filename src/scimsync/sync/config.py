@@ -207,6 +207,21 @@ def _check_profile(raw: Any) -> Profile:
     return Profile(**pf)
 
 
+def check_profile(kind: str, raw: Any) -> None:
+    """A profile's settings as a target of `kind` would take them (a configuration
+    file's named profiles are checked so, each on its own); paths inside it."""
+    from scimsync.connectors import registry
+
+    problems = Problems()
+    expanded = raw
+    with problems.check():
+        expanded = profiles.expand(raw)
+        _check_profile(expanded)
+    with problems.check():
+        _check_kind_profile(registry.get(kind), expanded)
+    problems.raise_any()
+
+
 def _profile(raw: dict[str, Any]) -> Profile:
     """A checked or stored profile's settings as a Profile."""
     return Profile(**{**raw, "match": tuple(raw.get("match", Profile.match))})
