@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,15 @@ def test_the_cli_lists_and_shows_shipped_profiles_as_a_target_takes_them() -> No
     assert config.to_json()["profile"] == {"app": "django-scim2"}
     missing = runner.invoke(main, ["profiles", "show", "nope"])
     assert missing.exit_code == 2 and "shipped: better-auth" in missing.output
+
+
+def test_a_target_shows_the_profile_it_runs_with_beside_what_it_stores(
+        engine: Any, scim: Any) -> None:
+    from scimsync.store.targets import Targets
+
+    added = Targets(engine).add(scim.directory_id, "crm", "scim", {
+        "url": URL, "profile": {"app": "canaille", "page_size": 50}})
+    shown = Targets(engine).show(added["id"])
+    assert shown["config"]["profile"] == {"app": "canaille", "page_size": 50}
+    assert (shown["profile"]["member_value"], shown["profile"]["page_size"],
+            shown["profile"]["match"]) == ("userName", 50, ["userName"])

@@ -4,6 +4,7 @@ secrets out)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
@@ -39,6 +40,14 @@ def _view(row: Any, counts: dict[str, Any] | None = None, held: int = 0) -> dict
     if counts is not None:
         out.update(counts)
     return out
+
+
+def effective_profile(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The profile a target runs with: its stored settings over the shipped profile it
+    names (`config.profile` holds the former only)."""
+    profile = asdict(load_config(kind, config).profile)
+    profile["match"] = list(profile["match"])
+    return profile
 
 
 class Targets:
@@ -141,7 +150,8 @@ class Targets:
             applied = last_applied(conn, row.id)
             hold = holds.batch(conn, row.id)
         return _view(row, {"provisioned": int(linked), "dead_letters": int(dead),
-                           "last_applied": applied, "hold": hold},
+                           "last_applied": applied, "hold": hold,
+                           "profile": effective_profile(row.kind, row.config)},
                      hold["count"] if hold else 0)
 
     def list(self, directory: str | None = None) -> list[dict[str, Any]]:
