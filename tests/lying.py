@@ -56,12 +56,15 @@ class Liar:
         self.lie: str | None = None
         self.cursors = False  # advertise cursor pagination (discovery is cached)
         self.asked: list[dict[str, str]] = []  # the query of each listing request
+        self.searched: list[dict[str, str]] = []  # the query of each filtered GET
         # (method, path, JSON body or None) of every request, as the client sent it
         self.seen: list[tuple[str, str, Any]] = []
 
 
 def liar_app(liar: Liar) -> Any:
-    client = httpx.AsyncClient(timeout=30)
+    # No connection is kept between requests: the double's server stops its event loop
+    # at the end of a test, and a kept one (Node keeps them) would be left open.
+    client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
     async def upstream(method: str, path: str, query: dict[str, str], body: bytes,
                        headers: dict[str, str]) -> httpx.Response:
@@ -101,6 +104,8 @@ def liar_app(liar: Liar) -> Any:
         listing = method == "GET" and path.endswith(LISTED) and "filter" not in query
         if listing:
             liar.asked.append(query)
+        elif method == "GET" and "filter" in query:
+            liar.searched.append(query)
         if not listing or (lie is None and "cursor" not in query):
             r = await upstream(method, path, query, body, headers)
             await answer(send, r.status_code, r.json() if r.content else None)

@@ -7,8 +7,9 @@ import secrets
 
 import pytest
 
-from apps.probe import ENTERPRISE, GROUP, USER, Wire
+from apps.probe import ENTERPRISE, GROUP, USER, Wire, connected
 from apps.servers import App
+from lying import in_front
 from scimsync.connectors.testing import ConnectorContract
 
 
@@ -63,3 +64,21 @@ def test_groups_keep_members_given_on_post(wire: Wire) -> None:
     g = wire("POST", "Groups", {"schemas": [GROUP], "displayName": f"{name} team",
                                 "members": [{"value": uid}]}).json()
     assert [(m["value"], m["type"]) for m in g["members"]] == [(uid, "User")]
+
+
+def test_its_profile_looks_up_one_value_at_a_time_without_a_refused_request(
+        app: App, wire: Wire) -> None:
+    """Without a profile the first lookup is an `or` filter, refused (400), then one
+    request per value; with `find_batch: 1` (shipped) only the latter are sent."""
+    names = [f"{secrets.token_hex(4)}@example.com" for _ in range(2)]
+    ids = sorted(wire("POST", "Users", {"schemas": [USER], "userName": n,
+                                        "emails": [{"value": n}]}).json()["id"]
+                 for n in names)
+    for profile, refused in (({}, 1), ({"app": "better-auth"}, 0)):
+        with in_front(app.url) as (seen, url), \
+                connected(App(app.name, url, app.auth), **profile) as connector:
+            found = sorted(r.id for r in connector.find("User", "userName", names))
+            filters = [q["filter"] for q in seen.searched]
+        assert found == ids
+        assert sum(" or " in f for f in filters) == refused
+        assert len(filters) == refused + 2
