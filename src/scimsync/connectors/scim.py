@@ -115,19 +115,28 @@ class ScimConnector:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Any = None,
-              params: dict[str, str] | None = None) -> httpx.Response:
+    def request(self, method: str, path: str, body: Any = None,
+                params: dict[str, str] | None = None) -> httpx.Response:
+        """One request to `path` under the app's base URL, as every verb sends it (rate
+        limit, credentials, one retry after a 401 where new credentials can be had),
+        answered whatever its status; Transient when no answer came (the conformance
+        probe, connectors/probe.py, reads the app's refusals)."""
         self.limiter.wait()
         url = f"{self.base}/{path}"
         headers = {"Content-Type": SCIM_JSON} if body is not None else {}
         try:
-            r = self._send(method, url, body, params, headers)
+            return self._send(method, url, body, params, headers)
         except httpx.TransportError as exc:
             raise Transient(f"{method} {path}: {outbound.reason(exc)}",
                             request=_described(method, url, body)) from exc
+
+    def _call(self, method: str, path: str, body: Any = None,
+              params: dict[str, str] | None = None) -> httpx.Response:
+        r = self.request(method, path, body, params)
         if 200 <= r.status_code < 300:
             return r
         # What went wrong is kept for the dead-letter list, secrets redacted.
+        url = f"{self.base}/{path}"
         request = _described(method, url, body)
         response = _body(r)
         message = f"{method} {path} answered {r.status_code}"
