@@ -96,6 +96,8 @@ def test_canaille_needs_count_omitted_user_name_matching_and_member_user_names(
                                         "member_value": "userName"}
     seen = results(out)
     assert seen["listing with count"] == "quirk" and seen["paging (startIndex)"] == "ok"
+    # Filters are ignored, but not announced: the connector never searches there.
+    assert seen["filter userName eq"] == "quirk"
     assert seen["user externalId"] == "skipped"  # read-only in its schema: never sent
     assert seen["create empty group"] == "ok"
     # Its only member cannot be removed: by filter a 500, by value list a 400.
