@@ -91,9 +91,11 @@ def test_the_whole_lifecycle_reaches_each_app_with_its_profile(
         assert view.groups()[eng["displayName"]] == {ada["userName"], bob["userName"]}
         assert view.groups()[ops["displayName"]] == {cy["userName"]}
 
-        # A mover: a new title, from eng to ops.
+        # A mover: a new title and family name, from eng to ops.
         assert scim.patch(f"/Users/{ada['id']}", [
-            {"op": "replace", "path": "title", "value": "Manager"}]).status_code == 200
+            {"op": "replace", "path": "title", "value": "Manager"},
+            {"op": "replace", "path": "name.familyName", "value": f"Moved{tag}"}
+        ]).status_code == 200
         scim.patch(f"/Groups/{eng['id']}", [
             {"op": "remove", "path": f'members[value eq "{ada["id"]}"]'}])
         scim.patch(f"/Groups/{ops['id']}", [
@@ -102,8 +104,10 @@ def test_the_whole_lifecycle_reaches_each_app_with_its_profile(
         groups = view.groups()
         assert groups[eng["displayName"]] == {bob["userName"]}
         assert groups[ops["displayName"]] == {cy["userName"], ada["userName"]}
+        moved = view.users()[ada["userName"]]
+        assert moved["name"]["familyName"] == f"Moved{tag}"
         if "title" in view.users()[bob["userName"]]:  # an app that stores titles
-            assert view.users()[ada["userName"]]["title"] == "Manager"
+            assert moved["title"] == "Manager"
 
         # A leaver: deactivated in the directory, then in the app.
         assert scim.patch(f"/Users/{bob['id']}", [

@@ -56,6 +56,13 @@ def test_a_change_set_is_rendered_as_patch_operations() -> None:
     # An app that takes removals as a value list, and names members otherwise.
     assert patch_operations(changes, gone=["carol"], by_value=True)[-1] == \
         {"op": "remove", "path": "members", "value": [{"value": "carol"}]}
+    # A complex attribute by its sub-attributes, for an app that wants them so.
+    named = ChangeSet({}, set={"name": {"givenName": "A", "familyName": "B"},
+                               "urn:x:ext": {"k": "v"}})
+    assert patch_operations(named, by_sub=True) == [
+        {"op": "replace", "path": "name.familyName", "value": "B"},
+        {"op": "replace", "path": "name.givenName", "value": "A"},
+        {"op": "replace", "path": "urn:x:ext", "value": {"k": "v"}}]
     # A value is quoted as a JSON string inside the filter.
     assert patch_operations(ChangeSet({}, remove_members=['a"b']))[-1] == \
         {"op": "remove", "path": 'members[value eq "a\\"b"]'}

@@ -84,16 +84,25 @@ class MemberNames:
 
 def patch_operations(changes: ChangeSet,
                      members: Callable[[list[str]], list[Doc]] | None = None,
-                     gone: list[str] | None = None, by_value: bool = False) -> list[Doc]:
+                     gone: list[str] | None = None, by_value: bool = False,
+                     by_sub: bool = False) -> list[Doc]:
     """A change set as SCIM PATCH operations (RFC 7644 §3.5.2): replace or remove each
-    changed attribute, add new members, then remove each gone member (named as in
-    `gone`, the app's names for the change set's removed members) by a value filter,
-    or all in one operation's value where the app takes removals so (`by_value`).
+    changed attribute (a complex one, with `by_sub`, as one replace per sub-attribute
+    it holds: `name.givenName`; one it no longer holds is left, as an app that wants
+    this refuses removing one), add new members, then remove each gone member (named
+    as in `gone`, the app's names for the change set's removed members) by a value
+    filter, or all in one operation's value where the app takes removals so
+    (`by_value`).
 
     Members are added before others are removed, so that a group whose members are
     all replaced is never empty in between (Canaille fails on a group left empty)."""
-    ops: list[Doc] = [{"op": "replace", "path": k, "value": v}
-                      for k, v in sorted(changes.set.items())]
+    ops: list[Doc] = []
+    for k, v in sorted(changes.set.items()):
+        if by_sub and isinstance(v, dict) and not k.lower().startswith("urn:"):
+            ops += [{"op": "replace", "path": f"{k}.{sub}", "value": value}
+                    for sub, value in sorted(v.items())]
+        else:
+            ops.append({"op": "replace", "path": k, "value": v})
     ops += [{"op": "remove", "path": k} for k in sorted(changes.clear)]
     if changes.add_members:
         added = sorted(changes.add_members)

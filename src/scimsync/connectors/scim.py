@@ -176,7 +176,7 @@ class ScimConnector:
     def replace(self, kind: str, remote_id: str, body: Doc) -> Remote:
         later = self._members_later(kind, body)
         sent = without_members(body) if later else body
-        r = self._call("PUT", _resource_path(kind, remote_id),
+        r = self._call("PUT", resource_path(kind, remote_id),
                        {**self.rendered(kind, sent), "id": remote_id})
         doc = self._held(kind, _body(r))
         done = Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
@@ -219,11 +219,12 @@ class ScimConnector:
             else self.names.as_names(changes.remove_members)
         ops = patch_operations(shaping.changed(found, kind, changes, self.base),
                                lambda added: shaping.members(found, added, self.base),
-                               gone, self.profile.member_remove == "value")
+                               gone, self.profile.member_remove == "value",
+                               self.profile.patch_complex == "sub")
         size = max(1, self.profile.max_members_per_patch)
         answered: Any = None
         for i in range(0, len(ops), size):
-            answered = _body(self._call("PATCH", _resource_path(kind, remote_id),
+            answered = _body(self._call("PATCH", resource_path(kind, remote_id),
                                         {"schemas": [PATCH_OP], "Operations": ops[i:i + size]}))
         if isinstance(answered, dict) and str(answered.get("id", "")) == remote_id:
             return Remote(remote_id, self._held(kind, answered))
@@ -231,13 +232,13 @@ class ScimConnector:
 
     def delete(self, kind: str, remote_id: str) -> None:
         try:
-            self._call("DELETE", _resource_path(kind, remote_id))
+            self._call("DELETE", resource_path(kind, remote_id))
         except RemoteNotFound:
             return  # already gone: the goal is reached
 
     def get(self, kind: str, remote_id: str) -> Remote | None:
         try:
-            r = self._call("GET", _resource_path(kind, remote_id))
+            r = self._call("GET", resource_path(kind, remote_id))
         except RemoteNotFound:
             return None
         doc = self._held(kind, _body(r))
@@ -339,7 +340,7 @@ class ScimConnector:
         return {**params, "count": str(count if limit is None else min(count, limit))}
 
 
-def _resource_path(kind: str, remote_id: str) -> str:
+def resource_path(kind: str, remote_id: str) -> str:
     """`Users/<id>` with the id as one path segment: an app chooses its ids, and one
     holding `/`, `?`, `#` or `..` must not reach another URL (RFC 3986 §3.3)."""
     segment = quote(remote_id, safe="")
@@ -399,6 +400,6 @@ def _open(settings: dict[str, Any], profile: Profile, secrets: Secrets) -> ScimC
 KIND = register(ConnectorKind(
     "scim", parse_settings, _open, settings=SETTINGS,
     profile=("count", "discovery", "group_members", "member_remove", "member_value",
-             "empty_group", "find_batch"),
+             "empty_group", "find_batch", "patch_complex"),
     check_profile=check_profile,
     credentials=tuple(sorted({f"auth.{k}" for ks in SECRET_FIELDS.values() for k in ks}))))

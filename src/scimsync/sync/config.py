@@ -35,7 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "deprovision": ("deactivate", "delete"), "adopt": ("externalId", "match"),
     "verify": VERIFY_MODES, "group_members": ("inline", "patch"),
     "member_remove": ("filter", "value"), "member_value": ("id", "userName"),
-    "empty_group": ("patch", "put")}
+    "empty_group": ("patch", "put"), "patch_complex": ("whole", "sub")}
 
 
 @dataclass
@@ -82,6 +82,9 @@ class Profile:
     empty_group: str | None = None
     # Values one lookup asks for at once (an `or` filter); 1 sends one at a time.
     find_batch: int | None = None
+    # How a changed complex attribute (`name`) is PATCHed: whole, or one `replace` per
+    # sub-attribute it holds (`sub`: django-scim2 fails on a whole `name`).
+    patch_complex: str | None = None
 
 
 @dataclass
