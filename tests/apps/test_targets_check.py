@@ -93,15 +93,18 @@ def test_canaille_needs_count_omitted_user_name_matching_and_member_user_names(
     # Seen on Canaille 0.3.6: a group with `members: []` (as the engine sends an empty
     # group) is created; one without `members` at all is refused (docs/apps.md).
     assert out["suggested_profile"] == {"count": "omit", "match": ["userName"],
-                                        "member_value": "userName"}
+                                        "member_value": "userName", "empty_group": "put"}
     seen = results(out)
     assert seen["listing with count"] == "quirk" and seen["paging (startIndex)"] == "ok"
     # Filters are ignored, but not announced: the connector never searches there.
     assert seen["filter userName eq"] == "quirk"
     assert seen["user externalId"] == "skipped"  # read-only in its schema: never sent
     assert seen["create empty group"] == "ok"
-    # Its only member cannot be removed: by filter a 500, by value list a 400.
+    # Its only member cannot be removed by PATCH (by filter a 500, by value list a
+    # 400); a PUT with `members: []` empties the group.
     assert seen["remove member"] == "quirk"
+    removal = next(c for c in out["checks"] if c["check"] == "remove member")
+    assert "(empty_group: put)" in removal["evidence"]
     assert seen["delete user"] == seen["delete group"] == "ok"
     assert out["left_behind"] == [] and marked(canaille) == []
 
@@ -114,12 +117,14 @@ def test_django_scim2_takes_members_by_patch_and_keeps_only_its_map(
     assert set(suggested["discovery"]["attributes"]["User"]) == {
         "title", "locale", "displayName", "name.formatted", "emails.type"}
     overrides.check(suggested["discovery"])  # as a profile takes it
-    assert set(suggested) == {"group_members", "member_remove", "discovery"}
+    assert suggested["patch_complex"] == "sub"
+    assert set(suggested) == {"group_members", "member_remove", "patch_complex", "discovery"}
     seen = results(out)
     # title is not kept, so the name is patched, as the engine does it: the whole `name`
-    # replaced. django-scim2 fails on that (only `name.givenName` paths work).
+    # replaced. django-scim2 fails on that; one replace per sub-attribute works.
     patched = next(c for c in out["checks"] if c["check"] == "patch user name")
     assert patched["result"] == "quirk" and "→ 500" in patched["evidence"]
+    assert "(patch_complex: sub)" in patched["evidence"]
     assert seen[f"user {ENTERPRISE}:employeeNumber"] == "skipped"  # no extension
     assert out["left_behind"] == [] and marked(django_scim2) == []
 

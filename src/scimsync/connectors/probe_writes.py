@@ -14,6 +14,7 @@ from typing import Any
 
 from scimsync.connectors import shaping
 from scimsync.connectors.contract import ChangeSet, ConnectorError
+from scimsync.connectors.members import PATCH_OP, patch_operations
 from scimsync.connectors.probe import (
     FAILED,
     MARK,
@@ -25,7 +26,7 @@ from scimsync.connectors.probe import (
     Session,
     Stop,
 )
-from scimsync.connectors.scim import PATCH_OP, _resource_path, patch_operations
+from scimsync.connectors.scim import resource_path
 
 Doc = dict[str, Any]
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -75,7 +76,7 @@ def run(s: Session) -> None:
 
 
 def _get(s: Session, kind: str, rid: str) -> Answer:
-    return s.ask("GET", _resource_path(kind, rid))
+    return s.ask("GET", resource_path(kind, rid))
 
 
 def _create_user(s: Session, created: list[Doc]) -> Doc:
@@ -163,12 +164,24 @@ def _patch(s: Session, user: Doc) -> None:
     desired = {**user["sent"], attr: value}
     changes = shaping.changed(s.found, "User", ChangeSet(desired, set={attr: value}),
                               s.connector.base)
-    path = _resource_path("User", user["id"])
+    path = resource_path("User", user["id"])
     if s.found.patch and s.connector.profile.patch:
         a = s.ask("PATCH", path, {"schemas": [PATCH_OP],
                                   "Operations": patch_operations(changes)})
     else:
         a = s.ask("PUT", path, {**desired, "id": user["id"]})
+    if not a.ok and isinstance(value, dict) and s.found.patch and s.connector.profile.patch:
+        first = a.evidence()
+        a = s.ask("PATCH", path, {"schemas": [PATCH_OP],
+                                  "Operations": patch_operations(changes, by_sub=True)})
+        if not a.ok:
+            s.check(f"patch user {attr}", QUIRK, f"{first}; {a.evidence()}")
+            return
+        s.suggest("patch_complex", "sub")
+        back = _get(s, "User", user["id"])
+        s.check(f"patch user {attr}", QUIRK, f"{first}; by sub-attribute {a.evidence()}; "
+                f"{back.evidence()} (patch_complex: sub)")
+        return
     if not a.ok:
         s.check(f"patch user {attr}", QUIRK, a.evidence())
         return
@@ -184,8 +197,9 @@ def _members(doc: Any) -> set[str]:
 
 
 def _groups(s: Session, created: list[Doc], user: Doc) -> Doc:
-    """An empty group (refused: empty_groups false), then one with the user as its
-    member by POST; members dropped are sent by PATCH add (group_members: patch)."""
+    """An empty group (the engine sends one with `members: []`: a refusal is a quirk
+    no profile absorbs), then one with the user as its member by POST; members
+    dropped are sent by PATCH add (group_members: patch)."""
     name = f"{MARK}{s.tag}"
     base = s.connector.base
     empty = s.ask("POST", "Groups", shaping.render(
@@ -197,8 +211,8 @@ def _groups(s: Session, created: list[Doc], user: Doc) -> Doc:
         s.check("create empty group", OK, empty.evidence())
         _delete(s, item, checked=False)
     elif 400 <= empty.status < 500:
-        s.suggest("empty_groups", False)
-        s.check("create empty group", QUIRK, f"{empty.evidence()} (empty_groups: false)")
+        s.check("create empty group", QUIRK, f"{empty.evidence()}: a group without "
+                "members is refused; the engine sends `members: []` for one")
     else:
         s.check("create empty group", FAILED, empty.evidence())
     body = {"schemas": [GROUP], "displayName": name, "members": [{"value": user["id"]}]}
@@ -214,7 +228,7 @@ def _groups(s: Session, created: list[Doc], user: Doc) -> Doc:
     if held:
         s.check("group members by POST", OK, evidence)
     else:
-        add = s.ask("PATCH", _resource_path("Group", gid), {"schemas": [PATCH_OP], "Operations": [
+        add = s.ask("PATCH", resource_path("Group", gid), {"schemas": [PATCH_OP], "Operations": [
             {"op": "add", "path": "members",
              "value": shaping.members(s.found, [user["id"]], base)}]})
         back = _get(s, "Group", gid)
@@ -237,13 +251,13 @@ def _groups(s: Session, created: list[Doc], user: Doc) -> Doc:
     s.check("member value", result, f"user id {user['id']!r}, member value {value!r}"
             + (" (member_value: userName)" if value != user["id"] and result == QUIRK
                and value.lower() == user_name else ""))
-    return {"id": gid, "value": value}
+    return {"id": gid, "value": value, "displayName": name}
 
 
 def _remove_member(s: Session, group: Doc, user: Doc) -> None:
     """By a `members[value eq "x"]` path (RFC 7644 §3.5.2.2), else by a value list;
     `x` is the member's value as the app holds it (its userName in some apps)."""
-    path = _resource_path("Group", group["id"])
+    path = resource_path("Group", group["id"])
     value = group["value"]
     tried: list[str] = []
     for form, op in (("filter", {"op": "remove", "path": f"members[value eq {_q(value)}]"}),
@@ -259,12 +273,20 @@ def _remove_member(s: Session, group: Doc, user: Doc) -> None:
                         "; ".join(tried) + (" (member_remove: value)" if form == "value" else ""))
                 return
             tried[-1] += ": the member is still there"
-    if s.report.suggested.get("empty_groups") is False:
-        s.check("remove member", SKIPPED, "; ".join(tried) + ": not conclusive, the app "
-                "refuses a group without members and the user is the only one")
+    # The member is the group's only one: an app may refuse to empty a group by PATCH
+    # and take a PUT with `members: []` (empty_group: put).
+    put = s.ask("PUT", path, shaping.render(s.found, "Group", {
+        "schemas": [GROUP], "displayName": group["displayName"], "members": [],
+        "id": group["id"]}, s.connector.base))
+    tried.append(f"PUT members [] {put.evidence()}")
+    after = _get(s, "Group", group["id"]) if put.ok else None
+    if after is not None and after.ok and value not in _members(after.doc):
+        s.suggest("empty_group", "put")
+        s.check("remove member", QUIRK, "; ".join(tried) + ": neither PATCH removed the "
+                "group's only member, a PUT with no members did (empty_group: put)")
         return
-    s.check("remove member", QUIRK, "; ".join(tried) + ": neither form removed the "
-            "group's only member")
+    s.check("remove member", QUIRK, "; ".join(tried) + ": nothing removed the group's "
+            "only member")
 
 
 def _q(value: str) -> str:
@@ -273,7 +295,7 @@ def _q(value: str) -> str:
 
 def _delete(s: Session, item: Doc, checked: bool) -> bool:
     """DELETE, then a GET that must answer 404; whether it is gone."""
-    path = _resource_path(item["resource"], item["id"])
+    path = resource_path(item["resource"], item["id"])
     a = s.ask("DELETE", path)
     if not (a.ok or a.status == 404):
         item["error"] = a.evidence()
