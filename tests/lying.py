@@ -17,9 +17,12 @@ Groups answers, as applications downstream were seen to (issue 12, docs/drift.md
   cursor honestly when it does not lie);
 - `crash_on_count`: any request with a `count` answers 500 (Canaille 0.3.6).
 
-One lie is about writes (WRITE_LIES): `drops_members` takes `members` out of every
+Two lies are about writes (WRITE_LIES): `drops_members` takes `members` out of every
 POST and PUT of a Group and every PATCH operation on them, and answers what the app
-then holds (django-scim2 does it on POST and PUT only, docs/apps.md).
+then holds (django-scim2 does it on POST and PUT only, docs/apps.md);
+`drops_attribute` does the same to the User (or Agent) attribute named by `dropped`
+(`title` unless set) on every path: the write is answered 201/200 without it, and it
+is not stored (django-scim2 does it to `title`, which its schema announces).
 
 Everything else passes through unchanged. `lie = None` is an honest application.
 `seen` keeps (method, path, body) of every request. `in_front` puts the double in
@@ -43,7 +46,7 @@ from downstream import ThreadedServer, read_body
 LIES = ("ignores_position", "ignores_position_silently", "wrong_start",
         "repeats_earlier_id", "overstates_page", "short_page", "stuck_cursor",
         "crash_on_count")
-WRITE_LIES = ("drops_members",)
+WRITE_LIES = ("drops_members", "drops_attribute")
 LISTED = ("/Users", "/Groups")
 
 
@@ -55,6 +58,7 @@ class Liar:
         self.upstream = upstream.rstrip("/")
         self.lie: str | None = None
         self.cursors = False  # advertise cursor pagination (discovery is cached)
+        self.dropped = "title"  # the User or Agent attribute `drops_attribute` drops
         self.asked: list[dict[str, str]] = []  # the query of each listing request
         self.searched: list[dict[str, str]] = []  # the query of each filtered GET
         # (method, path, JSON body or None) of every request, as the client sent it
@@ -62,8 +66,9 @@ class Liar:
 
 
 def liar_app(liar: Liar) -> Any:
-    # No connection is kept between requests: the double's server stops its event loop
-    # at the end of a test, and a kept one (Node keeps them) would be left open.
+    # No connection is kept to the upstream between requests: the double's server stops
+    # its event loop at the end of a test, and one kept open (Node and uvicorn keep
+    # them) would be an unclosed resource.
     client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
     async def upstream(method: str, path: str, query: dict[str, str], body: bytes,
@@ -92,6 +97,11 @@ def liar_app(liar: Liar) -> Any:
             body = without_members(body)
             if method == "PATCH" and not json.loads(body)["Operations"]:
                 method, body = "GET", b""  # nothing left to change: what it holds
+        if lie == "drops_attribute" and ("/Users" in path or "/Agents" in path) and \
+                method in ("POST", "PUT", "PATCH"):
+            body = without(body, liar.dropped)
+            if method == "PATCH" and not json.loads(body)["Operations"]:
+                method, body = "GET", b""
         if lie == "crash_on_count" and "count" in query:
             await answer(send, 500, {"detail": "'<' not supported between 'str' and 'int'"})
             return
@@ -154,13 +164,27 @@ def liar_app(liar: Liar) -> Any:
 
 def without_members(body: bytes) -> bytes:
     """A Group's body, or a PATCH of one, with whatever touches `members` taken out."""
+    return without(body, "members")
+
+
+def without(body: bytes, attribute: str) -> bytes:
+    """A resource's body, or a PATCH of one, with whatever touches `attribute` (a
+    top-level one) taken out."""
     doc = json.loads(body)
-    doc.pop("members", None)
+    doc.pop(attribute, None)
     if "Operations" in doc:
-        doc["Operations"] = [
-            op for op in doc["Operations"]
-            if not str(op.get("path", "")).startswith("members")
-            and not (isinstance(op.get("value"), dict) and "members" in op["value"])]
+        ops = []
+        for op in doc["Operations"]:
+            path = str(op.get("path", ""))
+            if path == attribute or path.startswith((f"{attribute}.", f"{attribute}[")):
+                continue
+            if isinstance(op.get("value"), dict) and attribute in op["value"]:
+                value = {k: v for k, v in op["value"].items() if k != attribute}
+                if not value:
+                    continue
+                op = {**op, "value": value}
+            ops.append(op)
+        doc["Operations"] = ops
     return json.dumps(doc).encode()
 
 
