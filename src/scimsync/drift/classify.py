@@ -25,6 +25,9 @@ from scimsync.protocol.schema import ENTERPRISE_USER
 Doc = dict[str, Any]
 # A remote object as the scratch file gives it: remote id, active (0 or 1), document.
 Listed = tuple[str, int, Doc]
+# Attributes whose difference grants or keeps access: an attribute_drift finding about
+# one of them is medium, not low.
+WEIGHTY = {"User": ("active",), "Agent": ("active", "owners", "roles", "entitlements")}
 
 
 def finding(cls: str, severity: str, rtype: str, rid: str | None, remote_id: str | None,
@@ -79,9 +82,8 @@ def user(rec: Record, desired: Doc | None, remote: Listed | None, via_link: bool
         out.append(finding("membership_drift", "high" if extra_any else "medium", "User",
                            rec.id, remote_id, proof, doc))
     if attributes:
-        severity = "medium" if any(d["attribute"] == "active" for d in attributes) else "low"
-        out.append(finding("attribute_drift", severity, "User", rec.id, remote_id,
-                           {**_ident(rec), "differences": attributes}, doc))
+        out.append(finding("attribute_drift", severity("User", attributes), "User", rec.id,
+                           remote_id, {**_ident(rec), "differences": attributes}, doc))
     return out
 
 
@@ -148,10 +150,14 @@ def agent(rec: Record, desired: Doc, remote: Listed | None,
     found = differences("Agent", desired, doc, link.keys)
     if not found:
         return []
-    severity = "medium" if any(d["attribute"] in ("active", "owners", "roles", "entitlements")
-                               for d in found) else "low"
-    return [finding("attribute_drift", severity, "Agent", rec.id, remote_id,
+    return [finding("attribute_drift", severity("Agent", found), "Agent", rec.id, remote_id,
                     {**ident, "differences": found}, doc)]
+
+
+def severity(kind: str, differences: list[Doc]) -> str:
+    """An attribute_drift finding's severity: medium where access is at stake."""
+    weighty = WEIGHTY.get(kind, ("active",))
+    return "medium" if any(d["attribute"] in weighty for d in differences) else "low"
 
 
 def gone(rtype: str, lk: Linked) -> Finding | None:
