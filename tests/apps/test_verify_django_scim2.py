@@ -106,3 +106,42 @@ def test_a_group_whose_members_the_app_ignores_on_post_gets_them_by_patch_and_is
     admin = {"Authorization": f"Bearer {directories.create_token(None, 't')['token']}"}
     shown = client.get(f"/admin/targets/{tid}", headers=admin).json()
     assert shown["learned"]["group_members"]["value"] == "patch"
+
+
+def test_a_title_the_app_announces_and_does_not_store_is_found_unless_the_profile_says_so(
+        engine: Engine, scim: Scim, other_scim: Scim, django_scim2: App) -> None:
+    """django-scim2's schema lists `title`; it does not keep it (and answers a PATCH of
+    it 501). With `verify: all` that is an `attribute_drift` finding, and only that;
+    a profile that says the truth (`stored: false`) leaves nothing to find."""
+    tag = secrets.token_hex(3)
+    user = scim.user(f"cy-{tag}@example.com", name={"givenName": "Cy", "familyName": tag},
+                     title="Engineer", emails=[{"value": f"cy-{tag}@example.com"}])
+    told = {"attributes": {"User": {"title": {"stored": False}}}}
+    with in_front(django_scim2.url) as (seen, url):
+        tid = str(Targets(engine).add(scim.directory_id, f"dj-{tag}", "scim", {
+            **django_scim2.target(verify="all", groups=False), "url": url})["id"])
+        converge(engine, tid)
+        [finding] = list_findings(engine, target_id=tid)
+        assert finding["class"] == "attribute_drift" and finding["resource_id"] == user["id"]
+        assert finding["evidence"]["differences"] == [
+            {"attribute": "title", "sent": "Engineer", "held": None}]
+        assert "501" in finding["evidence"]["reason"]
+        d = deliveries.c
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(d.action, d.outcome).where(
+                d.target_id == tid, d.resource_id == user["id"])).all() == [
+                    ("create", "unverified")]
+        assert [m for m, p, _ in seen.seen if m == "PATCH" and "/Users/" in p] == ["PATCH"]
+
+    # Another directory, another account: what the profile says is what is compared.
+    other = other_scim.user(f"di-{tag}@example.com", title="Engineer",
+                            name={"givenName": "Di", "familyName": tag},
+                            emails=[{"value": f"di-{tag}@example.com"}])
+    tid2 = str(Targets(engine).add(other_scim.directory_id, f"dj2-{tag}", "scim", {
+        **django_scim2.target(verify="all", groups=False, discovery=told)})["id"])
+    converge(engine, tid2)
+    assert list_findings(engine, target_id=tid2) == []
+    d = deliveries.c
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(d.outcome).where(
+            d.target_id == tid2, d.resource_id == other["id"])).scalars().all() == ["ok"]

@@ -1,8 +1,10 @@
 """Verifying what the application did (docs/provisioning.md: Verification).
 
 The double of tests/lying.py stands in front of scim2-server: honest, or dropping a
-group's members on every path (POST, PUT and PATCH). What it drops is sent once more
-by PATCH, then is a finding, and the delivery is never recorded as applied.
+group's members, or a user's `title`, on every path (POST, PUT and PATCH). What it
+drops is sent once more by PATCH, then is a finding (`membership_drift`,
+`attribute_drift`), and the delivery is never recorded as applied. Users are verified
+with `profile.verify: all` only; by default (`groups`) they are not read back.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from sqlalchemy import Engine
 
 from conftest import Scim
 from downstream import PEER_TOKEN, converge
-from lying import Liar
+from lying import Liar, in_front
 from scimsync.drift.findings import list_findings
+from scimsync.store.directories import Directories
 from scimsync.store.tables import deliveries
 from scimsync.store.targets import Targets
 
@@ -93,3 +96,111 @@ def test_verification_off_sends_no_reads(
     assert [m for m, p, _ in state.seen if "/Groups" in p and m != "GET"] == ["POST"]
     assert list_findings(engine, target_id=tid) == []
     assert outcomes(engine, tid, group["id"]) == [("create", "ok")]
+
+
+# --- users (verify: all) ---------------------------------------------------------
+
+TITLE = "Staff Engineer"
+AGENT = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+
+
+def person(scim: Scim, **attrs: Any) -> dict[str, Any]:
+    tag = secrets.token_hex(3)
+    return scim.user(f"ann-{tag}@x.test", name={"givenName": "Ann", "familyName": tag},
+                     title=TITLE, emails=[{"value": f"Ann-{tag}@X.test", "primary": True}],
+                     **attrs)
+
+
+def user_requests(state: Liar) -> list[str]:
+    """The requests on one user (not the lookups by filter before a create)."""
+    return [m for m, p, _ in state.seen
+            if "/Users" in p and (m != "GET" or "/Users/" in p)]
+
+
+def reads_of_users(state: Liar) -> list[str]:
+    return [p for m, p, _ in state.seen if m == "GET" and "/Users/" in p]
+
+
+def test_an_attribute_the_app_drops_is_sent_once_more_then_a_finding_and_never_applied(
+        engine: Engine, scim: Scim, liar: tuple[Liar, str]) -> None:
+    state, url = liar
+    state.lie = "drops_attribute"
+    user = person(scim)
+    tid = target(engine, scim, url, verify="all", groups=False)
+    converge(engine, tid)
+    assert outcomes(engine, tid, user["id"]) == [("create", "unverified")]
+    [finding] = list_findings(engine, target_id=tid, cls="attribute_drift")
+    assert finding["resource_id"] == user["id"] and finding["status"] == "open"
+    assert finding["resource_type"] == "User"
+    evidence = finding["evidence"]
+    assert evidence["userName"] == user["userName"]
+    assert evidence["differences"] == [{"attribute": "title", "sent": TITLE, "held": None}]
+    assert "after one retry" in evidence["reason"]
+    # The POST's answer lacks the title: read back, sent once more (one PATCH of the
+    # title alone), read back again.
+    assert user_requests(state) == ["POST", "GET", "PATCH", "GET"]
+    [patch] = [body for m, p, body in state.seen if m == "PATCH"]
+    assert patch["Operations"] == [{"op": "replace", "path": "title", "value": TITLE}]
+    # Nothing else of the user was counted as a difference (emails' case, name...).
+    assert list_findings(engine, target_id=tid) == [finding]
+
+
+def test_an_answer_that_holds_what_was_sent_is_not_read_back_an_empty_one_is(
+        engine: Engine, scim: Scim, liar: tuple[Liar, str]) -> None:
+    state, url = liar
+    user = person(scim)
+    tid = target(engine, scim, url, verify="all", groups=False)
+    converge(engine, tid)
+    # The POST is answered with the user as scim2-server holds it: that is the proof.
+    assert outcomes(engine, tid, user["id"]) == [("create", "ok")]
+    assert user_requests(state) == ["POST"]
+    # A change is a PATCH that scim2-server answers 204 (RFC 7644 §3.5.2): read back.
+    r = scim.patch(f"/Users/{user['id']}", [{"op": "replace", "path": "title",
+                                              "value": "Principal"}])
+    assert r.status_code == 200, r.text
+    converge(engine, tid)
+    assert outcomes(engine, tid, user["id"]) == [("create", "ok"), ("update", "ok")]
+    assert user_requests(state) == ["POST", "PATCH", "GET"]
+    assert list_findings(engine, target_id=tid) == []
+
+
+def test_by_default_users_are_not_read_back(
+        engine: Engine, scim: Scim, peer_root: str) -> None:
+    with in_front(f"{peer_root}/t{secrets.token_hex(4)}") as (quiet, quiet_url), \
+            in_front(f"{peer_root}/t{secrets.token_hex(4)}") as (checked, checked_url):
+        quiet.lie = checked.lie = "drops_attribute"
+        user = person(scim)
+        default = target(engine, scim, quiet_url, groups=False)
+        verified = target(engine, scim, checked_url, groups=False, verify="all")
+        converge(engine, default)
+        converge(engine, verified)
+        # `groups` (the default): the app's word is taken for users, the lie unseen.
+        assert user_requests(quiet) == ["POST"]
+        assert outcomes(engine, default, user["id"]) == [("create", "ok")]
+        assert list_findings(engine, target_id=default) == []
+        # The same lie, where users are verified.
+        assert user_requests(checked) == ["POST", "GET", "PATCH", "GET"]
+        assert outcomes(engine, verified, user["id"]) == [("create", "unverified")]
+
+
+def test_an_agent_takes_the_same_path(engine: Engine, scim: Scim, live_server: str,
+                                      directories: Directories) -> None:
+    """Agents go to an application that holds them (here the hub's own SCIM server,
+    another directory) by the same write, so they are verified the same way."""
+    downstream = directories.create(f"agents-{secrets.token_hex(3)}")
+    r = scim.post("/Agents", {"schemas": [AGENT], "name": f"bot-{secrets.token_hex(3)}",
+                              "description": "files the reports"})
+    assert r.status_code == 201, r.text
+    agent = r.json()
+    with in_front(f"{live_server}{downstream['scim_path']}") as (state, url):
+        state.lie, state.dropped = "drops_attribute", "description"
+        tid = str(Targets(engine).add(scim.directory_id, f"a-{secrets.token_hex(2)}", "scim", {
+            "url": url, "auth": {"type": "bearer", "token": downstream["token"]},
+            "profile": {"verify": "all", "groups": False}})["id"])
+        converge(engine, tid)
+        assert [m for m, p, _ in state.seen if "/Agents" in p and m == "PATCH"] == ["PATCH"]
+    assert outcomes(engine, tid, agent["id"]) == [("create", "unverified")]
+    [finding] = list_findings(engine, target_id=tid, cls="attribute_drift")
+    assert finding["resource_type"] == "Agent" and finding["evidence"]["name"] == agent["name"]
+    assert finding["evidence"]["differences"] == [
+        {"attribute": "description", "sent": "files the reports", "held": None}]

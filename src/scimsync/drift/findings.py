@@ -40,7 +40,9 @@ def as_line(f: Doc) -> Doc:
     ev = f["evidence"]
     identity = ev.get("userName") or ev.get("displayName") or f["resource_id"]
     if ev.get("differences"):
-        summary = ", ".join(f"{d['attribute']}: {d['actual']!r} (want {d['desired']!r})"
+        # A drift run's differences (desired, actual), or verification's (sent, held).
+        summary = ", ".join(f"{d['attribute']}: {d.get('actual', d.get('held'))!r} "
+                            f"(want {d.get('desired', d.get('sent'))!r})"
                             for d in ev["differences"])
     elif "entitlements" in ev:
         summary = "; ".join(f"{e['attribute']} extra {e['extra']} missing {e['missing']}"

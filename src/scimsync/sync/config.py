@@ -28,7 +28,7 @@ REMEDIATION_MODES = ("report", "auto", "approve")
 IGNORABLE = ("User", "Group", "Agent")
 # What a run reads back after writing it, to see that the application kept it
 # (docs/provisioning.md: Verification).
-VERIFY_MODES = ("groups", "none")
+VERIFY_MODES = ("groups", "all", "none")
 # The profile settings that take one of a few words, each with its choices, the
 # first being the default.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -66,7 +66,8 @@ class Profile:
     # more than this share of those provisioned (once over 10), waits for approval.
     max_deprovisions: int = 500
     max_deprovision_percent: float = 30.0
-    # What is checked after a write (VERIFY_MODES): groups' members, or nothing.
+    # What is checked after a write (VERIFY_MODES): groups' members, also users' (and
+    # agents') attributes, or nothing.
     verify: str = "groups"
     # SCIM targets only (None: the first of CHOICES, or FIND_BATCH; docs/apps.md).
     # How the app takes a group's members: with the group (`inline`) or only by

@@ -42,14 +42,14 @@ from scimsync.sync.intents import resolve, sends_deprovision, sends_put, sends_s
 from scimsync.sync.lookups import Lookups
 from scimsync.sync.plan import Action, candidates_for, decide
 from scimsync.sync.stepping import Stepping
-from scimsync.sync.verify import Verifying
+from scimsync.sync.verify_users import VerifyingAttributes
 from scimsync.sync.work import Link, Work
 
 L = links.c
 Doc = dict[str, Any]
 
 
-class Run(Holdback, Lookups, Stepping, Verifying):
+class Run(Holdback, Lookups, Stepping, VerifyingAttributes):
     """A run: the steps, on top of the run's state, its lookups, its part in the guard
     and the checks of what the application kept."""
 
@@ -297,6 +297,8 @@ class Run(Holdback, Lookups, Stepping, Verifying):
         if verb != "update":
             answer = remote.doc
         held = self.check_members(work, verb, remote.id, body, answer, action.changes)
+        if held is None:
+            held = self.check_attributes(work, verb, remote.id, body, answer, action.changes)
         if held is not None:  # the app kept less than it was sent: no silent success
             self.save_link(Link(work.resource_id, kind, remote.id, mapping.digest(held), held,
                                 "provisioned"))

@@ -10,7 +10,8 @@ members of a POST or PUT and take them by PATCH is *learned*: the target's
 `learned.group_members` becomes `patch` (journaled as `target.learned`), and from then
 on a group is created or replaced without members, which follow by change set. A
 difference that outlasts the retry is a `membership_drift` finding and the delivery is
-recorded `unverified`: never a silent success.
+recorded `unverified`: never a silent success. Users' (and agents') attributes are
+checked with `profile.verify: all` (scimsync.sync.verify_users).
 """
 
 from __future__ import annotations
@@ -114,10 +115,15 @@ class Verifying(RunContext):
                     "missing": len(missing),
                     "reason": "the application did not keep the members sent, after one "
                               "retry by PATCH"}
+        self.keep_finding(Finding("membership_drift", work.resource_id,
+                                  "high" if extra else "medium", "Group", work.resource_id,
+                                  remote_id, evidence,
+                                  {k: v for k, v in body.items() if k != "members"}))
+
+    def keep_finding(self, finding: Finding) -> None:
+        """Write one finding of this run's verification (one run id for all of them)."""
         with self.lock:
             self._sync_run = self._sync_run or str(uuid.uuid4())
         writer = FindingsWriter(self.r.engine, self.row, self._sync_run, self.lease)
-        writer.add(Finding("membership_drift", work.resource_id, "high" if extra else "medium",
-                           "Group", work.resource_id, remote_id, evidence,
-                           {k: v for k, v in body.items() if k != "members"}))
+        writer.add(finding)
         writer.flush()
