@@ -140,3 +140,17 @@ def test_a_target_shows_the_profile_it_runs_with_beside_what_it_stores(
     assert shown["config"]["profile"] == {"app": "canaille", "page_size": 50}
     assert (shown["profile"]["member_value"], shown["profile"]["page_size"],
             shown["profile"]["match"]) == ("userName", 50, ["userName"])
+
+
+def test_how_an_app_takes_members_changes_no_desired_state_so_starts_no_resync() -> None:
+    from scimsync.sync import resync
+
+    before, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille"}})
+    for how in ({"member_remove": "value"}, {"find_batch": 1}, {"patch_complex": "sub"},
+                {"group_members": "patch"}, {"empty_group": "patch"}):
+        after, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille", **how}})
+        assert not resync.changed(before, after), how
+    # What the app is matched by is what decides which accounts are whose: it does.
+    after, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille",
+                                                             "match": ["email"]}})
+    assert resync.changed(before, after)

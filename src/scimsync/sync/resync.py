@@ -19,7 +19,9 @@ from scimsync.sync.config import TargetConfig
 # Profile settings that say how to talk to the application, not what it should hold:
 # changing them changes no identity's desired state, so it starts no pass.
 HOW_NOT_WHAT = ("patch", "page_size", "count", "max_members_per_patch", "rate_limit",
-                "concurrency", "timeout", "max_deprovisions", "max_deprovision_percent", "verify")
+                "concurrency", "timeout", "max_deprovisions", "max_deprovision_percent", "verify",
+                "group_members", "member_remove", "member_value", "empty_group", "find_batch",
+                "patch_complex")
 
 
 def effective(config: TargetConfig) -> dict[str, Any]:
