@@ -94,6 +94,7 @@ def test_canaille_needs_count_omitted_user_name_matching_and_member_user_names(
     # group) is created; one without `members` at all is refused (docs/apps.md).
     assert out["suggested_profile"] == {"count": "omit", "match": ["userName"],
                                         "member_value": "userName", "empty_group": "put"}
+    assert out["shipped"] == "canaille"  # what the probe saw is what scimsync ships
     seen = results(out)
     assert seen["listing with count"] == "quirk" and seen["paging (startIndex)"] == "ok"
     # Filters are ignored, but not announced: the connector never searches there.
@@ -119,6 +120,7 @@ def test_django_scim2_takes_members_by_patch_and_keeps_only_its_map(
     overrides.check(suggested["discovery"])  # as a profile takes it
     assert suggested["patch_complex"] == "sub"
     assert set(suggested) == {"group_members", "member_remove", "patch_complex", "discovery"}
+    assert out["shipped"] == "django-scim2"
     seen = results(out)
     # title is not kept, so the name is patched, as the engine does it: the whole `name`
     # replaced. django-scim2 fails on that; one replace per sub-attribute works.
@@ -133,6 +135,7 @@ def test_better_auth_refuses_or_filters_and_keeps_everything_else(
         engine: Engine, scim: Scim, better_auth: App) -> None:
     out = probed(engine, add_target(engine, scim, better_auth))
     assert out["suggested_profile"] == {"find_batch": 1}
+    assert out["shipped"] == "better-auth"
     seen = results(out)
     assert seen["filter with or"] == "quirk" and seen["filter userName eq"] == "ok"
     assert all(r == "ok" for c, r in seen.items() if c.startswith("user ")), seen

@@ -61,6 +61,10 @@ def targets_check(target: str, directory: str | None, write: bool, as_json: bool
                           "(scimsync-check-…), read them back and delete them.")
         _left_behind(report.left_behind)
         _suggested(report.suggested)
+        shipped = report.shipped()
+        if shipped:
+            click.echo(f"scimsync ships this profile: `profile: {{app: {shipped}}}` says it "
+                       f"(scimsync profiles show {shipped}).")
 
     _run(go)
 

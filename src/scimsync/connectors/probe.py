@@ -101,7 +101,29 @@ class Report:
 
     def to_json(self) -> Doc:
         return {"target": self.target, "checks": [c.to_json() for c in self.checks],
-                "suggested_profile": self.suggested, "left_behind": self.left_behind}
+                "suggested_profile": self.suggested, "shipped": self.shipped(),
+                "left_behind": self.left_behind}
+
+    def shipped(self) -> str | None:
+        """The shipped profile (scimsync.profiles) that says all the suggestion says
+        but which attributes the app stores (the probe sends a few; a shipped profile
+        may name more), and nothing the probe did not see; None if none does."""
+        from scimsync import profiles
+
+        def facts(profile: Doc) -> Doc:
+            return {k: v for k, v in profile.items() if k != "discovery"}
+
+        def dropped(profile: Doc) -> set[str]:
+            attrs = (profile.get("discovery") or {}).get("attributes") or {}
+            return {f"{kind}.{name}" for kind, named in attrs.items() for name in named}
+
+        if not self.wrote or not self.suggested:
+            return None
+        for name, found in profiles.shipped().items():
+            if facts(found.profile) == facts(self.suggested) and \
+                    dropped(self.suggested) <= dropped(found.profile):
+                return name
+        return None
 
 
 class Session:
