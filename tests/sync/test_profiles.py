@@ -154,3 +154,12 @@ def test_how_an_app_takes_members_changes_no_desired_state_so_starts_no_resync()
     after, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille",
                                                              "match": ["email"]}})
     assert resync.changed(before, after)
+
+
+def test_a_stored_configuration_is_taken_back_as_it_is_shown() -> None:
+    """An operator may GET a target's configuration and PUT it back: its unset
+    settings (null) are taken as the defaults."""
+    for profile in ({}, {"app": "canaille"}, {"member_remove": "value"}):
+        config, _ = parse_config("scim", {"url": URL, "profile": profile})
+        again, _ = parse_config("scim", config.to_json())
+        assert again.profile == config.profile

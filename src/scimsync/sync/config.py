@@ -196,7 +196,7 @@ def _check_profile(raw: Any) -> Profile:
         if any(m not in MATCH_ATTRIBUTES for m in pf["match"]):
             problems.add(f"profile.match supports {', '.join(MATCH_ATTRIBUTES)}", "match")
     for name, choices in CHOICES.items():
-        if name in pf and pf[name] not in choices:
+        if pf.get(name) is not None and pf[name] not in choices:
             problems.add(f"profile.{name} is one of {', '.join(choices)} (default "
                          f"{choices[0]})", name)
     for name, (low, high, closed) in RANGES.items():
