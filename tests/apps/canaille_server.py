@@ -1,4 +1,4 @@
-"""Canaille (yaal-coop, from PyPI) serving SCIM on loopback, for tests/apps/servers.py.
+"""Canaille (yaal-coop, from PyPI) serving SCIM on loopback, for tests/apps/launchers.py.
 
 Run as `python canaille_server.py PORT`, with CLIENT_ID and CLIENT_SECRET in the
 environment: the in-memory store gets one OAuth client that may use the client

@@ -1,4 +1,4 @@
-"""django-scim2 in a tiny Django project on loopback, for tests/apps/servers.py.
+"""django-scim2 in a tiny Django project on loopback, for tests/apps/launchers.py.
 
 Run as `python serve.py PORT` with SCIM_TOKEN and STATE_DIR in the environment: the
 project's migrations are made and applied to a fresh SQLite database in STATE_DIR, a

@@ -1,4 +1,4 @@
-// Better Auth with its SCIM plugin, on loopback, for tests/apps/servers.py.
+// Better Auth with its SCIM plugin, on loopback, for tests/apps/launchers.py.
 // The memory adapter holds every table the plugin declares; one static bearer
 // credential (SCIM_TOKEN) is the provisioning connection's, as the plugin documents.
 import { randomBytes } from "node:crypto";
