@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -117,14 +117,15 @@ def group_members(g: int, members: int, users: int) -> list[int]:
     return sorted({(g * members + j) % users for j in range(members)})
 
 
-def seed(store: Store, did: str, users: int, groups: int, members: int) -> list[str]:
-    """Create `users` users and `groups` groups of `members` members each; return the
-    users' ids."""
+def seed(store: Store, did: str, users: int, groups: int, members: int,
+         body: Callable[[int], dict[str, Any]] = user_body) -> list[str]:
+    """Create `users` users (the i-th from `body(i)`) and `groups` groups of `members`
+    members each; return the users' ids."""
     print(f"seeding {users} users and {groups} groups upstream", flush=True)
     ids: list[str] = []
     with store.write() as conn:
         for i in range(users):
-            ids.append(store.create(did, USER, normalise_body(USER, user_body(i)), None,
+            ids.append(store.create(did, USER, normalise_body(USER, body(i)), None,
                                     conn, Loads(False, False)).id)
     with store.write() as conn:
         for g in range(groups):
@@ -250,15 +251,17 @@ def reach(app: App, rtt_ms: float, handshake: bool = True) -> Iterator[str]:
 
 
 def add_target(engine: Any, did: str, name: str, url: str, token: str,
-               profile: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Add a SCIM target; a profile key the engine does not know yet is dropped and
-    named in the notes returned with the target."""
+               profile: dict[str, Any], auth: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Any], list[str]]:
+    """Add a SCIM target (`auth` settings, else the bearer `token`); a profile key the
+    engine does not know yet is dropped and named in the notes returned with the
+    target."""
     notes: list[str] = []
     profile = dict(profile)
     while True:
         try:
             return Targets(engine).add(did, name, "scim", {
-                "url": url, "auth": {"type": "bearer", "token": token},
+                "url": url, "auth": auth or {"type": "bearer", "token": token},
                 "profile": profile}), notes
         except UsageError as exc:
             unknown = [k for k in profile if k in str(exc)]
@@ -273,7 +276,8 @@ class Hub:
     """The hub under test: a seeded SQLite directory, then `scimsync serve` with its
     embedded worker, driven through its real interfaces."""
 
-    def __init__(self, workdir: Path, users: int, groups: int, members: int = 100):
+    def __init__(self, workdir: Path, users: int, groups: int, members: int = 100,
+                 body: Callable[[int], dict[str, Any]] = user_body):
         from scimsync.store.directories import Directories
         from scimsync.store.engine import make_engine, upgrade
 
@@ -285,7 +289,7 @@ class Hub:
         upgrade(self.engine)
         self.did = str(Directories(self.engine).create("bench")["id"])
         self.ids = seed(Store(self.engine, group_commit=False), self.did, users, groups,
-                        members)
+                        members, body)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -304,10 +308,10 @@ class Hub:
     def scim_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/scim/v2/{self.did}"
 
-    def add_target(self, name: str, url: str, token: str,
-                   profile: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def add_target(self, name: str, url: str, token: str, profile: dict[str, Any],
+                   auth: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
         """Add a SCIM target to the directory (see add_target)."""
-        return add_target(self.engine, self.did, name, url, token, profile)
+        return add_target(self.engine, self.did, name, url, token, profile, auth)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -330,7 +334,16 @@ def _pause(took: float) -> float:
     return max(POLL_SECONDS, POLL_SHARE * took)
 
 
-def wait_loaded(app: App, users: int, groups: int, seconds: float,
+class Counted(Protocol):
+    """An app whose resources can be counted through its own API (`App`, or the real
+    applications of bench/apps_bench.py)."""
+
+    def client(self, timeout: float = 30) -> httpx.Client: ...
+
+    def count(self, http: httpx.Client, endpoint: str = "Users") -> int: ...
+
+
+def wait_loaded(app: Counted, users: int, groups: int, seconds: float,
                 label: str) -> dict[str, float | None]:
     """Poll the app's own API until it holds `users` users and `groups` groups, or
     `seconds` pass; seconds from now until the users, and until everything, were
@@ -362,7 +375,7 @@ class Watcher:
     """Polls an app's count as `wait_loaded` does, on a thread, until stopped: what
     watching the engine's load costs the app, a plain client's load pays too."""
 
-    def __init__(self, app: App):
+    def __init__(self, app: Counted):
         self.app = app
         self.polls = 0
         self._stop = threading.Event()
