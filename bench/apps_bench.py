@@ -10,8 +10,8 @@ Auth 1.7.5's SCIM plugin), started on loopback as the tests start it
 (tests/apps/launchers.py), the script seeds a fresh SQLite directory with `--users`
 users and `--groups` groups (`--members` members each; every user has a given and a
 family name and a unique address on example.com), runs `scimsync serve` with its
-embedded worker, adds a SCIM target for the app with the profile the app needs
-(PROFILES), and measures:
+embedded worker, adds a SCIM target for the app with the profile scimsync ships for
+it (`profile: {app: NAME}`), and measures:
 
 1. The initial load: from the target's creation until the app's own API lists every
    user (and every group), counted with spaced polls (bench/_common.py: a count
@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -62,17 +63,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from apps.launchers import NEEDS, STARTERS
 from apps.launchers import App as RealApp
 
-# What each app needs from its target's profile today (docs/apps.md): Canaille fails
-# on any `count`, has no externalId to find its accounts by, and no uniqueness of
-# userName; django-scim2 and Better Auth are served by the defaults (Better Auth's one
-# need, a unique email per user, is met by the users seeded here). Canaille's groups
-# are not pushed: it names members by userName, which no profile can say yet, so
-# every group write ends unverified or dead (users only for Canaille).
-PROFILES: dict[str, dict[str, Any]] = {
-    "canaille": {"count": "omit", "match": ["userName"], "adopt": "match", "groups": False},
-    "django-scim2": {},
-    "better-auth": {},
-}
+# Each app is served by the profile scimsync ships for it (src/scimsync/profiles):
+# Canaille's `count: omit`, `match: [userName]` and members named by userName,
+# django-scim2's members by PATCH removed by value list, Better Auth's lookups one
+# value at a time. What a profile cannot say is met by the users seeded here: a name,
+# and a unique address on a domain Canaille accepts.
+PROFILES: dict[str, dict[str, Any]] = {name: {"app": name} for name in STARTERS}
 
 
 def user_body(i: int) -> dict[str, Any]:
@@ -167,6 +163,43 @@ def dead_letters(hub: Hub, target_id: str) -> list[dict[str, Any]]:
                                       func.substr(dl.c.error, 1, 240))).all()
     return [{"resource_type": t, "action": a, "error": e, "count": int(n)}
             for t, a, e, n in rows]
+
+
+class Retries:
+    """Watches the target's retries table (operations that failed alone and wait to be
+    sent again) on a thread: which failed, and why; a retry row is gone once applied."""
+
+    def __init__(self, hub: Hub, target_id: str):
+        self.hub, self.target_id = hub, target_id
+        self.seen: dict[tuple[str, int], str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from sqlalchemy import select
+
+        from scimsync.store.tables import retries as r
+
+        while not self._stop.wait(0.2):
+            with self.hub.engine.connect() as conn:
+                for rid, attempts, error in conn.execute(
+                        select(r.c.resource_id, r.c.attempts, r.c.last_error)
+                        .where(r.c.target_id == self.target_id)):
+                    self.seen[(rid, attempts)] = (error or "")[:200]
+
+    def __enter__(self) -> Retries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self) -> dict[str, Any]:
+        """Operations retried, attempts seen, and the errors by count."""
+        return {"operations": len({rid for rid, _ in self.seen}),
+                "attempts": len(self.seen),
+                "errors": dict(Counter(self.seen.values()).most_common(5))}
 
 
 def settle(hub: Hub, name: str, seconds: float) -> dict[str, Any]:
@@ -270,14 +303,15 @@ def bench_app(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             start = time.monotonic()
             t, notes = hub.add_target(name, app.url, "", PROFILES[name], target_auth(app))
             out["notes"] = notes
-            groups = args.groups if PROFILES[name].get("groups", True) else 0
-            out["groups_pushed"] = groups
-            print(f"{name}: target added, loading {args.users} users and {groups} groups",
-                  flush=True)
-            done = wait_loaded(counter, users0 + args.users, groups0 + groups if groups else 0,
-                               args.max_seconds, name)
-            wall = time.monotonic() - start
-            cpu1 = (cpu_seconds(hub_pid), cpu_seconds(app_pid))
+            print(f"{name}: target added, loading {args.users} users and {args.groups} "
+                  "groups", flush=True)
+            with Retries(hub, t["id"]) as retried:
+                done = wait_loaded(counter, users0 + args.users,
+                                   groups0 + args.groups if args.groups else 0,
+                                   args.max_seconds, name)
+                wall = time.monotonic() - start
+                cpu1 = (cpu_seconds(hub_pid), cpu_seconds(app_pid))
+                row = settle(hub, name, args.max_seconds)
             load: dict[str, Any] = {**done}
             if done["users_seconds"]:
                 load["users_per_s"] = round(args.users / done["users_seconds"], 1)
@@ -286,25 +320,26 @@ def bench_app(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             load["wall_s"] = round(wall, 1)
             load["hub_rss_mb"] = round(status_mb(hub.proc.pid)["VmRSS"], 1)
             load["app_rss_mb"] = round(status_mb(app_pid)["VmRSS"], 1)
-            row = settle(hub, name, args.max_seconds)
             load["lag_initial"] = row["phases"]["initial"]
+            load["retried"] = retried.summary()
             out["load"] = load
             print(f"  load: {load}", flush=True)
             # 2. Everyday changes.
             with httpx.Client(timeout=30, headers={
-                    "Authorization": f"Bearer {hub.token()}"}) as http:
+                    "Authorization": f"Bearer {hub.token()}"}) as http, \
+                    Retries(hub, t["id"]) as retried:
                 stream = Stream(hub, http, args.users, args.groups, args.members)
                 cpu0 = (cpu_seconds(hub_pid), cpu_seconds(app_pid))
                 sent = stream.run(args.rate, args.seconds)
-            row = settle(hub, name, 120)
-            time.sleep(2)  # the last deliveries' rows
+                settle(hub, name, 120)
+                time.sleep(2)  # the last deliveries' rows
             row = lag_row(hub, name)
             cpu1 = (cpu_seconds(hub_pid), cpu_seconds(app_pid))
             out["incremental"] = {
                 **sent, "rate": args.rate, "seconds": args.seconds,
                 "lag": row["phases"]["incremental"], "backlog_after": row["backlog"],
                 "hub_cpu_s": round(cpu1[0] - cpu0[0], 1),
-                "app_cpu_s": round(cpu1[1] - cpu0[1], 1)}
+                "app_cpu_s": round(cpu1[1] - cpu0[1], 1), "retried": retried.summary()}
             out["lag_all"] = {k: row[k] for k in ("samples", "p50_ms", "p95_ms", "p99_ms",
                                                    "max_ms")}
             out["deliveries"] = outcomes(hub, t["id"])
