@@ -22,7 +22,8 @@ it (`profile: {app: NAME}`), and measures:
    mover (new family name, and from one group to another: three requests) and a
    leaver (`active` false). When the target's backlog is empty, lag per phase as
    scimsync records it (`scimsync lag --json`), and the deliveries per phase and
-   outcome (`ok`, `dead`, `unverified`, ...) from the deliveries table.
+   outcome (`ok`, `dead`, `unverified`, ...) from the deliveries table. At the end,
+   the users the app holds, and how many of its userNames it holds twice or more.
 
 A table is printed and the results written to `--out` (default
 bench/apps-<date>-<users>.json).
@@ -98,6 +99,22 @@ class Watched:
         r = http.get(f"/{endpoint}", params=params)
         r.raise_for_status()
         return int(r.json()["totalResults"])
+
+    def user_names(self, http: httpx.Client) -> list[str]:
+        """Every user's userName, page by page (Canaille: in one answer)."""
+        if self.app.name == "canaille":
+            r = http.get("/Users")
+            r.raise_for_status()
+            return [u["userName"] for u in r.json()["Resources"]]
+        names: list[str] = []
+        while True:
+            r = http.get("/Users", params={"startIndex": str(len(names) + 1),
+                                           "count": "100"})
+            r.raise_for_status()
+            page = r.json()
+            names += [u["userName"] for u in page.get("Resources") or []]
+            if not page.get("Resources") or len(names) >= int(page["totalResults"]):
+                return names
 
 
 def listener(port: int) -> int:
@@ -348,7 +365,11 @@ def bench_app(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             out["target_failures"] = row["failures"]
             out["target_status"] = row["status"]
             with counter.client() as http:
-                out["app_users_at_end"] = counter.count(http)
+                names = counter.user_names(http)
+            # Users the app holds more than once (Canaille does not refuse a second
+            # userName): each is a create the hub sent twice.
+            out["app_users_at_end"] = len(names)
+            out["app_duplicate_user_names"] = len(names) - len(set(names))
             print(f"  incremental: {out['incremental']}", flush=True)
             print(f"  deliveries: {out['deliveries']}", flush=True)
             for d in out["dead_letters"]:
