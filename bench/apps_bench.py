@@ -304,7 +304,10 @@ def bench_app(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
     if need is not None and not need.exists():
         raise SystemExit(f"{need} is missing: run `make install`")
     hub = Hub(workdir, args.users, args.groups, args.members, body=user_body)
-    out: dict[str, Any] = {"profile": PROFILES[name]}
+    profile = dict(PROFILES[name])
+    if args.concurrency:
+        profile["concurrency"] = args.concurrency
+    out: dict[str, Any] = {"profile": profile}
     try:
         hub.start()
         assert hub.proc is not None
@@ -318,7 +321,7 @@ def bench_app(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             out["app_own_users"] = users0
             cpu0 = (cpu_seconds(hub_pid), cpu_seconds(app_pid))
             start = time.monotonic()
-            t, notes = hub.add_target(name, app.url, "", PROFILES[name], target_auth(app))
+            t, notes = hub.add_target(name, app.url, "", profile, target_auth(app))
             out["notes"] = notes
             print(f"{name}: target added, loading {args.users} users and {args.groups} "
                   "groups", flush=True)
@@ -405,6 +408,8 @@ def main() -> None:
     p.add_argument("--members", type=int, default=100, help="members per group")
     p.add_argument("--rate", type=float, default=5.0, help="lifecycle events per second")
     p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--concurrency", type=int, default=0,
+                   help="requests in flight per target (default: the profile's)")
     p.add_argument("--max-seconds", type=float, default=900,
                    help="give up on a load after this long")
     p.add_argument("--out", default=None)
@@ -418,7 +423,8 @@ def main() -> None:
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "users": args.users,
         "groups": args.groups, "members": args.members, "rate": args.rate,
-        "seconds": args.seconds, "loadavg_start": os.getloadavg(), "apps": {}}
+        "seconds": args.seconds, "concurrency": args.concurrency or None,
+        "loadavg_start": os.getloadavg(), "apps": {}}
     for name in names:
         workdir = Path(tempfile.mkdtemp(prefix=f"apps-bench-{name}-"))
         try:
