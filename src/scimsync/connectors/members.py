@@ -36,8 +36,9 @@ class MemberNames:
         self.ids: dict[str, str] = {}  # lower-cased userName -> id
         self.names: dict[str, str] = {}  # id -> userName
         self.relist, self.lookup = relist, lookup
-        self.listed = float("-inf")
-        self.lock = threading.Lock()
+        self.listed = float("-inf")  # when the last complete listing ended
+        self.lock = threading.Lock()  # the two maps
+        self.relisting = threading.Lock()
 
     def seen(self, doc: Any) -> None:
         """Remember a user's name and id from a document the app answered."""
@@ -75,11 +76,13 @@ class MemberNames:
         return out
 
     def _relist(self) -> None:
-        with self.lock:
+        """One listing at a time: a caller that comes while one is under way waits
+        for it, then maps with every name it read (not with the part read so far)."""
+        with self.relisting:
             if time.monotonic() - self.listed < RELIST_SECONDS:
                 return
+            self.relist()
             self.listed = time.monotonic()
-        self.relist()
 
 
 def patch_operations(changes: ChangeSet,
