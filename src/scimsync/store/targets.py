@@ -207,13 +207,15 @@ def list_dead_letters(engine: Engine, target_id: str, status: str | None = "open
 
 
 def mark_retried(engine: Engine, target_id: str, ids: list[int] | None) -> list[Any]:
-    """Mark dead letters as retried; returns (resource_type, resource_id) to reconcile."""
+    """Mark dead letters as retried; returns (action, resource_type, resource_id) of
+    each, to reconcile."""
     c = dead_letters.c
     where = [c.target_id == target_id, c.status == "open"]
     if ids is not None:
         where.append(c.id.in_(ids))
     with engine.begin() as conn:
-        rows = conn.execute(select(c.resource_type, c.resource_id).where(*where)).all()
+        rows = conn.execute(select(c.action, c.resource_type, c.resource_id).where(
+            *where)).all()
         conn.execute(update(dead_letters).where(*where).values(status="retried",
                                                                retried=now()))
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]

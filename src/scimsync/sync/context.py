@@ -116,6 +116,9 @@ class RunContext:
         # Resources whose link row carries an intent (or was read back from the app) that
         # their step has not settled yet; what the app holds of users read back.
         self._unsettled: set[str] = set()
+        # Resources whose last write's outcome nobody can know (sync/intents.py): no
+        # step sends anything for them until a person has looked.
+        self.stuck: set[str] = set()
         self._observed: dict[str, Doc] = {}
 
     # --- links ------------------------------------------------------------------------
@@ -296,6 +299,15 @@ class RunContext:
                 "applied_at": applied, "lag_ms": max(lag, 0), "detail": detail,
                 "phase": phase_of(work.lifecycle)})
             self.maybe_flush()
+
+    def awaiting_person(self, work: Work) -> bool:
+        """Whether an open dead letter asks a person to check this resource."""
+        c = dead_letters.c
+        with self.r.engine.connect() as conn:
+            return conn.execute(select(c.id).where(
+                c.target_id == self.row.id, c.resource_type == work.resource_type,
+                c.resource_id == work.resource_id, c.action == "verify",
+                c.status == "open").limit(1)).first() is not None
 
     def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
         self.count(dead=1)

@@ -321,11 +321,19 @@ def _alert(event: str, row: Any, engine: Engine | None = None, **fields: Any) ->
 def retry_dead_letters(engine: Engine, target_id: str, ids: list[int] | None = None
                        ) -> dict[str, Any]:
     """Reconcile the resources of open dead letters now (all, or these ids)."""
+    from scimsync.store.links import forget_unknown
     from scimsync.store.targets import mark_retried
 
     pairs = mark_retried(engine, target_id, ids)
     if not pairs:
         return {"retried": 0, "actions": []}
+    # A person looked at what a stopped run may have created and says go on: what
+    # was unknown is forgotten, so the object is created (sync/intents.py).
+    unknown = [rid for action, _, rid in pairs if action == "verify"]
+    if unknown:
+        with engine.begin() as conn:
+            forget_unknown(conn, target_id, unknown)
+    pairs = [(kind, rid) for _, kind, rid in pairs]
     result = Reconciler(engine).run(target_id, only=origins.retried(engine, target_id, pairs))
     return {"retried": len(pairs), "error": result.error, "dead": result.dead,
             "actions": result.actions}

@@ -14,8 +14,11 @@ asks the application, finding the object by the identity's id in `externalId` (f
 to a request) or reading it by its remote id. One that exists is linked and replaced
 whole by the next step (a PUT of the desired object, as on adoption); one that does
 not is unlinked, so it is created, or, for a leaver, there is nothing to take out.
-An application that cannot be searched cannot say whether an unlinked create went
-through: that is a dead letter for a person.
+An application that cannot be searched is read by one listing instead (its objects
+of that kind, indexed by externalId). One that can be neither searched nor listed
+cannot say whether an unlinked create went through: that is a dead letter for a
+person. So is a create into one that does not keep externalId (Canaille), found
+neither way.
 """
 
 from __future__ import annotations
@@ -89,9 +92,14 @@ def resolve(ctx: RunContext, works: list[Work]) -> None:
 
 
 def _find(ctx: RunContext, kind: str, ids: list[str]) -> dict[str, list[Remote]] | None:
-    """Remote objects by the hub id they carry in externalId; None if unsearchable."""
+    """Remote objects by the hub id they carry in externalId: searched for, or, in an
+    application that cannot be searched, read by one listing of its objects of this
+    kind; None if it can be neither, or does not keep externalId (nothing to find an
+    object by: the caller makes it a dead letter, never a second create)."""
     if not ctx.can_filter:
-        return None
+        stores = ctx.caps.stores
+        keeps = stores is None or "externalId" in stores(kind, {"externalId": "-"})
+        return _listed(ctx, kind, set(ids)) if ctx.caps.list and keeps else None
     out: dict[str, list[Remote]] = {}
     try:
         for i in range(0, len(ids), FIND_BATCH):
@@ -104,6 +112,19 @@ def _find(ctx: RunContext, kind: str, ids: list[str]) -> dict[str, list[Remote]]
     return out
 
 
+def _listed(ctx: RunContext, kind: str, ids: set[str]) -> dict[str, list[Remote]]:
+    """What `_find` answers, from a listing of every object of `kind` the application
+    holds (django-scim2 keeps externalId but announces no filter): one listing per
+    run that meets unknown links, so that a create whose answer was lost is found, not
+    sent twice."""
+    out: dict[str, list[Remote]] = {}
+    for remote in ctx.connector.list(kind):
+        ext = remote.doc.get("externalId")
+        if isinstance(ext, str) and ext in ids:
+            out.setdefault(ext, []).append(remote)
+    return out
+
+
 def _settle_one(ctx: RunContext, work: Work, link: Link,
                 by_external: dict[str, list[Remote]] | None) -> None:
     kind, rid = link.resource_type, link.resource_id
@@ -112,10 +133,17 @@ def _settle_one(ctx: RunContext, work: Work, link: Link,
     if remote is None and link.remote_id:
         remote = ctx.connector.get(kind, link.remote_id)
     if remote is None and by_external is None and not link.remote_id:
-        ctx.dead_letter(work, "verify", Rejected(
-            f"a {link.intent} of this {kind} was under way when a run stopped, and the "
-            "application cannot be searched by externalId: check whether it holds the "
-            "object, and link it by hand (drift) if it does"))
+        # Nothing can say whether the create went through: a person looks, and until
+        # then nothing is sent for it (a second create would duplicate the account in
+        # an app that keeps no uniqueness). Retrying the dead letter says "go on".
+        ctx.stuck.add(rid)
+        if not ctx.awaiting_person(work):
+            ctx.dead_letter(work, "verify", Rejected(
+                f"a {link.intent} of this {kind} was under way when a run stopped, and "
+                "the application cannot be searched by externalId: check whether it "
+                "holds the object; if it does, link it by hand (drift), if not, retry "
+                "this dead letter and it is created"))
+        return
     if remote is None:
         ctx.drop_link(rid)
         return

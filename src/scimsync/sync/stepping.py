@@ -60,6 +60,8 @@ class Stepping(RunContext):
         def one(w: Work) -> Callable[[], None]:
             return lambda: self.guarded(w, lambda: step(w))
 
+        works = [w for w in works if w.resource_id not in self.stuck]
+
         if intent is not None and self.down is None:
             self.intend([(w, a) for w in works if (a := intent(w)) is not None])
 
