@@ -10,6 +10,7 @@ import pytest
 
 from apps.probe import ENTERPRISE, GROUP, USER, Wire, connected
 from apps.servers import App
+from lying import in_front
 from scimsync.connectors.contract import ChangeSet, Connector, Rejected
 from scimsync.connectors.testing import ConnectorContract
 
@@ -127,3 +128,20 @@ def test_the_connector_changes_members_as_the_app_takes_them(
     with connected(app, app="django-scim2") as profiled:
         profiled.update("Group", g.id, moved)
     assert [m["value"] for m in wire("GET", f"Groups/{g.id}").json()["members"]] == [b]
+
+
+def test_emptying_by_put_where_members_go_by_patch_is_one_put(app: App, wire: Wire) -> None:
+    """`empty_group: put` with `group_members: patch` (django-scim2 ignores members on
+    PUT): the PUT that empties a group is sent once, as it is, and nothing follows it
+    (it used to be stripped of its members and retried by PATCH, again and again)."""
+    a = user(wire)["id"]
+    group = {"schemas": [GROUP], "displayName": f"{secrets.token_hex(4)} team",
+             "members": [{"value": a}]}
+    with in_front(app.url) as (seen, url), \
+            connected(App(app.name, url, app.auth), app="django-scim2",
+                      empty_group="put") as connector:
+        g = connector.create("Group", group)
+        before = len(seen.seen)
+        connector.update("Group", g.id, ChangeSet({**group, "members": []},
+                                                  remove_members=[a]))
+        assert [m for m, _, _ in seen.seen[before:]] == ["PUT"]

@@ -66,3 +66,10 @@ def test_a_change_set_is_rendered_as_patch_operations() -> None:
     # A value is quoted as a JSON string inside the filter.
     assert patch_operations(ChangeSet({}, remove_members=['a"b']))[-1] == \
         {"op": "remove", "path": 'members[value eq "a\\"b"]'}
+
+
+def test_removals_by_value_list_are_bounded_like_operations() -> None:
+    changes = ChangeSet({}, remove_members=["a", "b", "c"])
+    assert patch_operations(changes, by_value=True, chunk=2) == [
+        {"op": "remove", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
+        {"op": "remove", "path": "members", "value": [{"value": "c"}]}]

@@ -88,14 +88,15 @@ class MemberNames:
 def patch_operations(changes: ChangeSet,
                      members: Callable[[list[str]], list[Doc]] | None = None,
                      gone: list[str] | None = None, by_value: bool = False,
-                     by_sub: bool = False) -> list[Doc]:
+                     by_sub: bool = False, chunk: int | None = None) -> list[Doc]:
     """A change set as SCIM PATCH operations (RFC 7644 §3.5.2): replace or remove each
     changed attribute (a complex one, with `by_sub`, as one replace per sub-attribute
     it holds: `name.givenName`; one it no longer holds is left, as an app that wants
     this refuses removing one), add new members, then remove each gone member (named
     as in `gone`, the app's names for the change set's removed members) by a value
     filter, or all in one operation's value where the app takes removals so
-    (`by_value`).
+    (`by_value`), `chunk` members to an operation: a request's operations are bounded
+    by max_members_per_patch, so their values are too.
 
     Members are added before others are removed, so that a group whose members are
     all replaced is never empty in between (Canaille fails on a group left empty)."""
@@ -113,7 +114,10 @@ def patch_operations(changes: ChangeSet,
                     "value": members(added) if members else [{"value": m} for m in added]})
     removed = sorted(changes.remove_members if gone is None else gone)
     if by_value and removed:
-        ops.append({"op": "remove", "path": "members", "value": [{"value": m} for m in removed]})
+        size = chunk or len(removed)  # members per operation, as a request's operations
+        ops += [{"op": "remove", "path": "members",
+                 "value": [{"value": m} for m in removed[i:i + size]]}
+                for i in range(0, len(removed), size)]
     elif not by_value:
         ops += [{"op": "remove", "path": f'members[value eq "{quoted(m)}"]'}
                 for m in removed]

@@ -175,16 +175,19 @@ class ScimConnector:
 
     def replace(self, kind: str, remote_id: str, body: Doc) -> Remote:
         later = self._members_later(kind, body)
-        sent = without_members(body) if later else body
-        r = self._call("PUT", resource_path(kind, remote_id),
-                       {**self.rendered(kind, sent), "id": remote_id})
-        doc = self._held(kind, _body(r))
-        done = Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
+        done = self._put(kind, remote_id, without_members(body) if later else body)
         if not later:
             return done
         held = self.get(kind, remote_id)
         return self._with_members(kind, done, body,
                                   values(held.doc.get("members")) if held else set())
+
+    def _put(self, kind: str, remote_id: str, body: Doc) -> Remote:
+        """One PUT of `body` as the app is sent it; the object as it answered."""
+        r = self._call("PUT", resource_path(kind, remote_id),
+                       {**self.rendered(kind, body), "id": remote_id})
+        doc = self._held(kind, _body(r))
+        return Remote(str(doc.get("id", remote_id)), doc if isinstance(doc, dict) else {})
 
     def _members_later(self, kind: str, body: Doc) -> bool:
         """Whether a group's members follow its POST or PUT by PATCH: the profile says
@@ -214,13 +217,16 @@ class ScimConnector:
             return self.replace(kind, remote_id, changes.desired)
         if self.profile.empty_group == "put" and changes.remove_members \
                 and not changes.desired.get("members"):
-            return self.replace(kind, remote_id, {**changes.desired, "members": []})
+            # One PUT that says `members: []`, whatever group_members says: the app
+            # empties the group so (Canaille), and nothing follows it.
+            return self._put(kind, remote_id, {**changes.desired, "members": []})
         gone = changes.remove_members if self.names is None \
             else self.names.as_names(changes.remove_members)
         ops = patch_operations(shaping.changed(found, kind, changes, self.base),
                                lambda added: shaping.members(found, added, self.base),
                                gone, self.profile.member_remove == "value",
-                               self.profile.patch_complex == "sub")
+                               self.profile.patch_complex == "sub",
+                               max(1, self.profile.max_members_per_patch))
         size = max(1, self.profile.max_members_per_patch)
         answered: Any = None
         for i in range(0, len(ops), size):
