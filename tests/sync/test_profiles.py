@@ -125,7 +125,8 @@ def test_the_cli_lists_and_shows_shipped_profiles_as_a_target_takes_them() -> No
     pasted = yaml.safe_load(shown.output)["profile"]  # comments are YAML comments
     config, _ = parse_config("scim", {"url": URL, "profile": pasted})
     assert config.profile.group_members == "patch"
-    assert config.to_json()["profile"] == {"app": "django-scim2"}
+    # Pasted whole, every setting is the target's own: stored as written.
+    assert config.to_json()["profile"]["group_members"] == "patch"
     missing = runner.invoke(main, ["profiles", "show", "nope"])
     assert missing.exit_code == 2 and "shipped: better-auth" in missing.output
 
@@ -163,3 +164,44 @@ def test_a_stored_configuration_is_taken_back_as_it_is_shown() -> None:
         config, _ = parse_config("scim", {"url": URL, "profile": profile})
         again, _ = parse_config("scim", config.to_json())
         assert again.profile == config.profile
+
+
+def test_a_targets_own_discovery_overrides_merge_into_the_shipped_ones() -> None:
+    config, _ = parse_config("scim", {"url": URL, "profile": {
+        "app": "django-scim2", "discovery": {"attributes": {"User": {
+            "title": {"stored": True}}}}}})
+    attrs = (config.profile.discovery or {})["attributes"]["User"]
+    assert attrs["title"] == {"stored": True}  # the target's word
+    assert attrs["locale"] == {"stored": False}  # the shipped profile's, kept
+
+
+def test_a_setting_the_target_gives_is_stored_even_where_the_shipped_one_agrees() -> None:
+    config, _ = parse_config("scim", {"url": URL, "profile": {
+        "app": "canaille", "count": "omit", "page_size": 50}})
+    assert config.to_json()["profile"] == {"app": "canaille", "count": "omit",
+                                           "page_size": 50}
+    again = load_config("scim", config.to_json())
+    assert again.to_json()["profile"] == config.to_json()["profile"]
+
+
+def test_the_same_profile_named_or_written_out_starts_no_resync() -> None:
+    from scimsync.sync import resync
+
+    named, _ = parse_config("scim", {"url": URL, "profile": {"app": "canaille"}})
+    written, _ = parse_config("scim", {"url": URL, "profile": {
+        **profiles.shipped()["canaille"].profile}})
+    assert not resync.changed(written, named)
+
+
+def test_a_target_naming_a_profile_this_release_lacks_is_shown_with_the_reason(
+        engine: Any, scim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scimsync.store.targets import Targets
+
+    added = Targets(engine).add(scim.directory_id, "gone", "scim", {
+        "url": URL, "profile": {"app": "better-auth"}})
+    monkeypatch.delitem(profiles.shipped(), "better-auth")
+    shown = Targets(engine).show(added["id"])
+    assert "no shipped profile 'better-auth'" in shown["profile"]["error"]
+    # It can be given a profile that exists, and that is a change that converges.
+    updated = Targets(engine).update(added["id"], {"url": URL, "profile": {"app": "canaille"}})
+    assert updated["resync"] is True

@@ -157,7 +157,8 @@ def _with_profile(raw: Any, named: dict[str, dict[str, Any]]) -> Any:
     base = named.get(own["app"]) if isinstance(own.get("app"), str) else None
     if base is None:
         return raw
-    return {**raw, "profile": {**base, **{k: v for k, v in own.items() if k != "app"}}}
+    return {**raw, "profile": shipped_profiles.merged(
+        base, {k: v for k, v in own.items() if k != "app"})}
 
 
 def _label(raw: Any, i: int) -> str:

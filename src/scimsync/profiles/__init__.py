@@ -72,4 +72,26 @@ def expand(raw: Any) -> Any:
     """A target's profile with the shipped one it names under its own settings."""
     if not isinstance(raw, dict) or raw.get("app") is None:
         return raw
-    return {**base(raw["app"]), **raw}
+    return merged(base(raw["app"]), raw)
+
+
+def merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`own` settings over `base`; `discovery` overrides merge fact by fact, so that
+    a target that says one more attribute is stored keeps every other the base says
+    is not (a setting that is not a mapping on either side is replaced whole)."""
+    out = dict(base)
+    for key, value in own.items():
+        if key == "discovery" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _deep(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in own.items():
+        old = out.get(key)
+        out[key] = _deep(old, value) if isinstance(old, dict) and isinstance(value, dict) \
+            else value
+    return out

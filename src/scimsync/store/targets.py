@@ -18,6 +18,7 @@ from scimsync.store.health import last_applied
 from scimsync.store.tables import dead_letters, directories, links, targets
 from scimsync.sync import group_rules, resync
 from scimsync.sync.config import TargetConfig, load_config, parse_config
+from scimsync.validation import ConfigError
 
 T = targets.c
 STATUSES = ("active", "paused", "quarantined", "held")
@@ -45,7 +46,10 @@ def _view(row: Any, counts: dict[str, Any] | None = None, held: int = 0) -> dict
 def effective_profile(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """The profile a target runs with: its stored settings over the shipped profile it
     names (`config.profile` holds the former only)."""
-    profile = asdict(load_config(kind, config).profile)
+    try:
+        profile = asdict(load_config(kind, config).profile)
+    except ConfigError as exc:  # a shipped profile this release no longer has
+        return {"error": str(exc)}
     profile["match"] = list(profile["match"])
     return profile
 
@@ -93,8 +97,12 @@ class Targets:
         should look like in the application starts a resync (`resync` in the answer)."""
         row = self._row(target, directory)
         config, secrets = parse_config(row.kind, settings)
-        again = resync.converges(row.kind) and resync.changed(
-            load_config(row.kind, row.config), config)
+        try:
+            before = load_config(row.kind, row.config)
+        except ConfigError:  # it named a shipped profile this release no longer has
+            before = None
+        again = resync.converges(row.kind) and (
+            before is None or resync.changed(before, config))
         with self.engine.begin() as conn:
             group_rules.check(conn, row.directory_id, config)
             conn.execute(update(targets).where(T.id == row.id).values(

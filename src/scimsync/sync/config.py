@@ -126,18 +126,22 @@ class TargetConfig:
     # [{"group": name or id, "value": role, "attribute": "roles" | "entitlements"}]
     roles: list[dict[str, Any]] = field(default_factory=list)
     drift: Drift = field(default_factory=Drift)
+    # The profile settings the target gives itself (beside `app`): stored even where
+    # they equal the shipped profile's, so that a release changing that one leaves
+    # them as the operator set them.
+    own: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: the kind's settings beside the common sections. A profile
         that starts from a shipped one keeps its name and what differs from it only
         (scimsync.profiles: the shipped part is read from the running release)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("kind", "settings")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("kind", "settings", "own")}
         out["profile"]["match"] = list(self.profile.match)
         if self.profile.app is not None:
             shipped = asdict(_profile(profiles.expand({"app": self.profile.app})))
             shipped["match"] = list(shipped["match"])
             out["profile"] = {k: v for k, v in out["profile"].items()
-                              if k == "app" or v != shipped[k]}
+                              if k == "app" or k in self.own or v != shipped[k]}
         out["scope"]["groups"] = list(self.scope.groups)
         return {**self.settings, **out}
 
@@ -185,7 +189,9 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     with problems.check("drift"):
         drift = _check_drift(raw.get("drift"))
     problems.raise_any()
-    return TargetConfig(kind, settings, profile, scope, mapping, roles, drift), secrets
+    own = tuple(k for k in given if k != "app") if isinstance(given := raw.get("profile"),
+                                                               dict) else ()
+    return TargetConfig(kind, settings, profile, scope, mapping, roles, drift, own), secrets
 
 
 def _check_profile(raw: Any) -> Profile:
@@ -363,7 +369,8 @@ def _check_roles(rules: Any) -> list[dict[str, Any]]:
 
 def load_config(kind: str, raw: dict[str, Any]) -> TargetConfig:
     """Rebuild a stored configuration (already validated)."""
-    profile = profiles.expand(dict(raw.get("profile") or {}))
+    stored = dict(raw.get("profile") or {})
+    profile = profiles.expand(stored)
     scope = dict(raw.get("scope") or {})
     scope["groups"] = tuple(scope.get("groups", ()))
     drift = dict(raw.get("drift") or {})
@@ -371,4 +378,5 @@ def load_config(kind: str, raw: dict[str, Any]) -> TargetConfig:
                         _profile(profile), Scope(**scope), list(raw.get("mapping") or []),
                         list(raw.get("roles") or []),
                         Drift(float(drift.get("interval", 0)), dict(drift.get("remediate") or {}),
-                              dict(drift.get("ignore") or {})))
+                              dict(drift.get("ignore") or {})),
+                        tuple(k for k in stored if k != "app"))

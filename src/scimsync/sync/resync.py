@@ -8,6 +8,7 @@ accidental-deletion guard as one batch once it has seen everyone (sync/holdback.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Connection
@@ -25,9 +26,12 @@ HOW_NOT_WHAT = ("patch", "page_size", "count", "max_members_per_patch", "rate_li
 
 
 def effective(config: TargetConfig) -> dict[str, Any]:
-    """What decides the desired state of the target's identities."""
+    """What decides the desired state of the target's identities: the profile as it
+    runs (a shipped profile's settings included, whichever way they were given)."""
     stored = config.to_json()
-    profile = {k: v for k, v in stored["profile"].items() if k not in HOW_NOT_WHAT}
+    profile = {k: v for k, v in asdict(config.profile).items()
+               if k not in HOW_NOT_WHAT and k != "app"}
+    profile["match"] = list(config.profile.match)
     return {"profile": profile, "scope": stored["scope"], "mapping": stored["mapping"],
             "roles": stored["roles"]}
 
