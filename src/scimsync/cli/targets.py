@@ -358,7 +358,9 @@ def dead_letters_list(target: str, directory: str | None, show_all: bool, as_jso
 @dead_letters_group.command("retry")
 @click.argument("target")
 @click.option("--directory")
-@click.option("--id", "ids", multiple=True, type=int, help="Only these (default: all open).")
+@click.option("--id", "ids", multiple=True, type=int,
+              help="Only these (default: all open). An unknown create (action verify) is "
+              "made again only when its dead letter is named here.")
 @click.option("--json", "as_json", is_flag=True)
 @database_option
 def dead_letters_retry(target: str, directory: str | None, ids: tuple[int, ...],

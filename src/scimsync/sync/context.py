@@ -309,6 +309,16 @@ class RunContext:
                 c.resource_id == work.resource_id, c.action == "verify",
                 c.status == "open").limit(1)).first() is not None
 
+    def waiting(self, work: Work) -> None:
+        """A resource left for a person (an open dead letter asks them to check it):
+        in the run's actions as not done, with no delivery (it was not attempted)."""
+        if self.keep_actions:
+            with self.lock:
+                self.result.actions.append({
+                    "resource_type": work.resource_type, "resource_id": work.resource_id,
+                    "action": "verify", "outcome": "waiting",
+                    "detail": "an open dead letter asks a person to check it"})
+
     def dead_letter(self, work: Work, action: str, exc: ConnectorError) -> None:
         self.count(dead=1)
         self.record(work, action, "dead", str(exc))

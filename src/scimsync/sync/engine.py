@@ -327,9 +327,12 @@ def retry_dead_letters(engine: Engine, target_id: str, ids: list[int] | None = N
     pairs = mark_retried(engine, target_id, ids)
     if not pairs:
         return {"retried": 0, "actions": []}
-    # A person looked at what a stopped run may have created and says go on: what
-    # was unknown is forgotten, so the object is created (sync/intents.py).
-    unknown = [rid for action, _, rid in pairs if action == "verify"]
+    # A person looked at what a stopped run may have created and, naming this dead
+    # letter, says go on: what was unknown is forgotten, so the object is created
+    # (sync/intents.py). Retrying every open dead letter never says so: it is what an
+    # operator does after an outage, and would recreate every unknown account.
+    unknown = [rid for action, _, rid in pairs if action == "verify"] \
+        if ids is not None else []
     if unknown:
         with engine.begin() as conn:
             forget_unknown(conn, target_id, unknown)

@@ -137,7 +137,9 @@ def _settle_one(ctx: RunContext, work: Work, link: Link,
         # then nothing is sent for it (a second create would duplicate the account in
         # an app that keeps no uniqueness). Retrying the dead letter says "go on".
         ctx.stuck.add(rid)
-        if not ctx.awaiting_person(work):
+        if ctx.awaiting_person(work):
+            ctx.waiting(work)  # not done, whoever asked (a drift fix counts it failed)
+        else:
             ctx.dead_letter(work, "verify", Rejected(
                 f"a {link.intent} of this {kind} was under way when a run stopped, and "
                 "the application cannot be searched by externalId: check whether it "
