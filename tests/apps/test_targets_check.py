@@ -26,7 +26,7 @@ from test_targets_admin import cli
 MARK = "scimsync-check-"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 # (method, path under the SCIM base) -> a status to answer instead of the app, or None.
-Refuse = Callable[[str, str], int | None]
+Refuse = Callable[[str, str], "int | tuple[int, bool] | None"]
 
 
 def add_target(engine: Engine, scim: Scim, app: App, url: str | None = None,
@@ -161,11 +161,23 @@ def refusing(better_auth: App) -> Iterator[Callable[[Refuse], ThreadedServer]]:
     """Better Auth behind a double that answers some requests itself (`refuse`)."""
     rule: list[Refuse] = []
 
+    async def forward(scope: dict[str, Any], body: bytes) -> httpx.Response:
+        query = scope["query_string"].decode()
+        # A client per request: a kept-alive connection would outlive the server's loop.
+        async with httpx.AsyncClient(timeout=30) as upstream:
+            return await upstream.request(
+                scope["method"], better_auth.url + scope["path"] + (f"?{query}" if query else ""),
+                content=body, headers=[(k.decode(), v.decode()) for k, v in scope["headers"]
+                                       if k.lower() not in (b"host", b"content-length")])
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
         status = rule[0](scope["method"], scope["path"])
+        if isinstance(status, tuple):  # (status, True): the app keeps it, says status
+            await forward(scope, body)
+            status = status[0]
         if status is not None:
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", b"application/scim+json")]})
@@ -173,13 +185,7 @@ def refusing(better_auth: App) -> Iterator[Callable[[Refuse], ThreadedServer]]:
                 {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                  "status": str(status), "detail": "refused by the test"}).encode()})
             return
-        query = scope["query_string"].decode()
-        # A client per request: a kept-alive connection would outlive the server's loop.
-        async with httpx.AsyncClient(timeout=30) as upstream:
-            r = await upstream.request(
-                scope["method"], better_auth.url + scope["path"] + (f"?{query}" if query else ""),
-                content=body, headers=[(k.decode(), v.decode()) for k, v in scope["headers"]
-                                       if k.lower() not in (b"host", b"content-length")])
+        r = await forward(scope, body)
         await send({"type": "http.response.start", "status": r.status_code,
                     "headers": [(b"content-type", b"application/scim+json")]})
         await send({"type": "http.response.body", "body": r.content})
@@ -201,6 +207,17 @@ def test_a_probe_that_fails_midway_deletes_what_it_created(
     seen = results(out)
     assert seen["create user"] == "ok" and seen["create group with a member"] == "failed"
     assert "remove member" not in seen
+    assert out["left_behind"] == [] and marked(better_auth) == []
+
+
+def test_what_the_app_kept_though_it_answered_an_error_is_found_and_deleted(
+        engine: Engine, scim: Scim, better_auth: App,
+        refusing: Callable[[Refuse], ThreadedServer]) -> None:
+    """A POST the app carried out and answered 500 (or whose answer was lost): the
+    probe never learnt the ids; its cleanup finds its marked objects in the listing."""
+    server = refusing(lambda method, path: (500, True) if method == "POST" else None)
+    out = probed(engine, add_target(engine, scim, better_auth, url=server.url))
+    assert results(out)["create user"] == "failed"
     assert out["left_behind"] == [] and marked(better_auth) == []
 
 

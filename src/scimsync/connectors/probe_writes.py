@@ -312,8 +312,40 @@ def _delete(s: Session, item: Doc, checked: bool) -> bool:
     return bool(item["gone"])
 
 
+# How much of a listing the cleanup reads to find the probe's own objects.
+SWEEP_PAGES, SWEEP_PAGE = 20, 100
+
+
+def _sweep(s: Session, created: list[Doc]) -> None:
+    """Add to `created` the objects bearing this probe's mark that it did not record:
+    a create the app kept though it answered an error, or whose answer was lost. Read
+    from the app's listing (filters may be missing or ignored), a bounded part of it."""
+    mark = f"{MARK}{s.tag}".lower()
+    known = {(i["resource"], i.get("id")) for i in created}
+    for kind, path, attr in (("User", "Users", "userName"), ("Group", "Groups", "displayName")):
+        start = 1
+        for _ in range(SWEEP_PAGES):
+            page = s.ask("GET", path, params=s.paged({"startIndex": str(start)}, SWEEP_PAGE))
+            items = page.doc.get("Resources") if page.ok and isinstance(page.doc, dict) else None
+            if not items:
+                break
+            for doc in items:
+                name = doc.get(attr) if isinstance(doc, dict) else None
+                if isinstance(name, str) and name.lower().startswith(mark) and \
+                        (kind, str(doc.get("id"))) not in known and doc.get("id"):
+                    created.append({"resource": kind, "id": str(doc["id"]), attr: name})
+                    known.add((kind, str(doc["id"])))
+            start += len(items)
+
+
 def _cleanup(s: Session, created: list[Doc]) -> None:
-    """Delete what is left (groups first); report what could not be deleted."""
+    """Delete what is left (groups first), the probe's marked objects it did not record
+    too; report what could not be deleted."""
+    try:
+        _sweep(s, created)
+    except (ConnectorError, ProbeFailed) as exc:
+        s.check("cleanup sweep", FAILED, f"the probe's marked objects could not be "
+                f"looked for: {exc}")
     for item in sorted(created, key=lambda i: i["resource"] != "Group"):
         if item.get("gone"):
             continue
