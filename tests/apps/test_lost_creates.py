@@ -90,6 +90,9 @@ def test_an_app_that_keeps_no_external_id_gets_no_second_account(
     assert len(holding(canaille, name)) == 1
     (error,) = open_dead_letters(engine, tid)
     assert "cannot be searched by externalId" in str(error)
+    # Asked for by name (as a drift fix asks), it is shown not done, never as done.
+    again = Reconciler(engine).run(tid, only=[Work("User", uid)])
+    assert [(a["resource_id"], a["outcome"]) for a in again.actions] == [(uid, "waiting")]
     scim.patch(f"/Users/{uid}", [{"op": "replace", "path": "title", "value": "Later"}])
     converge(engine, tid)
     assert len(holding(canaille, name)) == 1 and len(open_dead_letters(engine, tid)) == 1

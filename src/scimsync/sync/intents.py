@@ -83,7 +83,7 @@ def resolve(ctx: RunContext, works: list[Work]) -> None:
     unknown: dict[str, list[tuple[Work, Link]]] = {}
     for w in works:
         link = ctx.link(w.resource_id)
-        if link is not None and link.intent is not None:
+        if link is not None and link.intent is not None and w.resource_id not in ctx.stuck:
             unknown.setdefault(link.resource_type, []).append((w, link))
     for kind, found in unknown.items():
         by_external = _find(ctx, kind, [link.resource_id for _, link in found])
