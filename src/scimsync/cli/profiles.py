@@ -21,7 +21,7 @@ def profiles_list(as_json: bool) -> None:
     """Every shipped profile, with the app version the tests run."""
     rows = [{"app": s.app, "tested": s.tested, "settings": ", ".join(sorted(s.profile)),
              "description": s.description.split(". ")[0]}
-            for s in profiles.shipped().values()]
+            for s in sorted(profiles.shipped().values(), key=lambda s: s.app)]
     _emit(rows, as_json, ["app", "tested", "settings", "description"], "shipped profiles")
 
 
