@@ -10,6 +10,7 @@ its userName where a filter must find it.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -119,7 +120,7 @@ def patch_operations(changes: ChangeSet,
                  "value": [{"value": m} for m in removed[i:i + size]]}
                 for i in range(0, len(removed), size)]
     elif not by_value:
-        ops += [{"op": "remove", "path": f'members[value eq "{quoted(m)}"]'}
+        ops += [{"op": "remove", "path": f"members[value eq {quoted(m)}]"}
                 for m in removed]
     return ops
 
@@ -136,5 +137,5 @@ def values(members: Any) -> set[str]:
 
 
 def quoted(value: str) -> str:
-    """A value inside a filter's double quotes (RFC 7644 §3.4.2.2: a JSON string)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """A filter's string literal, quotes included (RFC 7644 §3.4.2.2: a JSON string)."""
+    return json.dumps(value, ensure_ascii=False)

@@ -22,6 +22,7 @@ from typing import Any
 from scimsync.connectors import discovery, paging
 from scimsync.connectors.contract import ConnectorError, IncompleteListing, Rejected, RemoteNotFound
 from scimsync.connectors.discovery import Discovered
+from scimsync.connectors.members import quoted
 from scimsync.connectors.scim import ScimConnector
 
 Doc = dict[str, Any]
@@ -313,11 +314,6 @@ def _pages_without_count(s: Session) -> None:
                 "at the second user")
         return
     s.check("paging (startIndex)", OK, evidence)
-
-
-def quoted(value: str) -> str:
-    """A filter's string literal (RFC 7644 §3.4.2.2: JSON string rules)."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 def filters(s: Session, known: list[str]) -> None:

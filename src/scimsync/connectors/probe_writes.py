@@ -14,7 +14,7 @@ from typing import Any
 
 from scimsync.connectors import shaping
 from scimsync.connectors.contract import ChangeSet, ConnectorError
-from scimsync.connectors.members import PATCH_OP, patch_operations
+from scimsync.connectors.members import PATCH_OP, patch_operations, quoted
 from scimsync.connectors.probe import (
     FAILED,
     MARK,
@@ -260,7 +260,7 @@ def _remove_member(s: Session, group: Doc, user: Doc) -> None:
     path = resource_path("Group", group["id"])
     value = group["value"]
     tried: list[str] = []
-    for form, op in (("filter", {"op": "remove", "path": f"members[value eq {_q(value)}]"}),
+    for form, op in (("filter", {"op": "remove", "path": f"members[value eq {quoted(value)}]"}),
                      ("value", {"op": "remove", "path": "members", "value": [{"value": value}]})):
         a = s.ask("PATCH", path, {"schemas": [PATCH_OP], "Operations": [op]})
         tried.append(a.evidence())
@@ -287,10 +287,6 @@ def _remove_member(s: Session, group: Doc, user: Doc) -> None:
         return
     s.check("remove member", QUIRK, "; ".join(tried) + ": nothing removed the group's "
             "only member")
-
-
-def _q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _delete(s: Session, item: Doc, checked: bool) -> bool:

@@ -292,7 +292,7 @@ class ScimConnector:
         return list(out.values())
 
     def _filtered(self, kind: str, attr: str, values: list[str]) -> list[Doc]:
-        flt = " or ".join(f'{attr} eq "{quoted(v)}"' for v in values)
+        flt = " or ".join(f"{attr} eq {quoted(v)}" for v in values)
         r = self._call("GET", ENDPOINT[kind],
                        params=self._paged({"filter": flt}, max(len(values), 1) * 2))
         found = _body(r).get("Resources") or []
