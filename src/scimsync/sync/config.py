@@ -175,11 +175,13 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     with problems.check():
         settings, secrets = spec.parse({k: v for k, v in raw.items() if k in spec.settings})
     given = raw.get("profile")
+    own = tuple(k for k in given if k != "app") if isinstance(given, dict) else ()
+    expanded = given
     with problems.check("profile"):
-        given = profiles.expand(given)
-        profile = _check_profile(given)
+        expanded = profiles.expand(given)
+        profile = _check_profile(expanded)
     with problems.check("profile"):
-        _check_kind_profile(spec, given)
+        _check_kind_profile(spec, expanded)
     with problems.check("scope"):
         scope = _check_scope(raw.get("scope"))
     with problems.check("mapping"):
@@ -189,8 +191,6 @@ def parse_config(kind: str, raw: dict[str, Any]) -> tuple[TargetConfig, dict[str
     with problems.check("drift"):
         drift = _check_drift(raw.get("drift"))
     problems.raise_any()
-    own = tuple(k for k in given if k != "app") if isinstance(given := raw.get("profile"),
-                                                               dict) else ()
     return TargetConfig(kind, settings, profile, scope, mapping, roles, drift, own), secrets
 
 
