@@ -371,15 +371,36 @@ def wait_loaded(app: Counted, users: int, groups: int, seconds: float,
             "seconds": None, "users_seen": n}
 
 
-class Watcher:
+class Background:
+    """A loop on a thread (`_run`, which ends once `_stop` is set), as a context:
+    started on entry, stopped and joined (up to `JOIN` seconds) on exit."""
+
+    JOIN = 60.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.JOIN)
+
+
+class Watcher(Background):
     """Polls an app's count as `wait_loaded` does, on a thread, until stopped: what
     watching the engine's load costs the app, a plain client's load pays too."""
 
     def __init__(self, app: Counted):
+        super().__init__()
         self.app = app
         self.polls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with self.app.client() as http:
@@ -390,14 +411,6 @@ class Watcher:
                     self.app.count(http)
                 self.polls += 1
                 self._stop.wait(_pause(time.monotonic() - asked))
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def write_json(path: str | None, results: Any) -> None:

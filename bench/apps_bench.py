@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -53,6 +52,7 @@ from _common import (  # puts src/ on sys.path
     CORE,
     PATCH,
     ROOT,
+    Background,
     Hub,
     group_members,
     status_mb,
@@ -182,15 +182,16 @@ def dead_letters(hub: Hub, target_id: str) -> list[dict[str, Any]]:
             for t, a, e, n in rows]
 
 
-class Retries:
+class Retries(Background):
     """Watches the target's retries table (operations that failed alone and wait to be
     sent again) on a thread: which failed, and why; a retry row is gone once applied."""
 
+    JOIN = 30.0
+
     def __init__(self, hub: Hub, target_id: str):
+        super().__init__()
         self.hub, self.target_id = hub, target_id
         self.seen: dict[tuple[str, int], str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         from sqlalchemy import select
@@ -203,14 +204,6 @@ class Retries:
                         select(r.c.resource_id, r.c.attempts, r.c.last_error)
                         .where(r.c.target_id == self.target_id)):
                     self.seen[(rid, attempts)] = (error or "")[:200]
-
-    def __enter__(self) -> Retries:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def summary(self) -> dict[str, Any]:
         """Operations retried, attempts seen, and the errors by count."""
